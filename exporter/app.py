@@ -1,0 +1,178 @@
+"""Composition root: builds every real object, owns every lifetime, runs the daemon.
+
+Nothing else constructs sessions, tasks or servers; everything else receives what it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+import structlog
+from aiohttp import web
+
+from exporter import __version__
+from exporter.api import HttpTransport, make_session
+from exporter.budget import Ledger
+from exporter.clock import Clock, SystemClock
+from exporter.config import Config, CollectorConfig, parse_listen_address
+from exporter.errors import ConfigError
+from exporter.scheduler import Scheduler, Transport
+from exporter.scrape import Scraper
+from exporter.server import ServerParts, build_app
+from exporter.state import StateStore
+from exporter.telemetry import Live, Telemetry
+
+log = structlog.get_logger("exporter.app")
+
+# Loads the config again (file + environment) for a reload; raises ConfigError.
+ConfigSource = Callable[[], Config]
+
+DEMO_INTERVALS = {"rbl_listings": 15.0, "cert_errors": 15.0, "rbl_hosts": 60.0,
+                  "cert_monitors": 60.0, "rbl_profiles": 300.0, "rbl_sources": 600.0,
+                  "contacts": 600.0, "contact_groups": 600.0}
+
+
+@dataclass(slots=True)
+class Exporter:
+    """Every long-lived object of one running exporter."""
+
+    config: Config
+    clock: Clock
+    store: StateStore
+    ledger: Ledger
+    live: Live
+    telemetry: Telemetry
+    scheduler: Scheduler
+    scraper: Scraper
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def reload(self, source: ConfigSource) -> list[str]:
+        """Re-read the config; a bad one keeps the old config and is reported."""
+        try:
+            config = source()
+        except ConfigError as err:
+            self.live.reload_ok = False
+            log.error("config.reload_failed", problems=err.problems)
+            return err.problems
+        if config.web != self.config.web:
+            log.warning("config.restart_needed", reason="web.* changes apply after a restart")
+        if config.api != self.config.api:
+            log.warning("config.restart_needed", reason="api.* changes apply after a restart")
+        self.config = config
+        self.scheduler.configure(config)
+        self.live.reload_ok, self.live.reload_at = True, self.clock.time()
+        self.scraper.changed.set()
+        log.info("config.reloaded", budget=config.budget.requests_per_hour,
+                 collectors=[n for n, c in config.collectors.items() if c.enabled])
+        return []
+
+
+def build_exporter(config: Config, transport: Transport, clock: Clock) -> Exporter:
+    store = StateStore()
+    ledger = Ledger(config.budget.requests_per_hour, config.budget.requests_per_second)
+    live = Live(store, ledger, reload_at=clock.time())
+    telemetry = Telemetry(live, clock.time)
+    scheduler = Scheduler(config, transport, ledger, store, telemetry, live, clock)
+    scraper = Scraper(clock, store, telemetry, clock.time,
+                      lambda: dict(scheduler.plan.intervals) if scheduler.plan else {},
+                      scheduler.max_ages)
+    store.on_change = scraper.changed.set
+    return Exporter(config, clock, store, ledger, live, telemetry, scheduler, scraper)
+
+
+def create_app(exporter: Exporter, source: ConfigSource) -> web.Application:
+    """The web app, whose start-up starts the poller and the renderer and whose clean-up stops them."""
+
+    async def reload() -> list[str]:
+        return await exporter.reload(source)
+
+    app = build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload,
+                                exporter.clock.time, exporter.config.web.telemetry_path))
+
+    async def background(_: web.Application) -> AsyncIterator[None]:
+        exporter.tasks = [
+            asyncio.create_task(exporter.scheduler.run_forever(), name="scheduler"),
+            asyncio.create_task(exporter.scraper.keep_rendered(), name="renderer"),
+        ]
+        yield
+        for task in exporter.tasks:
+            task.cancel()
+        for task in exporter.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.cleanup_ctx.append(background)
+    return app
+
+
+async def _start_demo_api(clock: Clock) -> tuple[web.AppRunner, str, str, str]:
+    """The simulator, in-process on a free loopback port, with a small lively account."""
+    from exporter.simulator.account import Account
+    from exporter.simulator.api import SimulatedApi
+    from exporter.simulator.app import start_simulator
+
+    sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(32)
+    account = Account(120, 30, clock.time(), seed=42, listed_fraction=0.1, churn_hours=0.05,
+                      step=5.0)
+    account.error_rate, account.clear_rate = 1 / 600.0, 1 / 120.0
+    runner, port = await start_simulator(SimulatedApi(account, sid, token), clock)
+    return runner, f"http://127.0.0.1:{port}/4.0", sid, token
+
+
+def demo_config(config: Config, base_url: str, sid: str, token: str) -> Config:
+    collectors = {
+        name: CollectorConfig(c.enabled, min(c.interval, DEMO_INTERVALS[name]), c.max_age)
+        for name, c in config.collectors.items()
+    }
+    api = replace(config.api, base_url=base_url)
+    return replace(config, api=api, collectors=collectors).with_credentials(sid, token)
+
+
+async def run(config: Config, source: ConfigSource, *, demo: bool,
+              ready: Callable[[int], Awaitable[None]] | None = None) -> None:
+    """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the config."""
+    clock = SystemClock()
+    cleanups: list[Callable[[], Awaitable[None]]] = []
+    if demo:
+        sim_runner, base_url, sid, token = await _start_demo_api(clock)
+        cleanups.append(sim_runner.cleanup)
+        config = demo_config(config, base_url, sid, token)
+        base_source = source
+
+        def source() -> Config:
+            return demo_config(base_source(), base_url, sid, token)
+
+        log.info("demo.started", api=base_url)
+    assert config.api.account_sid and config.api.auth_token  # noqa: S101 - checked by the CLI
+    session = make_session(config.api.account_sid, config.api.auth_token, config.api.timeout)
+    cleanups.append(session.close)
+    exporter = build_exporter(config, HttpTransport(session, config.api.base_url), clock)
+    app = create_app(exporter, source)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    cleanups.insert(0, runner.cleanup)
+    host, port = parse_listen_address(config.web.listen_address)
+    site = web.TCPSite(runner, host or None, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        await site.start()
+        log.info("exporter.started", version=__version__, listen=config.web.listen_address,
+                 telemetry_path=config.web.telemetry_path,
+                 budget=config.budget.requests_per_hour)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP,
+                                lambda: asyncio.ensure_future(exporter.reload(source)))
+        if ready is not None:
+            await ready(port)
+        await stop.wait()
+        log.info("exporter.stopping")
+    finally:
+        for cleanup in cleanups:
+            await cleanup()

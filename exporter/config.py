@@ -1,0 +1,362 @@
+"""Configuration: `parse` is pure (raw mapping + environment in, Config or every problem out);
+`load` is the only function that reads files."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exporter.endpoints import ENDPOINTS
+from exporter.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.generatorlabs.com/4.0"
+DEFAULT_LISTEN_ADDRESS = ":9816"
+API_HOURLY_LIMIT = 1000
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("logfmt", "json", "console")
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?"
+                       r"(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
+_SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    base_url: str = DEFAULT_BASE_URL
+    page_size: int = 100
+    timeout: float = 30.0
+    account_sid: str | None = None
+    auth_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    requests_per_hour: int = 900
+    allow_over_limit: bool = False
+    requests_per_second: float = 5.0
+    reserve: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    enabled: bool
+    interval: float
+    max_age: float | None = None  # None: three effective intervals, at least 10 minutes
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    telemetry_path: str = "/metrics"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "logfmt"
+
+
+def _default_collectors() -> dict[str, CollectorConfig]:
+    return {n: CollectorConfig(e.default_enabled, e.default_interval) for n, e in ENDPOINTS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    api: ApiConfig = field(default_factory=ApiConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    collectors: Mapping[str, CollectorConfig] = field(default_factory=_default_collectors)
+    web: WebConfig = field(default_factory=WebConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def with_credentials(self, sid: str, token: str) -> Config:
+        return replace(self, api=replace(self.api, account_sid=sid, auth_token=token))
+
+
+# ---- value checkers: return the parsed value or raise ValueError("problem") -------------------
+
+
+def parse_duration(value: object) -> float:
+    """`30s`, `15m`, `1h30m`, `2d`, `500ms` or a number of seconds; must be positive."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration like 30s, 15m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value and (m := _DURATION.match(value.strip())) and any(
+        m.groups()
+    ):
+        d, h, mi, s, ms = (float(g) if g else 0.0 for g in m.groups())
+        seconds = d * 86400 + h * 3600 + mi * 60 + s + ms / 1000
+    else:
+        raise ValueError("must be a duration like 30s, 15m or 1h")
+    if seconds <= 0:
+        raise ValueError("must be more than zero")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling in the config's own duration syntax."""
+    if seconds >= 60 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+def _int_range(lo: int, hi: int | None = None) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be a whole number")
+        if value < lo or (hi is not None and value > hi):
+            raise ValueError(f"must be between {lo} and {hi}" if hi else f"must be at least {lo}")
+        return value
+
+    return check
+
+
+def _number_range(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[object], float]:
+    def check(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number")
+        if value > hi or value < lo or (lo_open and value == lo):
+            raise ValueError(f"must be {'more than' if lo_open else 'at least'} {lo:g} and at most {hi:g}")
+        return float(value)
+
+    return check
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _url(value: object) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        assert isinstance(value, str)  # noqa: S101 - narrowed by the membership test
+        return value
+
+    return check
+
+
+def _optional_text(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value.strip()
+
+
+def parse_listen_address(value: object) -> tuple[str, int]:
+    """`host:port`, `:port` or `[v6]:port`; an empty host listens on every address."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ValueError("must be host:port or :port")
+    host, _, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError("port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def _listen_address(value: object) -> str:
+    parse_listen_address(value)
+    assert isinstance(value, str)  # noqa: S101 - checked by parse_listen_address
+    return value
+
+
+def _path(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or value in {"/", "/-/healthy"}:
+        raise ValueError("must be a path starting with / (not / itself)")
+    return value
+
+
+Checker = Callable[[object], Any]
+
+SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
+    "api": {
+        "base_url": (_url, DEFAULT_BASE_URL),
+        "page_size": (_int_range(1, 1000), 100),
+        "timeout": (parse_duration, 30.0),
+        "account_sid": (_optional_text, None),
+        "auth_token": (_optional_text, None),
+    },
+    "budget": {
+        "requests_per_hour": (_int_range(1), 900),
+        "allow_over_limit": (_boolean, False),
+        "requests_per_second": (_number_range(0.0, 50.0, lo_open=True), 5.0),
+        "reserve": (_number_range(0.0, 0.9), 0.1),
+    },
+    "web": {
+        "listen_address": (_listen_address, DEFAULT_LISTEN_ADDRESS),
+        "telemetry_path": (_path, "/metrics"),
+    },
+    "log": {
+        "level": (_choice(LOG_LEVELS), "info"),
+        "format": (_choice(LOG_FORMATS), "logfmt"),
+    },
+}
+COLLECTOR_KEYS: dict[str, Checker] = {
+    "enabled": _boolean,
+    "interval": parse_duration,
+    "max_age": parse_duration,
+}
+
+
+def _unknown(key: str, where: str, known: list[str]) -> str:
+    hint = difflib.get_close_matches(key, known, n=1)
+    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return f"{where}{key}: unknown key{suggestion}"
+
+
+def _shown(key: str, value: object) -> str:
+    return "<hidden>" if key == "auth_token" else repr(value)
+
+
+def parse(raw: object, source: str = "<config>") -> Config:
+    """Turn a decoded YAML document into a Config, or raise ConfigError listing every problem."""
+    problems: list[str] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(source, [f"(top level): must be a mapping of sections, got {raw!r}"])
+    sections: dict[str, dict[str, Any]] = {}
+    for name, keys in SECTIONS.items():
+        given = raw.get(name) or {}
+        values = {k: default for k, (_, default) in keys.items()}
+        if not isinstance(given, Mapping):
+            problems.append(f"{name}: must be a mapping, got {given!r}")
+            given = {}
+        for key, value in given.items():
+            if key not in keys:
+                problems.append(_unknown(str(key), f"{name}.", list(keys)))
+                continue
+            try:
+                values[key] = keys[key][0](value)
+            except ValueError as err:
+                problems.append(f"{name}.{key}: {err}, got {_shown(key, value)}")
+        sections[name] = values
+
+    collectors = _default_collectors()
+    given_collectors = raw.get("collectors") or {}
+    if not isinstance(given_collectors, Mapping):
+        problems.append(f"collectors: must be a mapping, got {given_collectors!r}")
+        given_collectors = {}
+    for cname, body in given_collectors.items():
+        if cname not in collectors:
+            problems.append(_unknown(str(cname), "collectors.", list(collectors)))
+            continue
+        if not isinstance(body, Mapping):
+            problems.append(f"collectors.{cname}: must be a mapping, got {body!r}")
+            continue
+        current = collectors[cname]
+        fields: dict[str, Any] = {
+            "enabled": current.enabled, "interval": current.interval, "max_age": current.max_age
+        }
+        for key, value in body.items():
+            if key not in COLLECTOR_KEYS:
+                problems.append(_unknown(str(key), f"collectors.{cname}.", list(COLLECTOR_KEYS)))
+                continue
+            try:
+                fields[key] = COLLECTOR_KEYS[key](value)
+            except ValueError as err:
+                problems.append(f"collectors.{cname}.{key}: {err}, got {value!r}")
+        collectors[cname] = CollectorConfig(**fields)
+
+    for key in raw:
+        if key not in SECTIONS and key != "collectors":
+            problems.append(_unknown(str(key), "", [*SECTIONS, "collectors"]))
+
+    budget = sections["budget"]
+    if budget["requests_per_hour"] > API_HOURLY_LIMIT and not budget["allow_over_limit"]:
+        problems.append(
+            f"budget.requests_per_hour: must be at most {API_HOURLY_LIMIT} (the API's hourly limit "
+            f"per application) unless budget.allow_over_limit is true, got {budget['requests_per_hour']}"
+        )
+    sid = sections["api"]["account_sid"]
+    if sid is not None and not _SID.match(sid):
+        problems.append(f"api.account_sid: must be 2 letters and 32 hex digits (AC...), got {sid!r}")
+    if not any(c.enabled for c in collectors.values()):
+        problems.append("collectors: at least one collector must be enabled, got none")
+    if problems:
+        raise ConfigError(source, problems)
+    return Config(
+        api=ApiConfig(**sections["api"]),
+        budget=BudgetConfig(**sections["budget"]),
+        collectors=collectors,
+        web=WebConfig(**sections["web"]),
+        log=LogConfig(**sections["log"]),
+    )
+
+
+def credentials_from_env(
+    config: Config, env: Mapping[str, str], read_file: Callable[[str], str], source: str
+) -> Config:
+    """Fill the account SID and auth token: environment first, then *_FILE, then the config file.
+
+    Raises ConfigError (without ever echoing the token) when either is missing.
+    """
+    problems: list[str] = []
+    found: dict[str, str | None] = {}
+    for var, key, current in (
+        ("GENERATORLABS_ACCOUNT_SID", "account_sid", config.api.account_sid),
+        ("GENERATORLABS_AUTH_TOKEN", "auth_token", config.api.auth_token),
+    ):
+        value = env.get(var) or None
+        file_path = env.get(f"{var}_FILE")
+        if value is None and file_path:
+            try:
+                value = read_file(file_path).strip() or None
+            except OSError as err:
+                problems.append(f"{var}_FILE: cannot read, got {file_path!r} ({err.strerror})")
+        found[key] = value or current
+        if not found[key]:
+            problems.append(
+                f"api.{key}: required, set {var} or {var}_FILE (or api.{key} in the config file), "
+                "got nothing"
+            )
+    sid = found["account_sid"]
+    if sid and not _SID.match(sid):
+        problems.append(f"api.account_sid: must be 2 letters and 32 hex digits (AC...), got {sid!r}")
+    if problems:
+        raise ConfigError(source, problems)
+    assert sid is not None and found["auth_token"] is not None  # noqa: S101 - checked above
+    return config.with_credentials(sid, found["auth_token"])
+
+
+def load(path: str | None) -> Config:
+    """Read and parse the config file (the only file read in this module besides *_FILE secrets)."""
+    if path is None:
+        return parse({}, "<defaults>")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(path, [f"(file): cannot read, got {path!r} ({err.strerror})"]) from err
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "somewhere"
+        raise ConfigError(path, [f"(file): not valid YAML at {where}: {err}"]) from err
+    return parse(raw, path)
+
+
+def read_text_file(path: str) -> str:
+    return Path(path).read_text(encoding="utf-8")
+
+
+def environ() -> Mapping[str, str]:
+    return os.environ

@@ -1,0 +1,262 @@
+"""Pure: render the data series (the big part of /metrics) from the state, once per change.
+
+The text is built straight from the snapshots with plain string work, in both the Prometheus
+text format and OpenMetrics (they differ only in the `_info` families' TYPE lines), and cached
+together with a gzip stream of it left open (sync-flushed) so that each scrape only compresses
+the few self-metric lines that follow. A scrape is then a copy of cached bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.metrics import DATA_METRICS
+from exporter.records import CertError, Host, Item, Monitor
+from exporter.state import Snapshot
+
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, unknown OS
+_HELP = {m.name: m.help for m in DATA_METRICS}
+
+
+def escape(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def fmt(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str
+    help: str
+    body: str  # sample lines, each ending in \n
+
+
+def _header(name: str, help_: str, openmetrics: bool) -> str:
+    help_ = help_.replace("\\", "\\\\").replace("\n", "\\n")
+    if openmetrics and name.endswith("_info"):
+        base = name[: -len("_info")]
+        return f"# HELP {base} {help_}\n# TYPE {base} info\n"
+    return f"# HELP {name} {help_}\n# TYPE {name} gauge\n"
+
+
+def join(families: Iterable[Family], openmetrics: bool) -> bytes:
+    return "".join(_header(f.name, f.help, openmetrics) + f.body for f in families).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """Which snapshots may be exported at `now`, and how often each collector refreshes."""
+
+    now: float
+    intervals: Mapping[str, float]
+    max_ages: Mapping[str, float]
+
+    def fresh(self, snap: Snapshot | None) -> Snapshot | None:
+        if snap is None:
+            return None
+        age_limit = self.max_ages.get(snap.collector)
+        if age_limit is None or self.now - snap.confirmed_at > age_limit:
+            return None
+        return snap
+
+    def help(self, name: str, collectors: str) -> str:
+        parts = [
+            f"every {fmt(round(self.intervals[c]))}s by {c}"
+            for c in collectors.split(", ") if c in self.intervals
+        ]
+        refresh = "; ".join(parts) if parts else "by a disabled collector"
+        return f"{_HELP[name]} (cached; refreshed {refresh})."
+
+
+def _merge_hosts(hosts: Snapshot | None, listings: Snapshot | None) -> list[Host]:
+    """Hosts from the inventory, with listing state from whichever source saw the host last."""
+    merged: dict[str, Host] = {}
+    if hosts is not None:
+        merged.update(hosts.items)
+    if listings is not None:
+        listed: Mapping[str, Host] = listings.items
+        times = hosts.item_times if hosts is not None else {}
+        for host_id, host in merged.items():
+            if host_id not in listed and host.listed and times.get(host_id, 0.0) <= listings.fetched_at:
+                merged[host_id] = Host(host.id, host.host, host.name, host.kind, host.profile_id,
+                                       host.paused, False, 0, (), host.last_checked, None)
+        for host_id, host in listed.items():
+            if host_id not in merged or times.get(host_id, 0.0) <= listings.fetched_at:
+                merged[host_id] = host
+    return sorted(merged.values(), key=lambda h: h.id)
+
+
+def _render_hosts(fam: Callable[[str, str, str], None], hosts: list[Host],
+                  have_inventory: bool, have_listings: bool) -> None:
+    info, listed, count, rbl, paused, checked, first = ([] for _ in range(7))
+    n_listed = 0
+    for h in hosts:
+        hid = escape(h.id)
+        sel = f'{{host_id="{hid}"}}'
+        info.append(
+            f'generatorlabs_rbl_host_info{{host_id="{hid}",host="{escape(h.host)}",'
+            f'name="{escape(h.name)}",host_kind="{h.kind}",profile_id="{escape(h.profile_id)}"}} 1\n'
+        )
+        if h.listed:
+            n_listed += 1
+            listed.append(f"generatorlabs_rbl_host_listed{sel} 1\n")
+            for r in h.rbls:
+                rbl.append(f'generatorlabs_rbl_listing_info{{host_id="{hid}",rbl="{escape(r)}"}} 1\n')
+            if h.first_listed is not None:
+                first.append(f"generatorlabs_rbl_host_first_listed_timestamp_seconds{sel} "
+                             f"{fmt(h.first_listed)}\n")
+        else:
+            listed.append(f"generatorlabs_rbl_host_listed{sel} 0\n")
+        count.append(f"generatorlabs_rbl_host_listings{sel} {h.listings}\n")
+        paused.append(f"generatorlabs_rbl_host_paused{sel} {1 if h.paused else 0}\n")
+        if h.last_checked is not None:
+            checked.append(f"generatorlabs_rbl_host_last_checked_timestamp_seconds{sel} "
+                           f"{fmt(h.last_checked)}\n")
+    fam("generatorlabs_rbl_host_info", "".join(info), "rbl_hosts, rbl_listings")
+    fam("generatorlabs_rbl_host_listed", "".join(listed), "rbl_listings, rbl_hosts")
+    fam("generatorlabs_rbl_host_listings", "".join(count), "rbl_listings, rbl_hosts")
+    fam("generatorlabs_rbl_listing_info", "".join(rbl), "rbl_listings, rbl_hosts")
+    fam("generatorlabs_rbl_host_paused", "".join(paused), "rbl_hosts")
+    fam("generatorlabs_rbl_host_last_checked_timestamp_seconds", "".join(checked),
+        "rbl_hosts, rbl_listings")
+    fam("generatorlabs_rbl_host_first_listed_timestamp_seconds", "".join(first),
+        "rbl_listings, rbl_hosts")
+    fam("generatorlabs_rbl_hosts", f"generatorlabs_rbl_hosts {len(hosts)}\n" if have_inventory
+        else "", "rbl_hosts")
+    fam("generatorlabs_rbl_hosts_listed", f"generatorlabs_rbl_hosts_listed {n_listed}\n"
+        if have_listings or have_inventory else "", "rbl_listings, rbl_hosts")
+
+
+def _render_monitors(fam: Callable[[str, str, str], None], monitors: list[Monitor],
+                     errors: Snapshot | None, now: float) -> None:
+    info, paused, days, not_after, active, reasons = ([] for _ in range(6))
+    by_monitor: dict[str, list[CertError]] = {}
+    if errors is not None:
+        for e in errors.items.values():
+            by_monitor.setdefault(e.monitor_id, []).append(e)
+    for m in monitors:
+        mid = escape(m.id)
+        sel = f'{{monitor_id="{mid}"}}'
+        info.append(
+            f'generatorlabs_cert_monitor_info{{monitor_id="{mid}",name="{escape(m.name)}",'
+            f'hostname="{escape(m.hostname)}",protocol="{escape(m.protocol)}",port="{m.port}",'
+            f'profile_id="{escape(m.profile_id)}"}} 1\n'
+        )
+        paused.append(f"generatorlabs_cert_monitor_paused{sel} {1 if m.paused else 0}\n")
+        if m.not_after is not None:
+            not_after.append(f"generatorlabs_cert_not_after_timestamp_seconds{sel} {fmt(m.not_after)}\n")
+            days.append(f"generatorlabs_cert_expiry_days{sel} {fmt(round((m.not_after - now) / 86400, 4))}\n")
+        elif m.expiry_days is not None:
+            days.append(f"generatorlabs_cert_expiry_days{sel} {fmt(m.expiry_days)}\n")
+    if errors is not None:
+        ids = sorted({m.id for m in monitors} | set(by_monitor))
+        for monitor_id in ids:
+            errs = by_monitor.get(monitor_id, [])
+            mid = escape(monitor_id)
+            active.append(f'generatorlabs_cert_active_errors{{monitor_id="{mid}"}} {len(errs)}\n')
+            for reason in sorted({e.reason for e in errs}):
+                reasons.append(f'generatorlabs_cert_error_info{{monitor_id="{mid}",reason="{reason}"}} 1\n')
+    fam("generatorlabs_cert_monitor_info", "".join(info), "cert_monitors")
+    fam("generatorlabs_cert_monitor_paused", "".join(paused), "cert_monitors")
+    fam("generatorlabs_cert_expiry_days", "".join(days), "cert_monitors")
+    fam("generatorlabs_cert_not_after_timestamp_seconds", "".join(not_after), "cert_monitors")
+    fam("generatorlabs_cert_active_errors", "".join(active), "cert_errors")
+    fam("generatorlabs_cert_error_info", "".join(reasons), "cert_errors")
+    total = f"generatorlabs_cert_errors {len(errors.items)}\n" if errors is not None else ""
+    fam("generatorlabs_cert_errors", total, "cert_errors")
+
+
+def _items(snap: Snapshot | None) -> list[Any]:
+    return sorted(snap.items.values(), key=lambda i: i.id) if snap is not None else []
+
+
+def _render_inventory(fam: Callable[[str, str, str], None], fresh: Callable[[str], Snapshot | None]) -> None:
+    profiles: list[Item] = _items(fresh("rbl_profiles"))
+    fam("generatorlabs_rbl_profile_info", "".join(
+        f'generatorlabs_rbl_profile_info{{profile_id="{escape(p.id)}",name="{escape(p.name)}"}} 1\n'
+        for p in profiles), "rbl_profiles")
+    sources: list[Item] = _items(fresh("rbl_sources"))
+    kinds = {"rbl": "ip", "uribl": "domain"}
+    fam("generatorlabs_rbl_source_info", "".join(
+        f'generatorlabs_rbl_source_info{{source_id="{escape(s.id)}",rbl="{escape(s.name)}",'
+        f'host_kind="{kinds.get(s.kind, "unknown")}"}} 1\n' for s in sources), "rbl_sources")
+    fam("generatorlabs_rbl_source_paused", "".join(
+        f'generatorlabs_rbl_source_paused{{source_id="{escape(s.id)}"}} {1 if s.paused else 0}\n'
+        for s in sources), "rbl_sources")
+    contacts: list[Item] = _items(fresh("contacts"))
+    fam("generatorlabs_contact_info", "".join(
+        f'generatorlabs_contact_info{{contact_id="{escape(c.id)}",contact_kind="{escape(c.kind)}"}} 1\n'
+        for c in contacts), "contacts")
+    fam("generatorlabs_contact_paused", "".join(
+        f'generatorlabs_contact_paused{{contact_id="{escape(c.id)}"}} {1 if c.paused else 0}\n'
+        for c in contacts), "contacts")
+    groups: list[Item] = _items(fresh("contact_groups"))
+    fam("generatorlabs_contact_group_info", "".join(
+        f'generatorlabs_contact_group_info{{group_id="{escape(g.id)}",name="{escape(g.name)}"}} 1\n'
+        for g in groups), "contact_groups")
+
+
+def render(snapshots: Mapping[str, Snapshot], freshness: Freshness) -> list[Family]:
+    """Every data family, in contract order, from the snapshots that are fresh at `now`."""
+    out: dict[str, Family] = {}
+
+    def fam(name: str, body: str, collectors: str) -> None:
+        out[name] = Family(name, freshness.help(name, collectors), body)
+
+    def fresh(collector: str) -> Snapshot | None:
+        return freshness.fresh(snapshots.get(collector))
+
+    hosts, listings = fresh("rbl_hosts"), fresh("rbl_listings")
+    _render_hosts(fam, _merge_hosts(hosts, listings), hosts is not None, listings is not None)
+    _render_monitors(fam, _items(fresh("cert_monitors")), fresh("cert_errors"), freshness.now)
+    _render_inventory(fam, fresh)
+    return [out[m.name] for m in DATA_METRICS]
+
+
+class GzipPrefix:
+    """A gzip stream of `data`, sync-flushed and left open, so a tail can be appended per scrape
+    at the cost of compressing the tail alone (RFC 1952: CRC-32 and size are continued)."""
+
+    def __init__(self, data: bytes, level: int = 6) -> None:
+        self._compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self._prefix = GZIP_HEADER + self._compressor.compress(data) + self._compressor.flush(
+            zlib.Z_SYNC_FLUSH
+        )
+        self._crc = zlib.crc32(data)
+        self._size = len(data)
+
+    def complete(self, tail: bytes) -> bytes:
+        c = self._compressor.copy()
+        rest = c.compress(tail) + c.flush(zlib.Z_FINISH)
+        crc = zlib.crc32(tail, self._crc)
+        return self._prefix + rest + struct.pack("<II", crc, (self._size + len(tail)) & 0xFFFFFFFF)
+
+
+class RenderCache:
+    """The rendered data part for one state version, in each format, built lazily."""
+
+    def __init__(self, families: list[Family], key: object) -> None:
+        self.key = key
+        self._families = families
+        self._bytes: dict[bool, bytes] = {}
+        self._gzip: dict[bool, GzipPrefix] = {}
+
+    def body(self, openmetrics: bool) -> bytes:
+        if openmetrics not in self._bytes:
+            self._bytes[openmetrics] = join(self._families, openmetrics)
+        return self._bytes[openmetrics]
+
+    def gzip(self, openmetrics: bool) -> GzipPrefix:
+        if openmetrics not in self._gzip:
+            self._gzip[openmetrics] = GzipPrefix(self.body(openmetrics))
+        return self._gzip[openmetrics]

@@ -1,0 +1,298 @@
+"""The polling loop, and the one owner of retries and pacing.
+
+One task sends every request, one at a time: it picks the most important due collector
+(alerting tier first, then the least recently served), waits until the ledger allows a request,
+sends it, and files the result. A collector's run spans as many requests as its pages, so a long
+inventory pass (a 100,000-host account has 1,000 pages) is interleaved with the fast collectors
+instead of blocking them. A failure keeps the last good snapshot and retries the same page with
+backoff; a 429 stops every request until Retry-After has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from exporter.budget import Ledger
+from exporter.clock import Clock, sleep_or_event
+from exporter.config import Config
+from exporter.endpoints import ENDPOINTS, Endpoint
+from exporter.envelope import RawResponse, decode_count, decode_page
+from exporter.errors import ApiError, RateLimited
+from exporter.planner import Demand, Plan, make_plan
+from exporter.ratelimit import from_headers
+from exporter.records import Warn, parse_cert_error, parse_host, parse_item, parse_monitor
+from exporter.state import Health, Snapshot, StateStore
+from exporter.telemetry import Live, Telemetry
+
+log = structlog.get_logger("exporter.scheduler")
+
+PARSERS: Mapping[str, Callable[[Mapping[str, Any], Warn], Any]] = {
+    "rbl_listings": parse_host,
+    "rbl_hosts": parse_host,
+    "cert_monitors": parse_monitor,
+    "cert_errors": parse_cert_error,
+    "rbl_profiles": functools.partial(parse_item, "profile"),
+    "rbl_sources": functools.partial(parse_item, "source"),
+    "contacts": functools.partial(parse_item, "contact"),
+    "contact_groups": functools.partial(parse_item, "contact_group"),
+}
+FULL_REFRESH_RUNS = 5  # with a count probe, refetch everything at least every 5th run anyway
+RETRY_BASE = 15.0
+MIN_MAX_AGE = 600.0
+
+
+class Transport(Protocol):
+    async def get(self, path: str, params: Mapping[str, str]) -> RawResponse:
+        """GET `path` (relative to the API base URL); raise ApiError when no response came."""
+
+
+@dataclass(slots=True)
+class Run:
+    """One collector's progress: when it is due, and the pass under way."""
+
+    endpoint: Endpoint
+    floor: float
+    max_age: float | None
+    due_at: float = 0.0
+    active: bool = False
+    probing: bool = False
+    page: int = 1
+    total_pages: int = 1
+    total: int | None = None
+    items: dict[str, Any] = field(default_factory=dict)
+    item_times: dict[str, float] = field(default_factory=dict)
+    started_at: float = 0.0
+    started_mono: float = 0.0
+    requests: int = 0
+    failures: int = 0
+    pages_known: int = 1
+    last_count: int | None = None
+    last_full_at: float | None = None
+    costs: deque[int] = field(default_factory=lambda: deque(maxlen=5))
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.collector
+
+    def probe_eligible(self) -> bool:
+        return self.endpoint.count_path is not None and self.pages_known >= 2
+
+    def cost(self) -> float:
+        if self.costs:
+            return float(max(self.costs))
+        return self.pages_known + (1 if self.probe_eligible() else 0)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: Config,
+        transport: Transport,
+        ledger: Ledger,
+        store: StateStore,
+        telemetry: Telemetry,
+        live: Live,
+        clock: Clock,
+    ) -> None:
+        self._transport = transport
+        self._ledger = ledger
+        self._store = store
+        self._telemetry = telemetry
+        self._live = live
+        self._clock = clock
+        self._runs: dict[str, Run] = {}
+        self._wake = asyncio.Event()
+        self.plan: Plan | None = None
+        self.configure(config)
+
+    # -- configuration and planning -------------------------------------------------------
+
+    def configure(self, config: Config) -> None:
+        """Apply a (re)loaded config; runs of collectors that stay enabled keep their progress."""
+        self._config = config
+        self._page_size = config.api.page_size
+        self._reserve = config.budget.reserve
+        self._ledger.per_hour = config.budget.requests_per_hour
+        self._ledger.per_second = config.budget.requests_per_second
+        runs: dict[str, Run] = {}
+        for name, cc in config.collectors.items():
+            if not cc.enabled:
+                self._store.drop(name)
+                continue
+            run = self._runs.get(name) or Run(ENDPOINTS[name], cc.interval, cc.max_age)
+            run.floor, run.max_age = cc.interval, cc.max_age
+            runs[name] = run
+        self._runs = runs
+        self._live.enabled = {n: r.floor for n, r in runs.items()}
+        self.replan()
+        self._wake.set()
+
+    def replan(self) -> Plan:
+        demands = [Demand(r.name, r.endpoint.tier, r.floor, r.cost()) for r in self._runs.values()]
+        self.plan = make_plan(demands, self._ledger.per_hour, self._reserve)
+        self._live.plan = self.plan
+        self._live.pages = {r.name: r.pages_known for r in self._runs.values()}
+        return self.plan
+
+    def interval(self, collector: str) -> float:
+        assert self.plan is not None  # noqa: S101 - set in __init__
+        return self.plan.intervals[collector]
+
+    def max_age(self, collector: str) -> float:
+        run = self._runs[collector]
+        if run.max_age is not None:
+            return run.max_age
+        return max(3 * self.interval(collector), MIN_MAX_AGE)
+
+    def max_ages(self) -> dict[str, float]:
+        return {name: self.max_age(name) for name in self._runs}
+
+    # -- deciding ---------------------------------------------------------------------------
+
+    def pick(self, now: float) -> Run | float:
+        """The run to serve now, or the time the next one falls due."""
+        due = [r for r in self._runs.values() if r.due_at <= now]
+        if due:
+            return min(due, key=lambda r: (r.endpoint.tier, r.due_at))
+        return min((r.due_at for r in self._runs.values()), default=now + 60.0)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake early when the config changes (reload) or work is queued."""
+        await sleep_or_event(self._clock, seconds, self._wake)
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a background task must never die silently
+                log.exception("poll.crashed")
+                await self._sleep(RETRY_BASE)
+
+    async def step(self) -> None:
+        """One decision: sleep until something is due or allowed, or send one request."""
+        now = self._clock.time()
+        choice = self.pick(now)
+        if not isinstance(choice, Run):
+            await self._sleep(max(choice - now, 0.0))
+            return
+        allowed = self._ledger.next_allowed(now)
+        if allowed > now:
+            await self._sleep(allowed - now)
+            return
+        await self._request(choice, now)
+
+    # -- doing ------------------------------------------------------------------------------
+
+    def _warn(self, obj: str, fld: str, detail: str) -> None:
+        if self._telemetry.parse_warning(obj, fld):
+            log.warning("parse.warning", object=obj, field=fld, detail=detail)
+
+    def _start(self, run: Run, now: float) -> None:
+        run.active = True
+        run.page, run.total_pages, run.total = 1, 1, None
+        run.items, run.item_times = {}, {}
+        run.started_at, run.started_mono = now, self._clock.monotonic()
+        run.requests = 0
+        recent = run.last_full_at is not None and (
+            now - run.last_full_at < FULL_REFRESH_RUNS * self.interval(run.name)
+        )
+        run.probing = run.probe_eligible() and run.last_count is not None and recent
+
+    async def _request(self, run: Run, now: float) -> None:
+        if not run.active:
+            self._start(run, now)
+        endpoint = run.endpoint
+        if run.probing:
+            assert endpoint.count_path is not None  # noqa: S101 - probe_eligible checked it
+            path, route, params = endpoint.count_path, endpoint.count_path, {}
+        else:
+            path, route = endpoint.path, endpoint.path.removesuffix(".json")
+            params = {"page": str(run.page), "page_size": str(self._page_size)}
+        self._ledger.record(now)
+        run.requests += 1
+        started = self._clock.monotonic()
+        code = "error"
+        try:
+            response = await self._transport.get(path, params)
+            code = str(response.status)
+            done = self._clock.time()
+            limit = from_headers(response.headers, done)
+            if limit is not None:
+                self._ledger.observe(limit)
+            if run.probing:
+                self._after_probe(run, decode_count(route, response, done), done)
+            else:
+                page = decode_page(route, endpoint.key, response, done)
+                self._after_page(run, page.items, page.total_pages, page.total, done)
+        except RateLimited as err:
+            self._ledger.rate_limited(self._clock.time(), err.retry_after)
+            self._failed(run, err, retry_in=err.retry_after)
+        except ApiError as err:
+            run.failures += 1
+            retry_in = min(RETRY_BASE * 2 ** (run.failures - 1), self.interval(run.name))
+            self._failed(run, err, retry_in=retry_in)
+        finally:
+            self._telemetry.requests.labels(route, code).inc()
+            self._telemetry.latency.labels(route).observe(self._clock.monotonic() - started)
+
+    def _after_probe(self, run: Run, count: int, now: float) -> None:
+        if count == run.last_count:
+            self._store.confirm(run.name, now)
+            self._finish(run, now, pages=0)
+        else:
+            run.probing = False  # it changed: fetch it all, starting now
+            run.due_at = now
+
+    def _after_page(
+        self, run: Run, raw_items: tuple[Mapping[str, Any], ...], total_pages: int,
+        total: int | None, now: float,
+    ) -> None:
+        parse = PARSERS[run.name]
+        for raw in raw_items:
+            record = parse(raw, self._warn)
+            if record is not None:
+                run.items[record.id] = record
+                run.item_times[record.id] = now
+        run.total_pages, run.total = total_pages, total
+        if run.page < total_pages and raw_items:
+            run.page += 1
+            run.due_at = now  # round-robin with the other due runs of its tier
+            return
+        self._store.replace(Snapshot(run.name, dict(run.items), run.started_at, now, run.total,
+                                     dict(run.item_times)))
+        run.last_full_at = run.started_at
+        run.last_count = len(run.items)
+        run.pages_known = max(run.page, 1)
+        self._finish(run, now, pages=run.page)
+
+    def _finish(self, run: Run, now: float, pages: int) -> None:
+        duration = self._clock.monotonic() - run.started_mono
+        run.costs.append(run.requests)
+        run.active, run.failures = False, 0
+        self._store.set_health(run.name, Health(True, now, now, duration, pages, run.requests))
+        self.replan()
+        # a pass longer than its interval (a huge inventory) is followed at once by the next
+        run.due_at = run.started_at + self.interval(run.name)
+        log.info("poll.ok", collector=run.name, pages=pages, requests=run.requests,
+                 duration=round(duration, 3), probe=pages == 0)
+
+    def _failed(self, run: Run, err: ApiError, retry_in: float) -> None:
+        now = self._clock.time()
+        previous = self._store.health(run.name)
+        self._store.set_health(run.name, Health(False, previous.last_success, now,
+                                                self._clock.monotonic() - run.started_mono,
+                                                run.page, run.requests, err.reason))
+        self._telemetry.failures.labels(run.name, err.reason).inc()
+        run.due_at = now + retry_in
+        log.warning("poll.failed", collector=run.name, reason=err.reason, status=err.status,
+                    detail=err.detail, page=run.page, requests=run.requests,
+                    retry_in=round(retry_in, 1))

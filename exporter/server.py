@@ -1,0 +1,119 @@
+"""HTTP routes: /metrics, the landing page, health, readiness and reload. Routes only: the
+handlers ask the objects they are given and never call the API."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.scrape import Scraper
+from exporter.state import StateStore
+from exporter.telemetry import Live
+
+ReloadFn = Callable[[], Awaitable[list[str]]]
+
+
+@dataclass(slots=True)
+class ServerParts:
+    scraper: Scraper
+    store: StateStore
+    live: Live
+    reload: ReloadFn
+    now: Callable[[], float]
+    telemetry_path: str = "/metrics"
+
+
+PARTS = web.AppKey("parts", ServerParts)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    parts = request.app[PARTS]
+    exposition = parts.scraper.expose(request.headers.get("Accept", ""),
+                                      request.headers.get("Accept-Encoding", ""))
+    response = web.Response(body=exposition.body, headers={"Content-Type": exposition.content_type})
+    if exposition.gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Vary"] = "Accept, Accept-Encoding"
+    return response
+
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="Healthy\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    parts = request.app[PARTS]
+    if parts.store.has_data:
+        return web.Response(text="Ready\n")
+    return web.Response(status=503, text="Not ready: no data loaded yet\n")
+
+
+async def reload(request: web.Request) -> web.Response:
+    problems = await request.app[PARTS].reload()
+    if problems:
+        return web.Response(status=400, text="config not reloaded, old config kept:\n"
+                            + "\n".join(f"  - {p}" for p in problems) + "\n")
+    return web.Response(text="config reloaded\n")
+
+
+def _age(now: float, ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    seconds = max(0, int(now - ts))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m ago" if seconds >= 3600 else f"{seconds}s ago"
+
+
+async def landing(request: web.Request) -> web.Response:
+    parts = request.app[PARTS]
+    live, now = parts.live, parts.now()
+    rows = []
+    for name, configured in sorted(live.enabled.items()):
+        h = parts.store.health(name)
+        effective = live.plan.intervals.get(name, configured) if live.plan else configured
+        state = {None: "waiting", True: "ok", False: f"failing ({h.error})"}[h.success]
+        rows.append(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(state)}</td>"
+            f"<td>{_age(now, h.last_success)}</td><td>{effective:.0f}s</td><td>{configured:.0f}s</td>"
+            f"<td>{live.pages.get(name, 1)}</td></tr>"
+        )
+    ledger = live.ledger
+    planned = live.plan.requests_per_hour if live.plan else 0.0
+    server = ledger.server
+    remaining = server.remaining if server and server.remaining is not None else "unknown"
+    backoff = (f"<p><b>Rate limited:</b> no requests for {ledger.backoff_until - now:.0f}s more.</p>"
+               if ledger.backoff_until > now else "")
+    path = html.escape(parts.telemetry_path)
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Generator Labs exporter</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.2em .8em;text-align:left}}</style>
+</head><body>
+<h1>Generator Labs exporter</h1>
+<p>Version {html.escape(__version__)}.
+<a href="{path}">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
+<h2>API budget</h2>
+<p>{ledger.used(now)} requests in the last hour of a budget of {ledger.per_hour};
+the plan needs {planned:.0f}/h. Server says {remaining} requests remain.</p>{backoff}
+<h2>Freshness</h2>
+<table><tr><th>collector</th><th>state</th><th>last success</th><th>interval</th>
+<th>configured</th><th>pages</th></tr>
+{"".join(rows)}
+</table>
+<p>Values on {path} are cached; a scrape never calls the API.</p>
+</body></html>
+"""
+    return web.Response(text=page, content_type="text/html")
+
+
+def build_app(parts: ServerParts) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    app[PARTS] = parts
+    app.router.add_get(parts.telemetry_path, metrics)
+    app.router.add_get("/", landing)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
+    return app

@@ -1,0 +1,68 @@
+"""`python -m exporter.simulator`: run the fake Generator Labs API on its own."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+
+from exporter.clock import SystemClock
+from exporter.simulator.account import Account
+from exporter.simulator.api import Faults, SimulatedApi
+from exporter.simulator.app import start_simulator
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m exporter.simulator",
+                                description="A fake Generator Labs v4 API for demos and tests.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--hosts", type=int, default=200, help="RBL-monitored hosts")
+    p.add_argument("--monitors", type=int, default=50, help="certificate monitors")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--listed-fraction", type=float, default=0.05)
+    p.add_argument("--churn-hours", type=float, default=6.0, help="mean listing duration")
+    p.add_argument("--step", type=float, default=60.0, help="seconds between account changes")
+    p.add_argument("--account-sid", default="AC" + "0" * 32)
+    p.add_argument("--auth-token", default=None, help="default: random, printed at start")
+    p.add_argument("--hourly-limit", type=int, default=1000)
+    p.add_argument("--per-second-limit", type=int, default=100)
+    p.add_argument("--error-rate", type=float, default=0.0, help="share of HTTP 500 answers")
+    p.add_argument("--body-error-rate", type=float, default=0.0,
+                   help="share of HTTP 200 answers whose body says status_code 500")
+    p.add_argument("--malformed-rate", type=float, default=0.0, help="share of truncated JSON")
+    p.add_argument("--timeout-rate", type=float, default=0.0, help="share of requests never answered")
+    return p.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace, token: str) -> None:
+    clock = SystemClock()
+    account = Account(args.hosts, args.monitors, clock.time(), seed=args.seed,
+                      listed_fraction=args.listed_fraction, churn_hours=args.churn_hours,
+                      step=args.step)
+    faults = Faults(error_rate=args.error_rate, body_error_rate=args.body_error_rate,
+                    malformed_rate=args.malformed_rate, timeout_rate=args.timeout_rate)
+    api = SimulatedApi(account, args.account_sid, token, hourly_limit=args.hourly_limit,
+                       per_second_limit=args.per_second_limit, faults=faults)
+    runner, port = await start_simulator(api, clock, args.host, args.port)
+    print(f"simulator: http://{args.host}:{port}/4.0/  account_sid={args.account_sid} "  # noqa: T201
+          f"auth_token={token}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    token = args.auth_token or secrets.token_hex(32)
+    try:
+        asyncio.run(serve(args, token))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The exporter's own metrics: counters and a histogram on a private prometheus_client registry,
+plus a collector that reads the scheduler, ledger and plan at scrape time (no I/O)."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.budget import Ledger
+from exporter.planner import Plan
+from exporter.state import StateStore
+
+try:  # the _created series double the output and mean nothing for a daemon's counters
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()
+except ImportError:  # pragma: no cover - older prometheus-client
+    pass
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(slots=True)
+class Live:
+    """What the self-metrics collector reads at scrape time; the app keeps it current."""
+
+    store: StateStore
+    ledger: Ledger
+    plan: Plan | None = None
+    enabled: Mapping[str, float] = field(default_factory=dict)  # collector -> configured interval
+    pages: Mapping[str, int] = field(default_factory=dict)
+    reload_ok: bool = True
+    reload_at: float = 0.0
+
+
+class SelfCollector(Collector):
+    def __init__(self, live: Live, now: Callable[[], float]) -> None:
+        self._live = live
+        self._now = now
+
+    def collect(self) -> Iterator[Metric]:
+        live, now = self._live, self._now()
+        g = GaugeMetricFamily
+        health = {c: live.store.health(c) for c in live.enabled}
+        up = bool(health) and all(h.success for h in health.values())
+        yield g("generatorlabs_up", "1 if the last poll of every enabled collector succeeded",
+                value=1 if up else 0)
+        success = g("generatorlabs_collector_success", "1 if the collector's last poll succeeded",
+                    labels=["collector"])
+        last = g("generatorlabs_collector_last_success_timestamp_seconds",
+                 "When the collector last completed a successful poll", labels=["collector"])
+        duration = g("generatorlabs_collector_duration_seconds",
+                     "Duration of the collector's last poll", labels=["collector"])
+        interval = g("generatorlabs_collector_interval_seconds",
+                     "Effective polling interval after budget planning", labels=["collector"])
+        configured = g("generatorlabs_collector_configured_interval_seconds",
+                       "Configured (fastest wanted) polling interval", labels=["collector"])
+        pages = g("generatorlabs_collector_pages", "Pages the collector's data spans (learnt)",
+                  labels=["collector"])
+        planned = g("generatorlabs_collector_planned_requests_per_hour",
+                    "Requests per hour the plan allots the collector", labels=["collector"])
+        for name, h in sorted(health.items()):
+            if h.success is not None:
+                success.add_metric([name], 1 if h.success else 0)
+                duration.add_metric([name], h.duration)
+            if h.last_success is not None:
+                last.add_metric([name], h.last_success)
+            configured.add_metric([name], live.enabled[name])
+            pages.add_metric([name], live.pages.get(name, 1))
+            if live.plan is not None and name in live.plan.intervals:
+                effective = live.plan.intervals[name]
+                interval.add_metric([name], effective)
+                planned.add_metric([name], live.plan.hourly[name])
+        yield from (success, last, interval, configured, duration, pages, planned)
+        server = live.ledger.server
+        if server is not None and server.remaining is not None:
+            yield g("generatorlabs_api_rate_limit_remaining",
+                    "RateLimit-Remaining from the last API response", value=server.remaining)
+        if server is not None and server.reset_at is not None:
+            yield g("generatorlabs_api_rate_limit_reset_timestamp_seconds",
+                    "When the most restrictive rate-limit window resets", value=server.reset_at)
+        backoff = live.ledger.backoff_until
+        yield g("generatorlabs_api_backoff_until_timestamp_seconds",
+                "No API request before this time (after a 429); 0 when not backing off",
+                value=backoff if backoff > now else 0)
+        yield g("generatorlabs_budget_requests_per_hour",
+                "Configured request budget per rolling hour", value=live.ledger.per_hour)
+        yield g("generatorlabs_budget_planned_requests_per_hour",
+                "Requests per hour the current plan needs",
+                value=live.plan.requests_per_hour if live.plan else 0)
+        yield g("generatorlabs_budget_used_requests", "Requests sent in the last 3600 s",
+                value=live.ledger.used(now))
+        yield g("generatorlabs_config_last_reload_successful",
+                "1 if the last config (re)load succeeded", value=1 if live.reload_ok else 0)
+        yield g("generatorlabs_config_last_reload_success_timestamp_seconds",
+                "When the config was last loaded successfully", value=live.reload_at)
+        info = g("generatorlabs_exporter_build_info", "Build information; always 1",
+                 labels=["version", "python_version"])
+        info.add_metric([__version__, platform.python_version()], 1)
+        yield info
+
+
+class Telemetry:
+    """Counters the edges increment, and the rendering of every self-metric."""
+
+    def __init__(self, live: Live, now: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter("generatorlabs_api_requests", "API requests by route template and "
+                                "HTTP status (error when no response)", ["endpoint", "code"],
+                                registry=self.registry)
+        self.latency = Histogram("generatorlabs_api_request_duration_seconds",
+                                 "API request latency", ["endpoint"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.failures = Counter("generatorlabs_collector_failures", "Failed polls by bounded reason",
+                                ["collector", "reason"], registry=self.registry)
+        self.parse_warnings = Counter("generatorlabs_parse_warnings", "API fields that were missing "
+                                      "or unreadable (the object was kept)", ["object", "field"],
+                                      registry=self.registry)
+        self.registry.register(SelfCollector(live, now))
+        self._warned: set[tuple[str, str]] = set()
+
+    def parse_warning(self, obj: str, fld: str) -> bool:
+        """Count a parse warning; True the first time this (object, field) is seen (log it)."""
+        self.parse_warnings.labels(obj, fld).inc()
+        first = (obj, fld) not in self._warned
+        self._warned.add((obj, fld))
+        return first
+
+    def render(self, openmetrics: bool) -> bytes:
+        return generate_openmetrics(self.registry) if openmetrics else generate_latest(self.registry)

@@ -1,0 +1,98 @@
+"""Shared fixtures: the fake clock and a factory for a scheduler wired to the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from exporter.budget import Ledger
+from exporter.config import Config, parse
+from exporter.scheduler import Scheduler
+from exporter.simulator.account import Account
+from exporter.simulator.api import Faults, SimulatedApi
+from exporter.simulator.transport import SimulatorTransport
+from exporter.state import StateStore
+from exporter.telemetry import Live, Telemetry
+
+SID = "AC" + "1" * 32
+TOKEN = "f" * 64
+START = 1_790_000_000.0  # 2026-09-21
+
+
+class FakeClock:
+    """Time moves only when something sleeps; sleeping still yields to the event loop."""
+
+    def __init__(self, start: float = START) -> None:
+        self.now = start
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@dataclass
+class Rig:
+    """A scheduler polling a simulated account through the in-process transport."""
+
+    clock: FakeClock
+    account: Account
+    api: SimulatedApi
+    store: StateStore
+    ledger: Ledger
+    telemetry: Telemetry
+    live: Live
+    scheduler: Scheduler
+
+    async def run_for(self, seconds: float) -> None:
+        end = self.clock.now + seconds
+        while self.clock.now < end:
+            await self.scheduler.step()
+
+
+def make_rig_factory(clock: FakeClock) -> Callable[..., Rig]:
+    def make(hosts: int = 20, monitors: int = 10, raw: dict[str, Any] | None = None,
+             faults: Faults | None = None, seed: int = 1, **account: Any) -> Rig:
+        config: Config = parse(raw or {}).with_credentials(SID, TOKEN)
+        acct = Account(hosts, monitors, clock.now, seed=seed, **account)
+        api = SimulatedApi(acct, SID, TOKEN, faults=faults)
+        store = StateStore()
+        ledger = Ledger(config.budget.requests_per_hour, config.budget.requests_per_second)
+        live = Live(store, ledger)
+        telemetry = Telemetry(live, clock.time)
+        transport = SimulatorTransport(api, clock, SID, TOKEN)
+        scheduler = Scheduler(config, transport, ledger, store, telemetry, live, clock)
+        return Rig(clock, acct, api, store, ledger, telemetry, live, scheduler)
+
+    return make
+
+
+@pytest.fixture
+def make_rig(clock: FakeClock) -> Callable[..., Rig]:
+    return make_rig_factory(clock)
+
+
+def need_binary(name: str) -> str:
+    """The path of a Debian binary the real-stack tests use; CI must have it, a laptop may not."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is not installed; .ci/run installs it with apt-get")
+        pytest.skip(f"{name} not installed")
+    return path
