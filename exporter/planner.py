@@ -23,7 +23,7 @@ from exporter.endpoints import Tier
 TIER_SHARE: Mapping[Tier, float] = MappingProxyType(
     {Tier.ALERTING: 0.7, Tier.INVENTORY: 0.8, Tier.SECONDARY: 1.0}
 )
-MAX_INTERVAL = 7 * 86400.0
+MAX_INTERVAL = 7 * 86400.0  # for a collector granted nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +67,9 @@ def make_plan(demands: Sequence[Demand], budget_per_hour: float, reserve: float)
         for d in demands:
             if d.tier != tier:
                 continue
+            # a zero grant only happens for a tier without demand; keep it finite anyway
             interval = d.floor / factor if factor > 0 else MAX_INTERVAL
-            intervals[d.collector] = min(max(interval, d.floor), MAX_INTERVAL)
+            intervals[d.collector] = max(interval, d.floor)
     hourly = {d.collector: _hourly(d.cost, intervals[d.collector]) for d in demands}
     stretched = frozenset(d.collector for d in demands if intervals[d.collector] > d.floor * 1.0001)
     return Plan(MappingProxyType(intervals), sum(hourly.values()), budget_per_hour, available,

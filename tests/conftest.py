@@ -96,3 +96,27 @@ def need_binary(name: str) -> str:
             pytest.fail(f"{name} is not installed; .ci/run installs it with apt-get")
         pytest.skip(f"{name} not installed")
     return path
+
+
+# aioresponses 0.7.9 builds ClientResponse without the `stream_writer` argument that aiohttp 3.14
+# requires (pnuckowski/aioresponses#289, fix pending in #288). Supply a harmless one until a fixed
+# release is out; remove this block then.
+def _patch_aioresponses() -> None:
+    import inspect
+    from unittest.mock import Mock
+
+    import aioresponses.core
+    from aiohttp import ClientResponse
+
+    if "stream_writer" not in inspect.signature(ClientResponse.__init__).parameters:
+        return
+
+    class CompatResponse(ClientResponse):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("stream_writer", Mock(output_size=0))
+            super().__init__(*args, **kwargs)
+
+    aioresponses.core.ClientResponse = CompatResponse  # type: ignore[misc]
+
+
+_patch_aioresponses()

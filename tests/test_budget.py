@@ -1,0 +1,98 @@
+"""The ledger: rolling-hour budget, per-second spacing, 429 back-off, the server's own count."""
+
+from __future__ import annotations
+
+import random
+
+from exporter.budget import Ledger
+from exporter.ratelimit import RateLimit
+
+T0 = 1_000_000.0
+
+
+def send_greedily(ledger: Ledger, until: float, start: float = T0) -> list[float]:
+    """Send whenever the ledger allows, as a busy poller would."""
+    sent, now = [], start
+    while True:
+        now = ledger.next_allowed(now)
+        if now >= until:
+            return sent
+        ledger.record(now)
+        sent.append(now)
+
+
+def max_in_any_window(times: list[float], window: float = 3600.0) -> int:
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def test_no_rolling_hour_ever_holds_more_than_the_budget() -> None:
+    ledger = Ledger(900, 5.0)
+    sent = send_greedily(ledger, T0 + 6 * 3600)
+    assert max_in_any_window(sent) == 900
+    assert len(sent) >= 900 * 6 - 10  # and the budget is actually used
+
+
+def test_budget_holds_with_irregular_demand() -> None:
+    rng = random.Random(3)
+    ledger, now, sent = Ledger(100, 2.0), T0, []
+    for _ in range(5000):
+        now += rng.expovariate(1 / 20.0)
+        at = ledger.next_allowed(now)
+        if at <= now:
+            ledger.record(now)
+            sent.append(now)
+    assert max_in_any_window(sent) <= 100
+
+
+def test_sends_are_spaced_by_the_per_second_cap() -> None:
+    ledger = Ledger(1000, 4.0)
+    ledger.record(T0)
+    assert ledger.next_allowed(T0) == T0 + 0.25
+
+
+def test_429_stops_everything_until_retry_after() -> None:
+    ledger = Ledger(900, 5.0)
+    ledger.rate_limited(T0, 120)
+    assert ledger.next_allowed(T0 + 1) == T0 + 120
+    ledger.rate_limited(T0, 10**6)
+    assert ledger.backoff_until == T0 + 3600  # capped at an hour
+
+
+def test_server_with_nothing_left_means_wait_for_its_reset() -> None:
+    ledger = Ledger(900, 5.0)
+    ledger.observe(RateLimit(((1000, 3600),), 0, T0 + 600, T0))
+    assert ledger.next_allowed(T0) == T0 + 600
+
+
+def test_lower_server_remaining_spreads_requests_to_fit_its_reset() -> None:
+    """Other clients share the API application's quota: fit the 10 left into 600 s."""
+    ledger = Ledger(900, 5.0)
+    ledger.record(T0)
+    ledger.observe(RateLimit(((1000, 3600),), 10, T0 + 600, T0))
+    now, sends = T0, []
+    for _ in range(9):
+        now = ledger.next_allowed(now)
+        ledger.record(now)
+        sends.append(now)
+    assert sends == [T0 + 60 * k for k in range(1, 10)]  # evenly spread, all before the reset
+    ledger.record(T0 + 599)
+    assert ledger.server_remaining(T0 + 599) == 0
+    assert ledger.next_allowed(T0 + 599) == T0 + 600
+
+
+def test_server_view_expires_at_its_reset() -> None:
+    ledger = Ledger(900, 5.0)
+    ledger.observe(RateLimit((), 0, T0 + 5, T0))
+    assert ledger.server_remaining(T0 + 6) is None
+    assert ledger.next_allowed(T0 + 6) == T0 + 6
+
+
+def test_used_counts_only_the_last_hour() -> None:
+    ledger = Ledger(900, 5.0, sent=[T0 - 4000, T0 - 100, T0 - 1])
+    assert ledger.used(T0) == 2
+    assert ledger.sent_times(T0) == [T0 - 100, T0 - 1]

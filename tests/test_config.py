@@ -1,0 +1,151 @@
+"""Config parsing: defaults, every problem at once, credentials, and the example file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.config import (
+    COLLECTOR_KEYS,
+    SECTIONS,
+    Config,
+    credentials_from_env,
+    format_duration,
+    load,
+    parse,
+    parse_duration,
+)
+from exporter.endpoints import COLLECTORS
+from exporter.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+SID = "AC" + "a" * 32
+TOKEN = "secret-token-value-" + "0" * 40
+
+
+def problems(raw: object) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(raw, "cfg.yaml")
+    return info.value.problems
+
+
+def test_empty_config_gives_the_documented_defaults() -> None:
+    config = parse(None)
+    assert config.api.base_url == "https://api.generatorlabs.com/4.0"
+    assert config.api.page_size == 100
+    assert config.budget.requests_per_hour == 900
+    assert config.web.listen_address == ":9816"
+    assert config.web.telemetry_path == "/metrics"
+    for name in ("rbl_listings", "rbl_hosts", "cert_monitors", "cert_errors"):
+        assert config.collectors[name].enabled
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("15m", 900), ("1h", 3600), ("1h30m", 5400), ("2d", 172800), ("500ms", 0.5),
+     (45, 45), ("90", None)],
+)
+def test_durations(text: object, seconds: float | None) -> None:
+    if seconds is None:
+        with pytest.raises(ValueError, match="duration"):
+            parse_duration(text)
+    else:
+        assert parse_duration(text) == seconds
+
+
+def test_format_duration_round_trips() -> None:
+    for seconds in (30.0, 900.0, 3600.0, 5400.0, 1.5):
+        assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_every_problem_is_reported_at_once_with_key_problem_and_value() -> None:
+    found = problems({
+        "api": {"page_size": 0, "base_url": "ftp://x"},
+        "budget": {"requests_per_hour": "lots"},
+        "collectors": {"rbl_listings": {"interval": "soon"}},
+    })
+    assert "api.page_size: must be between 1 and 1000, got 0" in found
+    assert "api.base_url: must be an http:// or https:// URL, got 'ftp://x'" in found
+    assert "budget.requests_per_hour: must be a whole number, got 'lots'" in found
+    assert ("collectors.rbl_listings.interval: must be a duration like 30s, 15m or 1h, got 'soon'"
+            in found)
+    assert len(found) == 4
+
+
+def test_unknown_keys_get_a_did_you_mean() -> None:
+    found = problems({"budjet": {}, "api": {"page_sise": 10},
+                      "collectors": {"rbl_listing": {}, "cert_errors": {"intreval": "1m"}}})
+    assert "budjet: unknown key (did you mean 'budget'?)" in found
+    assert "api.page_sise: unknown key (did you mean 'page_size'?)" in found
+    assert "collectors.rbl_listing: unknown key (did you mean 'rbl_listings'?)" in found
+    assert "collectors.cert_errors.intreval: unknown key (did you mean 'interval'?)" in found
+
+
+def test_budget_above_the_api_limit_needs_an_explicit_override() -> None:
+    (problem,) = problems({"budget": {"requests_per_hour": 1500}})
+    assert problem.startswith("budget.requests_per_hour: must be at most 1000")
+    assert problem.endswith("got 1500")
+    config = parse({"budget": {"requests_per_hour": 1500, "allow_over_limit": True}})
+    assert config.budget.requests_per_hour == 1500
+
+
+def test_disabling_every_collector_is_refused() -> None:
+    raw = {"collectors": {name: {"enabled": False} for name in COLLECTORS}}
+    assert problems(raw) == ["collectors: at least one collector must be enabled, got none"]
+
+
+def test_auth_token_in_a_bad_config_is_never_echoed() -> None:
+    found = problems({"api": {"auth_token": 12345678}})
+    assert found == ["api.auth_token: must be a string, got <hidden>"]
+
+
+def test_credentials_come_from_the_environment_first() -> None:
+    config = credentials_from_env(parse({}), {"GENERATORLABS_ACCOUNT_SID": SID,
+                                              "GENERATORLABS_AUTH_TOKEN": TOKEN}, _no_file, "x")
+    assert (config.api.account_sid, config.api.auth_token) == (SID, TOKEN)
+    assert TOKEN not in repr(config)
+
+
+def _no_file(path: str) -> str:
+    raise FileNotFoundError(2, "No such file or directory")
+
+
+def test_credentials_from_files(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    env = {"GENERATORLABS_ACCOUNT_SID": SID, "GENERATORLABS_AUTH_TOKEN_FILE": str(tmp_path / "token")}
+    config = credentials_from_env(parse({}), env, lambda p: Path(p).read_text(), "x")
+    assert config.api.auth_token == TOKEN
+
+
+def test_missing_credentials_say_how_to_set_them() -> None:
+    with pytest.raises(ConfigError) as info:
+        credentials_from_env(parse({}), {"GENERATORLABS_AUTH_TOKEN_FILE": "/nope"}, _no_file, "x")
+    text = str(info.value)
+    assert "GENERATORLABS_AUTH_TOKEN_FILE: cannot read, got '/nope'" in text
+    assert "api.account_sid: required, set GENERATORLABS_ACCOUNT_SID" in text
+
+
+def test_malformed_sid_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"api.account_sid: must be 2 letters and 32 hex"):
+        credentials_from_env(parse({}), {"GENERATORLABS_ACCOUNT_SID": "nope",
+                                         "GENERATORLABS_AUTH_TOKEN": TOKEN}, _no_file, "x")
+
+
+def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("api:\n  page_size: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load(str(path))
+
+
+def test_example_config_documents_every_key_with_its_default() -> None:
+    """config.example.yaml is the key reference: it must parse to exactly the defaults."""
+    raw = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    assert parse(raw) == Config()
+    for section, keys in SECTIONS.items():
+        assert set(raw[section]) == set(keys), section
+    assert set(raw["collectors"]) == set(COLLECTORS)
+    for body in raw["collectors"].values():
+        assert set(body) >= set(COLLECTOR_KEYS) - {"max_age"}

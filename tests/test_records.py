@@ -1,0 +1,186 @@
+"""Defensive parsing of API objects: every variant the evidence note lists, and warnings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from exporter import fields
+from exporter.records import (
+    REASONS,
+    error_reason,
+    parse_cert_error,
+    parse_host,
+    parse_item,
+    parse_monitor,
+)
+
+V3_HOST = {  # the real v3.4 sample (evidence §4.1)
+    "id": "HTee06c4fa7c23aa8a3a4e8d66922b0834", "host": "bad-url.com", "name": "bad-url.com",
+    "type": "uribl", "parent": "", "status": "active",
+    "rbl_profile": "RP15d4e891d784977cacbfcbb00c48f133",
+    "contact_group": "CGd3dca251d33135e0a518d7c49b89dc61",
+    "last_checked": "2016-11-07 21:01:33 EST", "first_listed": "2016-11-06 10:14:58 EST",
+    "listed_period": "1 day 11:37:51", "listed": 1, "listed_count": 1,
+    "listed_details": [{"host": "Google Safe Browsing", "website": "",
+                        "details": "Malware (Virus) on Windows"}],
+}
+
+
+class Warnings(list[tuple[str, str, str]]):
+    def __call__(self, obj: str, field: str, detail: str) -> None:
+        self.append((obj, field, detail))
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def test_the_real_v3_host_sample_parses_without_warnings() -> None:
+    warn = Warnings()
+    host = parse_host(V3_HOST, warn)
+    assert warn == []
+    assert host is not None
+    assert host.kind == "domain"
+    assert host.profile_id == "RP15d4e891d784977cacbfcbb00c48f133"
+    assert host.listed and host.listings == 1 and host.rbls == ("Google Safe Browsing",)
+    assert host.last_checked == ts("2016-11-08T02:01:33")  # EST is UTC-5
+    assert host.first_listed == ts("2016-11-06T15:14:58")
+    assert not host.paused
+
+
+@pytest.mark.parametrize("listed", [True, "1", 1, "true"])
+def test_listed_as_bool_int_or_string(listed: object) -> None:
+    host = parse_host({**V3_HOST, "listed": listed}, Warnings())
+    assert host is not None and host.listed
+
+
+def test_clean_v3_host_with_empty_strings_is_not_listed() -> None:
+    raw = {**V3_HOST, "listed": 0, "listed_count": 0, "listed_details": [], "first_listed": "",
+           "listed_period": "", "profile": "RPaaaa", "rbl_profile": None}
+    host = parse_host(raw, Warnings())
+    assert host is not None
+    assert (host.listed, host.listings, host.rbls, host.first_listed) == (False, 0, (), None)
+    assert host.profile_id == "RPaaaa"
+
+
+def test_missing_listed_flag_is_inferred_from_details() -> None:
+    raw = {k: v for k, v in V3_HOST.items() if k not in ("listed", "listed_count")}
+    host = parse_host(raw, Warnings())
+    assert host is not None and host.listed and host.listings == 1
+
+
+def test_unreadable_fields_warn_and_keep_the_object() -> None:
+    warn = Warnings()
+    host = parse_host({**V3_HOST, "last_checked": "yesterday-ish", "listed": "maybe",
+                       "listed_details": "Spamhaus"}, warn)
+    assert host is not None and host.last_checked is None
+    assert {f for _, f, _ in warn} == {"last_checked", "listed", "listed_details"}
+
+
+def test_object_without_id_is_skipped_with_a_warning() -> None:
+    warn = Warnings()
+    assert parse_host({"host": "1.2.3.4"}, warn) is None
+    assert warn[0][:2] == ("host", "id")
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [({"type": "rbl", "host": "1.2.3.4"}, "ip"), ({"host": "10.0.0.0/24"}, "ip_range"),
+     ({"host": "2001:db8::1"}, "ip"), ({"host": "example.com"}, "domain"),
+     ({"type": "ip_range", "host": "x"}, "ip_range")],
+)
+def test_host_kind_is_bounded(raw: dict[str, str], kind: str) -> None:
+    host = parse_host({"id": "HT1", **raw}, Warnings())
+    assert host is not None and host.kind == kind
+
+
+def test_paused_hosts() -> None:
+    host = parse_host({**V3_HOST, "status": "paused"}, Warnings())
+    assert host is not None and host.paused
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("2026-01-02T03:04:05Z", ts("2026-01-02T03:04:05")),
+     ("2026-01-02T03:04:05+02:00", ts("2026-01-02T01:04:05")),
+     ("2026-01-02 03:04:05 PDT", ts("2026-01-02T10:04:05")),
+     ("2026-01-02 03:04:05 +0100", ts("2026-01-02T02:04:05")),
+     ("2026-01-02", ts("2026-01-02T00:00:00")),
+     (1767323045, 1767323045.0), (1767323045000, 1767323045.0), ("1767323045", 1767323045.0),
+     ("", None), (None, None), ("0000-00-00 00:00:00", None)],
+)
+def test_dates_in_every_form(value: object, expected: float | None) -> None:
+    assert fields.timestamp(value) == expected
+
+
+def test_unknown_time_zone_is_unreadable() -> None:
+    with pytest.raises(fields.Unreadable, match="unknown time zone"):
+        fields.timestamp("2026-01-02 03:04:05 XYZT")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("CGa,CGb", ("CGa", "CGb")), (["CGa", "CGb"], ("CGa", "CGb")), ("CGa", ("CGa",)),
+     ([{"id": "CGa"}], ("CGa",)), ("", ()), (None, ())],
+)
+def test_contact_group_as_string_list_or_array(value: object, expected: tuple[str, ...]) -> None:
+    assert fields.id_list(value) == expected
+
+
+def test_monitor_with_an_iso_expiry_date() -> None:
+    warn = Warnings()
+    monitor = parse_monitor({"id": "CM1", "name": "shop", "hostname": "shop.example.com",
+                             "protocol": "https", "profile": "CP1", "status": "active",
+                             "expiration_date": "2027-01-01T00:00:00+00:00"}, warn)
+    assert warn == []
+    assert monitor is not None
+    assert monitor.port == "443"  # derived from the protocol when absent
+    assert monitor.not_after == ts("2027-01-01T00:00:00")
+
+
+@pytest.mark.parametrize("key", ["not_after", "valid_to", "expires_at", "cert_expiry_date_utc"])
+def test_monitor_expiry_under_other_names(key: str) -> None:
+    monitor = parse_monitor({"id": "CM1", key: "2027-01-01 00:00:00 UTC"}, Warnings())
+    assert monitor is not None and monitor.not_after == ts("2027-01-01T00:00:00")
+
+
+def test_monitor_with_days_only_and_with_nothing() -> None:
+    monitor = parse_monitor({"id": "CM1", "days_remaining": "12"}, Warnings())
+    assert monitor is not None and monitor.not_after is None and monitor.expiry_days == 12
+    warn = Warnings()
+    bare = parse_monitor({"id": "CM2", "port": 8443}, warn)
+    assert bare is not None and bare.expiry_days is None and bare.port == "8443"
+    assert ("monitor", "not_after", "no expiry date or days field") in warn
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("expiration", "expiration"), ("Certificate expired", "expiration"),
+     ("name_mismatch", "name_mismatch"), ("Hostname mismatch", "name_mismatch"),
+     ("ca_verification", "ca_verification"), ("untrusted root", "ca_verification"),
+     ("chain_integrity", "chain_integrity"), ("Missing intermediate", "chain_integrity"),
+     ("connection", "connection"), ("Connection refused", "connection"),
+     ("dns_caa", "dns_caa"), ("CAA record missing", "dns_caa"),
+     ("invalid certificate", "other"), ("something new", "other"), (None, "other")],
+)
+def test_error_reasons_map_onto_a_bounded_set(text: str | None, reason: str) -> None:
+    assert error_reason(text) == reason
+    assert reason in REASONS
+
+
+def test_cert_error_monitor_id_in_several_shapes() -> None:
+    for raw in ({"id": "CE1", "monitor_id": "CM1", "error_type": "connection"},
+                {"id": "CE1", "monitor": {"id": "CM1"}, "type": "connection"},
+                {"id": "CE1", "monitor": "CM1", "reason": "connection"}):
+        error = parse_cert_error(raw, Warnings())
+        assert error is not None and (error.monitor_id, error.reason) == ("CM1", "connection")
+    warn = Warnings()
+    assert parse_cert_error({"id": "CE2"}, warn) is None and warn
+
+
+def test_contacts_never_carry_their_address() -> None:
+    item = parse_item("contact", {"id": "CO1", "contact": "ops@example.com", "type": "email",
+                                  "status": "paused"}, Warnings())
+    assert item is not None and item.name == "" and item.kind == "email" and item.paused
