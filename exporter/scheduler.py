@@ -22,7 +22,7 @@ import structlog
 from exporter.budget import Ledger
 from exporter.clock import Clock, sleep_or_event
 from exporter.config import Config
-from exporter.endpoints import ENDPOINTS, Endpoint
+from exporter.endpoints import ENDPOINTS, Endpoint, Tier
 from exporter.envelope import RawResponse, decode_count, decode_page
 from exporter.errors import ApiError, RateLimited
 from exporter.planner import Demand, Plan, make_plan
@@ -263,9 +263,13 @@ class Scheduler:
                 run.items[record.id] = record
                 run.item_times[record.id] = now
         run.total_pages, run.total = total_pages, total
+        run.failures = 0  # backoff grows only over consecutive failures
+        if not run.costs and total_pages != run.pages_known:
+            run.pages_known = total_pages  # first pass: learn the size and plan with it at once
+            self.replan()
         if run.page < total_pages and raw_items:
             run.page += 1
-            run.due_at = now  # round-robin with the other due runs of its tier
+            run.due_at = now + self._page_spacing(run)
             return
         self._store.replace(Snapshot(run.name, dict(run.items), run.started_at, now, run.total,
                                      dict(run.item_times)))
@@ -273,6 +277,15 @@ class Scheduler:
         run.last_count = len(run.items)
         run.pages_known = max(run.page, 1)
         self._finish(run, now, pages=run.page)
+
+    def _page_spacing(self, run: Run) -> float:
+        """Alerting passes run as fast as the ledger allows, to finish fresh; inventory passes
+        are paced at their planned share of the budget, so a 1,000-page pass spreads over its
+        whole (long) interval instead of starving everything else."""
+        if run.endpoint.tier == Tier.ALERTING or self.plan is None:
+            return 0.0
+        hourly = self.plan.hourly.get(run.name, 0.0)
+        return 3600.0 / hourly if hourly > 0 else 0.0
 
     def _finish(self, run: Run, now: float, pages: int) -> None:
         duration = self._clock.monotonic() - run.started_mono

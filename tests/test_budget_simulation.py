@@ -1,0 +1,85 @@
+"""The budget proof: 24 simulated hours against the simulator at three account sizes, with
+429s, 5xx, malformed bodies and timeouts injected. No rolling hour over budget, and listings
+refreshed at the interval the plan promises."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import pytest
+import structlog
+
+from exporter.envelope import RawResponse
+from exporter.simulator.api import Faults
+from tests.conftest import Rig
+
+DAY = 86400.0
+BUDGET = 900
+FORCED_RETRY_AFTER = 300.0
+
+
+class Recording:
+    """Wraps the transport: the time of every request the exporter sends, answered or not."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.inner = rig.scheduler._transport
+        self.clock = rig.clock
+        self.sent: list[float] = []
+
+    async def get(self, path: str, params: Mapping[str, str]) -> RawResponse:
+        self.sent.append(self.clock.now)
+        return await self.inner.get(path, params)
+
+
+def max_in_any_hour(times: list[float]) -> int:
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - 3600:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+@pytest.mark.parametrize(("hosts", "monitors"), [(20, 10), (5_000, 500), (100_000, 5_000)])
+async def test_a_day_within_budget_with_fresh_listings(
+    make_rig: Callable[..., Rig], hosts: int, monitors: int
+) -> None:
+    start = 1_790_000_000.0
+    faults = Faults(error_rate=0.01, body_error_rate=0.003, malformed_rate=0.003,
+                    timeout_rate=0.002, forced_retry_after=FORCED_RETRY_AFTER,
+                    rate_limit_at=[start + h * 3600 for h in (3, 10.5, 17)])
+    rig = make_rig(hosts=hosts, monitors=monitors, faults=faults)
+    recording = Recording(rig)
+    rig.scheduler._transport = recording
+    refreshes: list[tuple[float, float]] = []  # (listings confirmed at, promised interval then)
+
+    def on_change() -> None:
+        snap = rig.store.snapshot("rbl_listings")
+        if snap is not None and (not refreshes or refreshes[-1][0] != snap.confirmed_at):
+            refreshes.append((snap.confirmed_at, rig.scheduler.interval("rbl_listings")))
+
+    rig.store.on_change = on_change
+    with structlog.testing.capture_logs():
+        await rig.run_for(DAY)
+
+    # 1. the budget: no rolling hour over it, and the simulator never had to refuse us
+    assert max_in_any_hour(recording.sent) <= BUDGET
+    assert rig.api.rejected_429 == 3  # exactly the three injected ones
+    # 2. the budget is used sensibly: the plan fits, and big accounts do use what they have
+    plan = rig.scheduler.plan
+    assert plan is not None and plan.requests_per_hour <= BUDGET * 0.9 + 1e-6
+    if hosts >= 5_000:
+        assert len(recording.sent) > 0.5 * BUDGET * 24
+    # 3. listings refreshed at the promised interval (faults and the 429s aside)
+    gaps = [(b - a, promised) for (a, promised), (b, _) in zip(refreshes, refreshes[1:])]
+    assert len(gaps) > 24 * 3600 / plan.intervals["rbl_listings"] * 0.8
+    on_time = [g for g, promised in gaps if g <= promised * 1.1 + 30]
+    assert len(on_time) >= 0.95 * len(gaps)
+    worst = max(g - promised for g, promised in gaps)
+    assert worst <= FORCED_RETRY_AFTER + 120 + 60
+    # 4. every collector ends the day with data
+    assert set(rig.store.snapshots()) == set(rig.scheduler.max_ages())
+    if hosts == 100_000:
+        assert plan.intervals["rbl_hosts"] > 3600  # the inventory spreads over hours...
+        assert plan.intervals["rbl_listings"] < 900  # ...while listings stay fresh
+        assert len(rig.store.snapshot("rbl_hosts").items) == hosts  # type: ignore[union-attr]
