@@ -1,0 +1,179 @@
+"""The poller's behaviour: retries, 429s, stale data, change detection, reloads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import structlog
+
+from exporter.config import CollectorConfig, parse
+from exporter.exposition import Freshness, render
+from exporter.simulator.api import Faults
+from tests.conftest import SID, TOKEN, Rig
+
+
+def series(rig: Rig, name: str) -> list[str]:
+    freshness = Freshness(rig.clock.now, dict(rig.scheduler.plan.intervals),  # type: ignore[union-attr]
+                          rig.scheduler.max_ages())
+    family = next(f for f in render(dict(rig.store.snapshots()), freshness) if f.name == name)
+    return family.body.splitlines()
+
+
+async def test_first_polls_fill_every_collector(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    with structlog.testing.capture_logs() as logs:
+        await rig.run_for(30)
+    assert set(rig.store.snapshots()) == set(rig.scheduler.max_ages())
+    assert len(rig.store.snapshot("rbl_hosts").items) == 20  # type: ignore[union-attr]
+    ok = [e for e in logs if e["event"] == "poll.ok"]
+    assert {e["collector"] for e in ok} == set(rig.scheduler.max_ages())
+    assert all({"pages", "requests", "duration"} <= set(e) for e in ok)
+
+
+async def test_a_failed_poll_keeps_the_last_good_data_and_backs_off(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig()
+    await rig.run_for(30)
+    before = rig.store.snapshot("rbl_listings")
+    rig.api.faults.error_rate = 1.0
+    with structlog.testing.capture_logs() as logs:
+        await rig.run_for(400)
+    assert rig.store.snapshot("rbl_listings") is before  # the last good data is kept
+    health = rig.store.health("rbl_listings")
+    assert health.success is False and health.error == "server_error"
+    retries = [e["retry_in"] for e in logs
+               if e["event"] == "poll.failed" and e["collector"] == "rbl_listings"]
+    assert retries[:3] == [15.0, 30.0, 60.0]  # exponential, capped at the interval
+    assert max(retries) == rig.scheduler.interval("rbl_listings")
+    assert rig.telemetry.failures.labels("rbl_listings", "server_error")._value.get() > 0
+    rig.api.faults.error_rate = 0.0
+    await rig.run_for(120)
+    assert rig.store.health("rbl_listings").success is True
+
+
+async def test_a_429_stops_every_request_until_retry_after(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    await rig.run_for(10)
+    hit = rig.clock.now + 5
+    rig.api.faults.rate_limit_at = [hit]
+    rig.api.faults.forced_retry_after = 600
+    await rig.run_for(900)
+    after = [t for t in rig.api.accepted if t > hit]
+    assert after and min(after) >= hit + 600
+    assert rig.ledger.backoff_until >= hit + 600
+
+
+async def test_data_older_than_max_age_stops_being_exported(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(raw={"collectors": {"rbl_listings": {"max_age": "5m"}}})
+    await rig.run_for(30)
+    assert series(rig, "generatorlabs_rbl_hosts_listed")
+    rig.api.faults.error_rate = 1.0
+    with structlog.testing.capture_logs():
+        await rig.run_for(301)
+    # listings are stale: hosts still come from the (fresh) inventory, listed counts from it too
+    assert rig.clock.now - rig.store.snapshot("rbl_listings").confirmed_at > 300  # type: ignore[union-attr]
+    assert series(rig, "generatorlabs_rbl_host_info")
+    await rig.run_for(3600)
+    assert series(rig, "generatorlabs_rbl_host_info") == []  # everything is stale now
+    assert series(rig, "generatorlabs_cert_errors") == []
+
+
+async def test_count_probe_skips_unchanged_multi_page_listings(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(hosts=2000, monitors=10, raw={"api": {"page_size": 50}}, churn_hours=1e6)
+    await rig.run_for(200)
+    run = rig.scheduler._runs["rbl_listings"]
+    assert run.pages_known >= 2
+    with structlog.testing.capture_logs() as logs:
+        await rig.run_for(600)
+    runs = [e for e in logs if e["event"] == "poll.ok" and e["collector"] == "rbl_listings"]
+    probes = [e for e in runs if e["probe"]]
+    assert all(e["requests"] == 1 for e in probes)
+    assert len(probes) >= len(runs) * 0.7  # a full refetch still comes every 5th run or so
+    assert sum(e["requests"] for e in runs) < len(runs) * run.pages_known / 2
+
+
+async def test_a_changed_count_triggers_a_full_fetch(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(hosts=2000, monitors=10, raw={"api": {"page_size": 50}}, churn_hours=1e6)
+    await rig.run_for(200)
+    clean = next(h for h in rig.account.hosts.values() if not h.rbls and not h.paused)
+    rig.account._list(clean, rig.clock.now)
+    with structlog.testing.capture_logs() as logs:
+        await rig.run_for(120)
+    full = [e for e in logs if e["event"] == "poll.ok" and e["collector"] == "rbl_listings"]
+    assert any(not e["probe"] and e["requests"] > 1 for e in full)
+    assert clean.id in rig.store.snapshot("rbl_listings").items  # type: ignore[union-attr]
+
+
+async def test_deleted_hosts_disappear_after_the_next_inventory_refresh(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig()
+    await rig.run_for(30)
+    gone = next(iter(rig.account.hosts))
+    assert any(gone in line for line in series(rig, "generatorlabs_rbl_host_info"))
+    del rig.account.hosts[gone]
+    rig.account._host_list = list(rig.account.hosts.values())
+    rig.account.listed.discard(gone)
+    await rig.run_for(rig.scheduler.interval("rbl_hosts") + 30)
+    assert not any(gone in line for line in series(rig, "generatorlabs_rbl_host_info"))
+
+
+async def test_a_shared_quota_slows_the_exporter_down(make_rig: Callable[..., Rig]) -> None:
+    """Another client of the same API application used 950 of the 1,000: fit what is left."""
+    rig = make_rig(hosts=3000, monitors=300)
+    rig.api.consume(rig.clock.now - 600, 950)
+    with structlog.testing.capture_logs():
+        await rig.run_for(3000)
+    assert rig.api.rejected_429 == 0  # the server's count was respected, never exceeded
+    assert len(rig.api.accepted) <= 50
+
+
+async def test_reload_disables_a_collector_and_drops_its_data(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    await rig.run_for(30)
+    config = parse({"collectors": {"contacts": {"enabled": False}}}).with_credentials(SID, TOKEN)
+    rig.scheduler.configure(config)
+    assert rig.store.snapshot("contacts") is None
+    assert "contacts" not in rig.scheduler.max_ages()
+    faster = {**config.collectors, "rbl_hosts": CollectorConfig(True, 120.0)}
+    rig.scheduler.configure(replace(config, collectors=faster))
+    assert rig.scheduler.interval("rbl_hosts") == 120.0
+
+
+async def test_bad_objects_are_counted_and_logged_once(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    for host in list(rig.account.hosts.values())[:3]:
+        host.last_checked = None
+    original = rig.account.page
+
+    def broken_page(name: str, page: int, size: int):  # type: ignore[no-untyped-def]
+        items, total = original(name, page, size)
+        if name == "hosts":
+            items = [{**i, "listed": "perhaps"} for i in items]
+        return items, total
+
+    rig.account.page = broken_page  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        await rig.run_for(30)
+    warnings = [e for e in logs if e["event"] == "parse.warning"]
+    assert [(e["object"], e["field"]) for e in warnings] == [("host", "listed")]
+    counted = rig.telemetry.parse_warnings.labels("host", "listed")._value.get()
+    assert counted == 20
+    assert len(rig.store.snapshot("rbl_hosts").items) == 20  # type: ignore[union-attr]
+
+
+async def test_wrong_credentials_fail_with_reason_auth(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    rig.scheduler._transport._auth = "Basic d3Jvbmc6d3Jvbmc="  # type: ignore[attr-defined]
+    with structlog.testing.capture_logs() as logs:
+        await rig.run_for(20)
+    failed = [e for e in logs if e["event"] == "poll.failed"]
+    assert failed and all(e["reason"] == "auth" for e in failed)
+    assert not rig.store.has_data
+    assert all(TOKEN not in str(e) for e in logs)
+
+
+def test_faults_default_to_none() -> None:
+    assert Faults().error_rate == 0.0
