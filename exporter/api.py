@@ -7,6 +7,7 @@ decoding is `exporter.envelope`'s job, which is pure.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Mapping
 
 import aiohttp
@@ -22,11 +23,16 @@ MAX_BODY = 64 * 1024 * 1024  # a page of 100 objects is a few tens of KB; refuse
 def make_session(account_sid: str, auth_token: str, timeout: float) -> aiohttp.ClientSession:
     """The process's one client session: Basic auth (account SID / auth token) and a timeout."""
     return aiohttp.ClientSession(
-        auth=aiohttp.BasicAuth(account_sid, auth_token),
         timeout=aiohttp.ClientTimeout(total=timeout),
-        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json",
+                 "Authorization": basic_auth(account_sid, auth_token)},
         raise_for_status=False,
     )
+
+
+def basic_auth(account_sid: str, auth_token: str) -> str:
+    """HTTP Basic: the account SID is the user, the auth token the password (evidence §2)."""
+    return "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
 
 
 class HttpTransport:

@@ -3,8 +3,6 @@ faults). The aiohttp app and the in-process transport both call `SimulatedApi.ha
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import random
@@ -14,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporter.api import basic_auth
 from exporter.simulator.account import Account
 
 HOURLY_LIMIT = 1000
@@ -62,7 +61,7 @@ class SimulatedApi:
                  hourly_limit: int = HOURLY_LIMIT, per_second_limit: int = PER_SECOND_LIMIT,
                  faults: Faults | None = None, seed: int = 7) -> None:
         self.account = account
-        self._auth = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        self._auth = basic_auth(account_sid, auth_token)
         self.hourly_limit = hourly_limit
         self.per_second_limit = per_second_limit
         self.faults = faults or Faults()

@@ -3,9 +3,9 @@ fake clock (tests, the budget proof, the benchmarks)."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 
+from exporter.api import basic_auth
 from exporter.clock import Clock
 from exporter.envelope import RawResponse
 from exporter.errors import ApiError
@@ -17,7 +17,7 @@ class SimulatorTransport:
                  latency: float = 0.05, timeout: float = 30.0) -> None:
         self._api = api
         self._clock = clock
-        self._auth = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        self._auth = basic_auth(account_sid, auth_token)
         self._latency = latency
         self._timeout = timeout
 

@@ -1,0 +1,149 @@
+"""The HTTP surface through a real aiohttp server: metrics formats, health, readiness, reload."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+
+import pytest
+import structlog
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from exporter import __version__
+from exporter.app import build_exporter, create_app
+from exporter.config import Config, parse
+from exporter.errors import ConfigError
+from exporter.server import ServerParts, build_app
+from exporter.simulator.account import Account
+from exporter.simulator.api import SimulatedApi
+from exporter.simulator.transport import SimulatorTransport
+from tests.conftest import SID, TOKEN, FakeClock
+
+AiohttpClient = Callable[[web.Application], "TestClient"]
+
+
+@pytest.fixture
+def setup(clock: FakeClock):  # type: ignore[no-untyped-def]
+    config = parse({}).with_credentials(SID, TOKEN)
+    api = SimulatedApi(Account(30, 8, clock.now), SID, TOKEN)
+    exporter = build_exporter(config, SimulatorTransport(api, clock, SID, TOKEN), clock)
+    return exporter, api
+
+
+async def poll(exporter, seconds: float = 30) -> None:  # type: ignore[no-untyped-def]
+    end = exporter.clock.time() + seconds
+    with structlog.testing.capture_logs():
+        while exporter.clock.time() < end:
+            await exporter.scheduler.step()
+
+
+def app_for(exporter, source=None) -> web.Application:  # type: ignore[no-untyped-def]
+    async def reload() -> list[str]:
+        return await exporter.reload(source or (lambda: exporter.config))
+
+    return build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload,
+                                 exporter.clock.time, exporter.config.web.telemetry_path))
+
+
+async def test_ready_only_once_data_is_loaded(aiohttp_client, setup) -> None:  # type: ignore[no-untyped-def]
+    exporter, _ = setup
+    client = await aiohttp_client(app_for(exporter))
+    assert (await client.get("/-/healthy")).status == 200
+    response = await client.get("/-/ready")
+    assert response.status == 503
+    metrics = await (await client.get("/metrics")).text()
+    assert "generatorlabs_up 0.0" in metrics  # self-metrics only, no data series
+    assert "generatorlabs_rbl_host_info{" not in metrics
+    await poll(exporter)
+    assert (await client.get("/-/ready")).status == 200
+
+
+async def test_metrics_text_format_with_data_and_self_metrics(aiohttp_client, setup) -> None:  # type: ignore[no-untyped-def]
+    exporter, api = setup
+    await poll(exporter)
+    client = await aiohttp_client(app_for(exporter))
+    before = len(api.accepted)
+    response = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "Content-Encoding" not in response.headers
+    body = await response.text()
+    assert "generatorlabs_rbl_hosts 30" in body
+    assert "generatorlabs_up 1.0" in body
+    assert f'generatorlabs_exporter_build_info{{python_version="' in body
+    assert f'version="{__version__}"' in body
+    for _ in range(5):
+        await client.get("/metrics")
+    assert len(api.accepted) == before  # a scrape never calls the API
+
+
+async def test_openmetrics_when_negotiated(aiohttp_client, setup) -> None:  # type: ignore[no-untyped-def]
+    exporter, _ = setup
+    await poll(exporter)
+    client = await aiohttp_client(app_for(exporter))
+    response = await client.get("/metrics", headers={
+        "Accept": "application/openmetrics-text; version=1.0.0,text/plain;q=0.5"})
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    body = await response.text()
+    assert body.endswith("# EOF\n") and body.count("# EOF") == 1
+    assert "# TYPE generatorlabs_rbl_host info" in body
+
+
+async def test_gzip_when_asked(aiohttp_client, setup) -> None:  # type: ignore[no-untyped-def]
+    exporter, _ = setup
+    await poll(exporter)
+    client = await aiohttp_client(app_for(exporter))
+    response = await client.get("/metrics", headers={"Accept-Encoding": "gzip"},
+                                auto_decompress=False)
+    assert response.headers["Content-Encoding"] == "gzip"
+    text = gzip.decompress(await response.read()).decode()
+    assert "generatorlabs_rbl_hosts 30" in text and "generatorlabs_up 1.0" in text
+
+
+async def test_landing_page_summarises_freshness_and_budget(aiohttp_client, setup) -> None:  # type: ignore[no-untyped-def]
+    exporter, _ = setup
+    await poll(exporter)
+    client = await aiohttp_client(app_for(exporter))
+    page = await (await client.get("/")).text()
+    assert __version__ in page and 'href="/metrics"' in page
+    assert "rbl_listings" in page and "of a budget of 900" in page
+
+
+async def test_reload_applies_a_good_config_and_keeps_the_old_on_a_bad_one(  # type: ignore[no-untyped-def]
+    aiohttp_client, setup
+) -> None:
+    exporter, _ = setup
+    await poll(exporter)
+    configs: list[Config | ConfigError] = [
+        parse({"budget": {"requests_per_hour": 500}}).with_credentials(SID, TOKEN),
+        ConfigError("cfg.yaml", ["budget.requests_per_hour: must be a whole number, got 'x'"]),
+    ]
+
+    def source() -> Config:
+        item = configs.pop(0)
+        if isinstance(item, ConfigError):
+            raise item
+        return item
+
+    client = await aiohttp_client(app_for(exporter, source))
+    response = await client.post("/-/reload")
+    assert response.status == 200
+    assert exporter.ledger.per_hour == 500
+    with structlog.testing.capture_logs() as logs:
+        response = await client.post("/-/reload")
+    assert response.status == 400
+    assert "requests_per_hour: must be a whole number" in await response.text()
+    assert exporter.ledger.per_hour == 500  # the old config is kept
+    assert logs[0]["event"] == "config.reload_failed"
+    metrics = await (await client.get("/metrics")).text()
+    assert "generatorlabs_config_last_reload_successful 0.0" in metrics
+    assert (await client.get("/-/reload")).status == 405
+
+
+async def test_custom_telemetry_path(aiohttp_client, clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
+    config = parse({"web": {"telemetry_path": "/prom"}}).with_credentials(SID, TOKEN)
+    api = SimulatedApi(Account(5, 2, clock.now), SID, TOKEN)
+    exporter = build_exporter(config, SimulatorTransport(api, clock, SID, TOKEN), clock)
+    client = await aiohttp_client(create_app(exporter, lambda: config))
+    assert (await client.get("/prom")).status == 200
+    assert (await client.get("/metrics")).status == 404
