@@ -46,6 +46,7 @@ PARSERS: Mapping[str, Callable[[Mapping[str, Any], Warn], Any]] = {
 FULL_REFRESH_RUNS = 5  # with a count probe, refetch everything at least every 5th run anyway
 RETRY_BASE = 15.0
 MIN_MAX_AGE = 600.0
+BURST_SHARE = 0.05  # an inventory pass may burst up to 5 % of the hourly budget
 
 
 class Transport(Protocol):
@@ -76,6 +77,8 @@ class Run:
     last_count: int | None = None
     last_full_at: float | None = None
     costs: deque[int] = field(default_factory=lambda: deque(maxlen=5))
+    tokens: float = 0.0  # inventory pacing (see Scheduler._page_spacing)
+    tokens_at: float | None = None
 
     @property
     def name(self) -> str:
@@ -269,7 +272,7 @@ class Scheduler:
             self.replan()
         if run.page < total_pages and raw_items:
             run.page += 1
-            run.due_at = now + self._page_spacing(run)
+            run.due_at = now + self._page_spacing(run, now)
             return
         self._store.replace(Snapshot(run.name, dict(run.items), run.started_at, now, run.total,
                                      dict(run.item_times)))
@@ -278,14 +281,27 @@ class Scheduler:
         run.pages_known = max(run.page, 1)
         self._finish(run, now, pages=run.page)
 
-    def _page_spacing(self, run: Run) -> float:
-        """Alerting passes run as fast as the ledger allows, to finish fresh; inventory passes
-        are paced at their planned share of the budget, so a 1,000-page pass spreads over its
-        whole (long) interval instead of starving everything else."""
+    def _page_spacing(self, run: Run, now: float) -> float:
+        """How long the next page of an active pass waits.
+
+        Alerting passes run as fast as the ledger allows, to finish fresh. Inventory passes draw
+        on a small token bucket filled at their planned share of the budget: a short pass (a few
+        pages) goes at once, a 1,000-page pass spreads over its whole (long) interval instead of
+        starving everything else.
+        """
         if run.endpoint.tier == Tier.ALERTING or self.plan is None:
             return 0.0
-        hourly = self.plan.hourly.get(run.name, 0.0)
-        return 3600.0 / hourly if hourly > 0 else 0.0
+        rate = self.plan.hourly.get(run.name, 0.0) / 3600.0
+        if rate <= 0:
+            return 0.0
+        capacity = max(1.0, min(run.cost(), BURST_SHARE * self._ledger.per_hour))
+        if run.tokens_at is None:
+            run.tokens = capacity
+        else:
+            run.tokens = min(capacity, run.tokens + (now - run.tokens_at) * rate)
+        run.tokens_at = now
+        run.tokens -= 1.0
+        return 0.0 if run.tokens >= 0 else -run.tokens / rate
 
     def _finish(self, run: Run, now: float, pages: int) -> None:
         duration = self._clock.monotonic() - run.started_mono

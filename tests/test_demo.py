@@ -1,0 +1,141 @@
+"""End to end: the README's first command as a real process, scraped over loopback and checked
+with Debian's promtool; and the metric contract pinned against that real scrape."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.config import COLLECTOR_KEYS, SECTIONS
+from exporter.endpoints import COLLECTORS
+from exporter.metrics import ALL_METRICS
+from tests.conftest import need_binary
+from tests.test_cli import FLAGS
+
+ROOT = Path(__file__).resolve().parent.parent
+DEADLINE = 30.0  # seconds: bounded waits for a real process, never a fixed sleep
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback only
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def wait_for(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError):
+            if predicate():
+                return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
+    log_path = tmp_path_factory.mktemp("demo") / "exporter.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "--demo", "--web.listen-address",
+             f"127.0.0.1:{port}", "--log.format", "json"],
+            stdout=subprocess.DEVNULL, stderr=log, env=env)
+    process.log_path = log_path  # type: ignore[attr-defined]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: get(base + "/-/ready")[0] == 200, "the demo to be ready")
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=DEADLINE)
+
+
+def scrape(base: str) -> str:
+    status, text = get(base + "/metrics")
+    assert status == 200
+    return text
+
+
+def value(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def test_demo_serves_every_metric_of_the_contract(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
+    base, _ = demo
+    wait_for(lambda: "generatorlabs_up 1.0" in scrape(base), "every collector to succeed")
+    text = scrape(base)
+    declared = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    ours = {n for n in declared if n.startswith("generatorlabs_")}
+    assert ours == {m.name for m in ALL_METRICS}
+    for name in ("generatorlabs_rbl_host_info", "generatorlabs_rbl_host_listed",
+                 "generatorlabs_rbl_listing_info", "generatorlabs_cert_expiry_days",
+                 "generatorlabs_cert_monitor_info", "generatorlabs_cert_active_errors",
+                 "generatorlabs_api_rate_limit_remaining", "generatorlabs_collector_success"):
+        assert re.search(rf"^{name}[{{ ]", text, re.M), name
+    assert value(text, "generatorlabs_rbl_hosts") == 120
+
+
+def test_promtool_checks_a_demo_scrape(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
+    promtool = need_binary("promtool")
+    base, _ = demo
+    result = subprocess.run([promtool, "check", "metrics"], input=scrape(base).encode(),
+                            capture_output=True, check=False)
+    problems = (result.stdout + result.stderr).decode().strip().splitlines()
+    assert all("generatorlabs_cert_expiry_days" in p for p in problems), problems
+
+
+def test_demo_data_changes_by_itself(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
+    base, _ = demo
+    first = value(scrape(base), "generatorlabs_api_requests_total")
+    wait_for(lambda: value(scrape(base), "generatorlabs_api_requests_total") > first,
+             "new polls to show on /metrics")
+    status, page = get(base + "/")
+    assert status == 200 and "API budget" in page
+
+
+def test_sighup_reloads_and_sigterm_stops_cleanly(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
+    base, process = demo
+    process.send_signal(signal.SIGHUP)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=DEADLINE) == 0
+    log = process.log_path.read_text()  # type: ignore[attr-defined]
+    events = [json.loads(line)["event"] for line in log.splitlines() if line.startswith("{")]
+    assert "config.reloaded" in events and "exporter.stopping" in events
+    assert events.count("poll.ok") >= 8
+
+
+def test_readme_documents_every_metric_flag_key_and_endpoint() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [m.name for m in ALL_METRICS if f"`{m.name}`" not in readme]
+    missing += [f for f in FLAGS if f"`{f}" not in readme and f != "--help"]
+    missing += [f"{s}.{k}" for s, keys in SECTIONS.items() for k in keys if f"`{s}.{k}`" not in readme]
+    missing += [f"collectors.<name>.{k}" for k in COLLECTOR_KEYS
+                if f"`collectors.<name>.{k}`" not in readme]
+    missing += [c for c in COLLECTORS if f"`{c}`" not in readme]
+    missing += [e for e in ("/metrics", "/-/healthy", "/-/ready", "/-/reload") if f"`{e}`" not in readme]
+    assert missing == []
