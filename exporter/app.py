@@ -19,7 +19,7 @@ from exporter import __version__
 from exporter.api import HttpTransport, make_session
 from exporter.budget import Ledger
 from exporter.clock import Clock, SystemClock
-from exporter.config import Config, CollectorConfig, parse_listen_address
+from exporter.config import CollectorConfig, Config, parse_listen_address
 from exporter.errors import ConfigError
 from exporter.scheduler import Scheduler, Transport
 from exporter.scrape import Scraper
@@ -148,8 +148,10 @@ async def run(config: Config, source: ConfigSource, *, demo: bool,
             return demo_config(base_source(), base_url, sid, token)
 
         log.info("demo.started", api=base_url)
-    assert config.api.account_sid and config.api.auth_token  # noqa: S101 - checked by the CLI
-    session = make_session(config.api.account_sid, config.api.auth_token, config.api.timeout)
+    account_sid, auth_token = config.api.account_sid, config.api.auth_token
+    if not account_sid or not auth_token:  # the CLI checks this; direct callers get it too
+        raise ConfigError("<config>", ["api.account_sid and api.auth_token: required, got nothing"])
+    session = make_session(account_sid, auth_token, config.api.timeout)
     cleanups.append(session.close)
     exporter = build_exporter(config, HttpTransport(session, config.api.base_url), clock)
     app = create_app(exporter, source)

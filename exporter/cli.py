@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args)
     except ConfigError as err:
-        print(f"generatorlabs-exporter: {err}", file=sys.stderr)  # noqa: T201
+        print(f"generatorlabs-exporter: {err}", file=sys.stderr)
         return 2
     if args.config_check:
-        print(f"{args.config_file or '<defaults>'}: ok")  # noqa: T201
+        print(f"{args.config_file or '<defaults>'}: ok")
         return 0
     from exporter.app import run
     from exporter.logs import configure_logging
@@ -94,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(run(config, lambda: load_config(args), demo=args.demo))
     except ExporterError as err:
-        print(f"generatorlabs-exporter: {err}", file=sys.stderr)  # noqa: T201
+        print(f"generatorlabs-exporter: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # e.g. the listen address is taken
-        print(f"generatorlabs-exporter: {err}", file=sys.stderr)  # noqa: T201
+        print(f"generatorlabs-exporter: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

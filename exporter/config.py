@@ -333,8 +333,10 @@ def credentials_from_env(
         problems.append(f"api.account_sid: must be 2 letters and 32 hex digits (AC...), got {sid!r}")
     if problems:
         raise ConfigError(source, problems)
-    assert sid is not None and found["auth_token"] is not None  # noqa: S101 - checked above
-    return config.with_credentials(sid, found["auth_token"])
+    token = found["auth_token"]
+    if sid is None or token is None:  # unreachable: each missing value added a problem above
+        raise ConfigError(source, ["api: credentials missing"])
+    return config.with_credentials(sid, token)
 
 
 def load(path: str | None) -> Config:

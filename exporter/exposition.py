@@ -18,7 +18,7 @@ from exporter.metrics import DATA_METRICS
 from exporter.records import CertError, Host, Item, Monitor
 from exporter.state import Snapshot
 
-GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, unknown OS
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"  # mtime 0, fastest (level 1), unknown OS
 _HELP = {m.name: m.help for m in DATA_METRICS}
 
 
@@ -227,7 +227,7 @@ class GzipPrefix:
     """A gzip stream of `data`, sync-flushed and left open, so a tail can be appended per scrape
     at the cost of compressing the tail alone (RFC 1952: CRC-32 and size are continued)."""
 
-    def __init__(self, data: bytes, level: int = 6) -> None:
+    def __init__(self, data: bytes, level: int = 1) -> None:
         self._compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
         self._prefix = GZIP_HEADER + self._compressor.compress(data) + self._compressor.flush(
             zlib.Z_SYNC_FLUSH

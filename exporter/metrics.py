@@ -140,4 +140,4 @@ def markdown_table() -> str:
 
 
 if __name__ == "__main__":
-    print(markdown_table())  # noqa: T201 - the README table generator
+    print(markdown_table())

@@ -89,7 +89,8 @@ async def landing(request: web.Request) -> web.Response:
     path = html.escape(parts.telemetry_path)
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Generator Labs exporter</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.2em .8em;text-align:left}}</style>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
+td,th{{padding:.2em .8em;text-align:left}}</style>
 </head><body>
 <h1>Generator Labs exporter</h1>
 <p>Version {html.escape(__version__)}.

@@ -9,7 +9,6 @@ from types import MappingProxyType
 from typing import Any
 
 
-
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """One collector's last good data.

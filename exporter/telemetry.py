@@ -21,7 +21,7 @@ from exporter.state import StateStore
 try:  # the _created series double the output and mean nothing for a daemon's counters
     from prometheus_client import disable_created_metrics
 
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
 except ImportError:  # pragma: no cover - older prometheus-client
     pass
 
@@ -135,4 +135,6 @@ class Telemetry:
         return first
 
     def render(self, openmetrics: bool) -> bytes:
-        return generate_openmetrics(self.registry) if openmetrics else generate_latest(self.registry)
+        if openmetrics:
+            return generate_openmetrics(self.registry)
+        return generate_latest(self.registry)  # type: ignore[no-untyped-call]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import aiohttp
@@ -50,7 +49,7 @@ async def test_connection_errors_become_api_errors_without_the_token() -> None:
 async def test_timeouts_become_api_errors() -> None:
     async with make_session(SID, TOKEN, 5.0) as session:
         with aioresponses() as mocked:
-            mocked.get(f"{BASE}/cert/errors.json", exception=asyncio.TimeoutError())
+            mocked.get(f"{BASE}/cert/errors.json", exception=TimeoutError())
             with pytest.raises(ApiError) as info:
                 await HttpTransport(session, BASE).get("cert/errors.json", {})
     assert info.value.reason == "timeout"

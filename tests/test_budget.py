@@ -38,7 +38,7 @@ def test_no_rolling_hour_ever_holds_more_than_the_budget() -> None:
 
 
 def test_budget_holds_with_irregular_demand() -> None:
-    rng = random.Random(3)
+    rng = random.Random(3)  # noqa: S311 - demand pattern, not security
     ledger, now, sent = Ledger(100, 2.0), T0, []
     for _ in range(5000):
         now += rng.expovariate(1 / 20.0)

@@ -4,6 +4,7 @@ refreshed at the interval the plan promises."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 
 import pytest
@@ -71,7 +72,7 @@ async def test_a_day_within_budget_with_fresh_listings(
     if hosts >= 5_000:
         assert len(recording.sent) > 0.5 * BUDGET * 24
     # 3. listings refreshed at the promised interval (faults and the 429s aside)
-    gaps = [(b - a, promised) for (a, promised), (b, _) in zip(refreshes, refreshes[1:])]
+    gaps = [(b - a, promised) for (a, promised), (b, _) in itertools.pairwise(refreshes)]
     assert len(gaps) > 24 * 3600 / plan.intervals["rbl_listings"] * 0.8
     on_time = [g for g, promised in gaps if g <= promised * 1.1 + 30]
     assert len(on_time) >= 0.95 * len(gaps)

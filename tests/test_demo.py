@@ -37,7 +37,7 @@ def free_port() -> int:
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
@@ -82,7 +82,7 @@ def scrape(base: str) -> str:
 
 def value(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+               if line.startswith((name + "{", name + " ")))
 
 
 def test_demo_serves_every_metric_of_the_contract(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
@@ -119,7 +119,7 @@ def test_demo_data_changes_by_itself(demo: tuple[str, subprocess.Popen[bytes]]) 
 
 
 def test_sighup_reloads_and_sigterm_stops_cleanly(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
-    base, process = demo
+    _, process = demo
     process.send_signal(signal.SIGHUP)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=DEADLINE) == 0
@@ -139,3 +139,12 @@ def test_readme_documents_every_metric_flag_key_and_endpoint() -> None:
     missing += [c for c in COLLECTORS if f"`{c}`" not in readme]
     missing += [e for e in ("/metrics", "/-/healthy", "/-/ready", "/-/reload") if f"`{e}`" not in readme]
     assert missing == []
+
+
+def test_readme_metric_table_is_the_generated_one() -> None:
+    from exporter.metrics import markdown_table
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- metrics:begin", 1)[1].split("-->", 1)[1]
+    section = section.split("<!-- metrics:end -->", 1)[0]
+    assert section.strip() == markdown_table()

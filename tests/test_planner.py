@@ -46,5 +46,5 @@ def test_secondary_inventory_is_stretched_first() -> None:
 def test_plan_never_exceeds_the_available_budget() -> None:
     for budget in (50, 200, 900):
         for size in (1, 10, 100, 1000):
-            plan = make_plan(demands({n: size for n in ENDPOINTS}), budget, 0.2)
+            plan = make_plan(demands(dict.fromkeys(ENDPOINTS, size)), budget, 0.2)
             assert plan.requests_per_hour <= budget * 0.8 + 1e-6

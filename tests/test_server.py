@@ -70,7 +70,7 @@ async def test_metrics_text_format_with_data_and_self_metrics(aiohttp_client, se
     body = await response.text()
     assert "generatorlabs_rbl_hosts 30" in body
     assert "generatorlabs_up 1.0" in body
-    assert f'generatorlabs_exporter_build_info{{python_version="' in body
+    assert 'generatorlabs_exporter_build_info{python_version="' in body
     assert f'version="{__version__}"' in body
     for _ in range(5):
         await client.get("/metrics")

@@ -46,7 +46,7 @@ async def serve(args: argparse.Namespace, token: str) -> None:
     api = SimulatedApi(account, args.account_sid, token, hourly_limit=args.hourly_limit,
                        per_second_limit=args.per_second_limit, faults=faults)
     runner, port = await start_simulator(api, clock, args.host, args.port)
-    print(f"simulator: http://{args.host}:{port}/4.0/  account_sid={args.account_sid} "  # noqa: T201
+    print(f"simulator: http://{args.host}:{port}/4.0/  account_sid={args.account_sid} "
           f"auth_token={token}", flush=True)
     try:
         await asyncio.Event().wait()

@@ -27,7 +27,8 @@ EST = timezone(timedelta(hours=-5))
 
 def sid(prefix: str, *parts: object) -> str:
     """Stable SIDs: two letters and 32 hex digits, as the API's (evidence §2)."""
-    return prefix + hashlib.md5(":".join(map(str, (prefix, *parts))).encode(), usedforsecurity=False).hexdigest()
+    digest = hashlib.md5(":".join(map(str, (prefix, *parts))).encode(), usedforsecurity=False)
+    return prefix + digest.hexdigest()
 
 
 def v3_date(ts: float | None) -> str:
