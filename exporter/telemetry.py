@@ -136,5 +136,6 @@ class Telemetry:
 
     def render(self, openmetrics: bool) -> bytes:
         if openmetrics:
-            return generate_openmetrics(self.registry)
-        return generate_latest(self.registry)  # type: ignore[no-untyped-call]
+            body: bytes = generate_openmetrics(self.registry)  # type: ignore[no-untyped-call]
+            return body
+        return generate_latest(self.registry)
