@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -58,6 +59,23 @@ class WebConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    enabled: bool = False
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    tolerance: float = 300.0
+    max_body_bytes: int = 1024 * 1024
+    refresh_debounce: float = 60.0
+    hetrixtools_token: str | None = field(default=None, repr=False)
+    hetrixtools_allowed_cidrs: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    path: str | None = None  # None: the default location (see default_state_path)
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"
     format: str = "logfmt"
@@ -74,6 +92,8 @@ class Config:
     collectors: Mapping[str, CollectorConfig] = field(default_factory=_default_collectors)
     web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    state: StateConfig = field(default_factory=StateConfig)
 
     def with_credentials(self, sid: str, token: str) -> Config:
         return replace(self, api=replace(self.api, account_sid=sid, auth_token=token))
@@ -161,6 +181,39 @@ def _optional_text(value: object) -> str | None:
     return value.strip()
 
 
+def _text_list(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError("must be a list of non-empty strings")
+    return tuple(v.strip() for v in value)
+
+
+def _cidr_list(value: object) -> tuple[str, ...]:
+    items = _text_list(value)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"must be a list of IP networks like 173.245.48.0/20 ({item!r} is not)") from None
+    return items
+
+
+def _size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= 64 * 1024 * 1024:
+        raise ValueError("must be a number of bytes from 1024 to 67108864")
+    return value
+
+
+def _token(value: object) -> str | None:
+    token = _optional_text(value)
+    if token is not None and len(token) < 16:
+        raise ValueError("must be at least 16 characters (it is the only thing guarding the URL)")
+    return token
+
+
 def parse_listen_address(value: object) -> tuple[str, int]:
     """`host:port`, `:port` or `[v6]:port`; an empty host listens on every address."""
     if not isinstance(value, str) or ":" not in value:
@@ -208,6 +261,19 @@ SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
         "level": (_choice(LOG_LEVELS), "info"),
         "format": (_choice(LOG_FORMATS), "logfmt"),
     },
+    "webhooks": {
+        "enabled": (_boolean, False),
+        "secrets": (_text_list, ()),
+        "tolerance": (parse_duration, 300.0),
+        "max_body_bytes": (_size, 1024 * 1024),
+        "refresh_debounce": (parse_duration, 60.0),
+        "hetrixtools_token": (_token, None),
+        "hetrixtools_allowed_cidrs": (_cidr_list, ()),
+        "trusted_proxies": (_cidr_list, ()),
+    },
+    "state": {
+        "path": (_optional_text, None),
+    },
 }
 COLLECTOR_KEYS: dict[str, Checker] = {
     "enabled": _boolean,
@@ -222,8 +288,11 @@ def _unknown(key: str, where: str, known: list[str]) -> str:
     return f"{where}{key}: unknown key{suggestion}"
 
 
+SECRET_KEYS = {"auth_token", "secrets", "hetrixtools_token"}
+
+
 def _shown(key: str, value: object) -> str:
-    return "<hidden>" if key == "auth_token" else repr(value)
+    return "<hidden>" if key in SECRET_KEYS else repr(value)
 
 
 def parse(raw: object, source: str = "<config>") -> Config:
@@ -299,6 +368,8 @@ def parse(raw: object, source: str = "<config>") -> Config:
         collectors=collectors,
         web=WebConfig(**sections["web"]),
         log=LogConfig(**sections["log"]),
+        webhooks=WebhookConfig(**sections["webhooks"]),
+        state=StateConfig(**sections["state"]),
     )
 
 
@@ -328,6 +399,7 @@ def credentials_from_env(
                 f"api.{key}: required, set {var} or {var}_FILE (or api.{key} in the config file), "
                 "got nothing"
             )
+    webhooks = webhook_secrets_from_env(config.webhooks, env, read_file, problems)
     sid = found["account_sid"]
     if sid and not _SID.match(sid):
         problems.append(f"api.account_sid: must be 2 letters and 32 hex digits (AC...), got {sid!r}")
@@ -336,7 +408,31 @@ def credentials_from_env(
     token = found["auth_token"]
     if sid is None or token is None:  # unreachable: each missing value added a problem above
         raise ConfigError(source, ["api: credentials missing"])
-    return config.with_credentials(sid, token)
+    return replace(config.with_credentials(sid, token), webhooks=webhooks)
+
+
+def webhook_secrets_from_env(
+    webhooks: WebhookConfig, env: Mapping[str, str], read_file: Callable[[str], str],
+    problems: list[str],
+) -> WebhookConfig:
+    """GENERATORLABS_WEBHOOK_SECRET (comma-separated for rotation) or _FILE (one per line) add to
+    webhooks.secrets; an enabled receiver without any secret is a config problem."""
+    secrets = list(webhooks.secrets)
+    value = env.get("GENERATORLABS_WEBHOOK_SECRET")
+    file_path = env.get("GENERATORLABS_WEBHOOK_SECRET_FILE")
+    if value:
+        secrets += [v.strip() for v in value.split(",") if v.strip()]
+    elif file_path:
+        try:
+            secrets += [v.strip() for v in read_file(file_path).splitlines() if v.strip()]
+        except OSError as err:
+            problems.append(f"GENERATORLABS_WEBHOOK_SECRET_FILE: cannot read, got {file_path!r} "
+                            f"({err.strerror})")
+    if webhooks.enabled and not secrets:
+        problems.append("webhooks.secrets: required when webhooks.enabled is true, set "
+                        "GENERATORLABS_WEBHOOK_SECRET or GENERATORLABS_WEBHOOK_SECRET_FILE "
+                        "(or webhooks.secrets), got nothing")
+    return replace(webhooks, secrets=tuple(dict.fromkeys(secrets)))
 
 
 def load(path: str | None) -> Config:
@@ -354,6 +450,15 @@ def load(path: str | None) -> Config:
         where = f"line {mark.line + 1}" if mark is not None else "somewhere"
         raise ConfigError(path, [f"(file): not valid YAML at {where}: {err}"]) from err
     return parse(raw, path)
+
+
+def default_state_path(env: Mapping[str, str], demo: bool) -> str:
+    """systemd's $STATE_DIRECTORY, else $XDG_STATE_HOME or ~/.local/state, per user."""
+    name = "demo.sqlite" if demo else "state.sqlite"
+    if env.get("STATE_DIRECTORY") and not demo:
+        return str(Path(env["STATE_DIRECTORY"].split(":")[0]) / name)
+    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME", ".")) / ".local" / "state")
+    return str(Path(base) / "generatorlabs-exporter" / name)
 
 
 def read_text_file(path: str) -> str:

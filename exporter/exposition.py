@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.metrics import DATA_METRICS
-from exporter.records import CertError, Host, Item, Monitor
+from exporter.overlay import HostMark, MonitorMark, WebhookState
+from exporter.records import Host, Item, Monitor
 from exporter.state import Snapshot
 
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"  # mtime 0, fastest (level 1), unknown OS
 _HELP = {m.name: m.help for m in DATA_METRICS}
+_TYPE = {m.name: m.type for m in DATA_METRICS}
 
 
 def escape(value: str) -> str:
@@ -43,10 +45,14 @@ class Family:
 
 def _header(name: str, help_: str, openmetrics: bool) -> str:
     help_ = help_.replace("\\", "\\\\").replace("\n", "\\n")
+    kind = _TYPE.get(name, "gauge")
     if openmetrics and name.endswith("_info"):
         base = name[: -len("_info")]
         return f"# HELP {base} {help_}\n# TYPE {base} info\n"
-    return f"# HELP {name} {help_}\n# TYPE {name} gauge\n"
+    if openmetrics and kind == "counter":
+        base = name[: -len("_total")]
+        return f"# HELP {base} {help_}\n# TYPE {base} counter\n"
+    return f"# HELP {name} {help_}\n# TYPE {name} {kind}\n"
 
 
 def join(families: Iterable[Family], openmetrics: bool) -> bytes:
@@ -70,6 +76,8 @@ class Freshness:
         return snap
 
     def help(self, name: str, collectors: str) -> str:
+        if collectors == "webhooks":
+            return f"{_HELP[name]} (pushed by webhooks; kept across restarts)."
         parts = [
             f"every {fmt(round(self.intervals[c]))}s by {c}"
             for c in collectors.split(", ") if c in self.intervals
@@ -78,8 +86,10 @@ class Freshness:
         return f"{_HELP[name]} (cached; refreshed {refresh})."
 
 
-def _merge_hosts(hosts: Snapshot | None, listings: Snapshot | None) -> list[Host]:
-    """Hosts from the inventory, with listing state from whichever source saw the host last."""
+def _merge_hosts(hosts: Snapshot | None, listings: Snapshot | None,
+                 marks: Mapping[str, HostMark]) -> list[Host]:
+    """Hosts from the inventory, with listing state from whichever source saw the host last:
+    the inventory page, the listings pass, or a webhook newer than both (a mark)."""
     merged: dict[str, Host] = {}
     if hosts is not None:
         merged.update(hosts.items)
@@ -93,6 +103,17 @@ def _merge_hosts(hosts: Snapshot | None, listings: Snapshot | None) -> list[Host
         for host_id, host in listed.items():
             if host_id not in merged or times.get(host_id, 0.0) <= listings.fetched_at:
                 merged[host_id] = host
+    for host_id, mark in marks.items():
+        h = merged.get(host_id)
+        if h is None:  # never invent a host from webhook text; the poller is asked for it
+            continue
+        listed = mark.listed if mark.listed is not None else h.listed
+        listings_n, rbls = (mark.listings, mark.rbls) if mark.listed is not None else (h.listings, h.rbls)
+        first = h.first_listed if h.listed else (mark.at if listed else None)
+        merged[host_id] = Host(h.id, h.host, h.name, h.kind, h.profile_id, h.paused, listed,
+                               listings_n if listed else 0, rbls if listed else (),
+                               max(h.last_checked or 0.0, mark.last_checked or 0.0) or None,
+                               first if listed else None)
     return sorted(merged.values(), key=lambda h: h.id)
 
 
@@ -138,12 +159,16 @@ def _render_hosts(fam: Callable[[str, str, str], None], hosts: list[Host],
 
 
 def _render_monitors(fam: Callable[[str, str, str], None], monitors: list[Monitor],
-                     errors: Snapshot | None, now: float) -> None:
+                     errors: Snapshot | None, now: float, marks: Mapping[str, MonitorMark]) -> None:
     info, paused, days, not_after, active, reasons = ([] for _ in range(6))
-    by_monitor: dict[str, list[CertError]] = {}
+    by_monitor: dict[str, list[str]] = {}
     if errors is not None:
         for e in errors.items.values():
-            by_monitor.setdefault(e.monitor_id, []).append(e)
+            by_monitor.setdefault(e.monitor_id, []).append(e.reason)
+        known = {m.id for m in monitors} | set(by_monitor)
+        for monitor_id, mark in marks.items():  # cert.error.* webhooks newer than the poll
+            if mark.errors is not None and monitor_id in known:  # never invent a monitor
+                by_monitor[monitor_id] = list(mark.errors)
     for m in monitors:
         mid = escape(m.id)
         sel = f'{{monitor_id="{mid}"}}'
@@ -153,18 +178,23 @@ def _render_monitors(fam: Callable[[str, str, str], None], monitors: list[Monito
             f'profile_id="{escape(m.profile_id)}"}} 1\n'
         )
         paused.append(f"generatorlabs_cert_monitor_paused{sel} {1 if m.paused else 0}\n")
-        if m.not_after is not None:
-            not_after.append(f"generatorlabs_cert_not_after_timestamp_seconds{sel} {fmt(m.not_after)}\n")
+        mark = marks.get(m.id)
+        if mark is not None and mark.expiry_days is not None:  # cert.expiration.* webhook
+            days.append(f"generatorlabs_cert_expiry_days{sel} "
+                        f"{fmt(round(mark.expiry_days - (now - mark.expiry_at) / 86400, 4))}\n")
+        elif m.not_after is not None:
             days.append(f"generatorlabs_cert_expiry_days{sel} {fmt(round((m.not_after - now) / 86400, 4))}\n")
         elif m.expiry_days is not None:
             days.append(f"generatorlabs_cert_expiry_days{sel} {fmt(m.expiry_days)}\n")
+        if m.not_after is not None:
+            not_after.append(f"generatorlabs_cert_not_after_timestamp_seconds{sel} {fmt(m.not_after)}\n")
     if errors is not None:
         ids = sorted({m.id for m in monitors} | set(by_monitor))
         for monitor_id in ids:
             errs = by_monitor.get(monitor_id, [])
             mid = escape(monitor_id)
             active.append(f'generatorlabs_cert_active_errors{{monitor_id="{mid}"}} {len(errs)}\n')
-            for reason in sorted({e.reason for e in errs}):
+            for reason in sorted(set(errs)):
                 reasons.append(f'generatorlabs_cert_error_info{{monitor_id="{mid}",reason="{reason}"}} 1\n')
     fam("generatorlabs_cert_monitor_info", "".join(info), "cert_monitors")
     fam("generatorlabs_cert_monitor_paused", "".join(paused), "cert_monitors")
@@ -172,7 +202,8 @@ def _render_monitors(fam: Callable[[str, str, str], None], monitors: list[Monito
     fam("generatorlabs_cert_not_after_timestamp_seconds", "".join(not_after), "cert_monitors")
     fam("generatorlabs_cert_active_errors", "".join(active), "cert_errors")
     fam("generatorlabs_cert_error_info", "".join(reasons), "cert_errors")
-    total = f"generatorlabs_cert_errors {len(errors.items)}\n" if errors is not None else ""
+    total = (f"generatorlabs_cert_errors {sum(len(v) for v in by_monitor.values())}\n"
+             if errors is not None else "")
     fam("generatorlabs_cert_errors", total, "cert_errors")
 
 
@@ -206,7 +237,57 @@ def _render_inventory(fam: Callable[[str, str, str], None], fresh: Callable[[str
         for g in groups), "contact_groups")
 
 
-def render(snapshots: Mapping[str, Snapshot], freshness: Freshness) -> list[Family]:
+def _render_webhook_state(fam: Callable[[str, str, str], None], w: WebhookState,
+                          monitors: list[Monitor]) -> None:
+    known = {m.id for m in monitors}
+    changes = sorted((k, v) for k, v in w.cert_changes.items() if k in known)
+    fam("generatorlabs_cert_changes_total", "".join(
+        f'generatorlabs_cert_changes_total{{monitor_id="{escape(k)}"}} {n}\n' for k, (n, _) in changes),
+        "webhooks")
+    fam("generatorlabs_cert_last_change_timestamp_seconds", "".join(
+        f'generatorlabs_cert_last_change_timestamp_seconds{{monitor_id="{escape(k)}"}} {fmt(t)}\n'
+        for k, (_, t) in changes), "webhooks")
+    agents = sorted(w.agents.items())
+    fam("generatorlabs_agent_info", "".join(
+        f'generatorlabs_agent_info{{agent_id="{escape(k)}",name="{escape(a.name)}"}} 1\n'
+        for k, a in agents), "webhooks")
+    fam("generatorlabs_agent_timed_out", "".join(
+        f'generatorlabs_agent_timed_out{{agent_id="{escape(k)}"}} {1 if a.timed_out else 0}\n'
+        for k, a in agents), "webhooks")
+    fam("generatorlabs_agent_timed_out_instances", "".join(
+        f'generatorlabs_agent_timed_out_instances{{agent_id="{escape(k)}"}} {len(a.instances)}\n'
+        for k, a in agents), "webhooks")
+    fam("generatorlabs_billing_balance_usd", f"generatorlabs_billing_balance_usd {fmt(w.balance)}\n"
+        if w.balance is not None else "", "webhooks")
+    fam("generatorlabs_billing_balance_threshold_usd",
+        f"generatorlabs_billing_balance_threshold_usd {fmt(w.balance_threshold)}\n"
+        if w.balance_threshold is not None else "", "webhooks")
+    fam("generatorlabs_webhook_events_total", "".join(
+        f'generatorlabs_webhook_events_total{{event="{e}"}} {n}\n' for e, n in sorted(w.events.items())),
+        "webhooks")
+    fam("generatorlabs_webhook_last_event_timestamp_seconds", "".join(
+        f'generatorlabs_webhook_last_event_timestamp_seconds{{event="{e}"}} {fmt(t)}\n'
+        for e, t in sorted(w.last_event.items())), "webhooks")
+    hetrix = sorted(w.hetrix.items())
+    info, listed, count, rbls, updated = ([] for _ in range(5))
+    for name, m in hetrix:
+        sel = f'{{monitor="{escape(name)}"}}'
+        info.append(f'hetrixtools_blacklist_monitor_info{{monitor="{escape(name)}",'
+                    f'label="{escape(m.label)}"}} 1\n')
+        listed.append(f"hetrixtools_blacklist_monitor_listed{sel} {1 if m.listed_now else 0}\n")
+        count.append(f"hetrixtools_blacklist_monitor_listings{sel} {m.listed_now}\n")
+        rbls.extend(f'hetrixtools_blacklist_listing_info{{monitor="{escape(name)}",rbl="{escape(r)}"}} 1\n'
+                    for r in m.rbls)
+        updated.append(f"hetrixtools_blacklist_monitor_last_update_timestamp_seconds{sel} {fmt(m.at)}\n")
+    fam("hetrixtools_blacklist_monitor_info", "".join(info), "webhooks")
+    fam("hetrixtools_blacklist_monitor_listed", "".join(listed), "webhooks")
+    fam("hetrixtools_blacklist_monitor_listings", "".join(count), "webhooks")
+    fam("hetrixtools_blacklist_listing_info", "".join(rbls), "webhooks")
+    fam("hetrixtools_blacklist_monitor_last_update_timestamp_seconds", "".join(updated), "webhooks")
+
+
+def render(snapshots: Mapping[str, Snapshot], freshness: Freshness,
+           webhooks: WebhookState | None = None) -> list[Family]:
     """Every data family, in contract order, from the snapshots that are fresh at `now`."""
     out: dict[str, Family] = {}
 
@@ -216,10 +297,14 @@ def render(snapshots: Mapping[str, Snapshot], freshness: Freshness) -> list[Fami
     def fresh(collector: str) -> Snapshot | None:
         return freshness.fresh(snapshots.get(collector))
 
+    w = webhooks if webhooks is not None else WebhookState()
     hosts, listings = fresh("rbl_hosts"), fresh("rbl_listings")
-    _render_hosts(fam, _merge_hosts(hosts, listings), hosts is not None, listings is not None)
-    _render_monitors(fam, _items(fresh("cert_monitors")), fresh("cert_errors"), freshness.now)
+    _render_hosts(fam, _merge_hosts(hosts, listings, w.hosts), hosts is not None,
+                  listings is not None)
+    monitors = _items(fresh("cert_monitors"))
+    _render_monitors(fam, monitors, fresh("cert_errors"), freshness.now, w.monitors)
     _render_inventory(fam, fresh)
+    _render_webhook_state(fam, w, monitors)
     return [out[m.name] for m in DATA_METRICS]
 
 

@@ -19,8 +19,9 @@ class MetricSpec:
     presence: str  # when the series exist
 
 
-def _m(name: str, mtype: str, labels: str, help_: str, source: str, presence: str) -> MetricSpec:
-    return MetricSpec(f"generatorlabs_{name}", mtype, tuple(labels.split()), help_, source, presence)
+def _m(name: str, mtype: str, labels: str, help_: str, source: str, presence: str,
+       prefix: str = "generatorlabs_") -> MetricSpec:
+    return MetricSpec(f"{prefix}{name}", mtype, tuple(labels.split()), help_, source, presence)
 
 
 ALWAYS = "always"
@@ -77,6 +78,38 @@ DATA_METRICS: tuple[MetricSpec, ...] = (
        "contacts", "one per contact while fresh"),
     _m("contact_group_info", "gauge", "group_id name", "Contact group; always 1",
        "contact_groups", "one per group while fresh"),
+    _m("cert_changes_total", "counter", "monitor_id",
+       "Certificate replacements reported by cert.changed webhooks", "webhooks",
+       "per known monitor after its first cert.changed"),
+    _m("cert_last_change_timestamp_seconds", "gauge", "monitor_id",
+       "When the certificate was last replaced (cert.changed)", "webhooks",
+       "per known monitor after its first cert.changed"),
+    _m("agent_info", "gauge", "agent_id name", "Monitoring agent seen in agent.* webhooks; always 1",
+       "webhooks", "per agent after its first agent.* event"),
+    _m("agent_timed_out", "gauge", "agent_id", "1 while the agent is timed out (agent.timeout), else 0",
+       "webhooks", "per agent after its first agent.* event"),
+    _m("agent_timed_out_instances", "gauge", "agent_id", "Agent instances currently timed out",
+       "webhooks", "per agent after its first agent.* event"),
+    _m("billing_balance_usd", "gauge", "", "Account balance from the last billing.balance.alert",
+       "webhooks", "after a billing.balance.alert"),
+    _m("billing_balance_threshold_usd", "gauge", "", "Low-balance alert threshold from the last "
+       "billing.balance.alert", "webhooks", "after a billing.balance.alert"),
+    _m("webhook_events_total", "counter", "event",
+       "Verified Generator Labs webhook events applied, by event type (unknown types: other)",
+       "webhooks", "per event type after one event"),
+    _m("webhook_last_event_timestamp_seconds", "gauge", "event",
+       "event_date of the newest event of this type", "webhooks", "per event type after one event"),
+    _m("blacklist_monitor_info", "gauge", "monitor label", "HetrixTools blacklist monitor; always 1",
+       "HetrixTools webhooks", "per monitor after its first push", prefix="hetrixtools_"),
+    _m("blacklist_monitor_listed", "gauge", "monitor", "1 if the monitor is listed anywhere, else 0",
+       "HetrixTools webhooks", "per monitor after its first push", prefix="hetrixtools_"),
+    _m("blacklist_monitor_listings", "gauge", "monitor", "Number of RBLs listing the monitor",
+       "HetrixTools webhooks", "per monitor after its first push", prefix="hetrixtools_"),
+    _m("blacklist_listing_info", "gauge", "monitor rbl", "The monitor is listed on this RBL; always 1",
+       "HetrixTools webhooks", "one per (monitor, RBL) only while listed", prefix="hetrixtools_"),
+    _m("blacklist_monitor_last_update_timestamp_seconds", "gauge", "monitor",
+       "When HetrixTools last pushed this monitor", "HetrixTools webhooks",
+       "per monitor after its first push", prefix="hetrixtools_"),
 )
 
 SELF_METRICS: tuple[MetricSpec, ...] = (
@@ -123,6 +156,10 @@ SELF_METRICS: tuple[MetricSpec, ...] = (
        "config", ALWAYS),
     _m("config_last_reload_success_timestamp_seconds", "gauge", "",
        "When the config was last loaded successfully", "config", ALWAYS),
+    _m("webhook_requests_total", "counter", "source", "Webhook requests received, by source "
+       "(generatorlabs, hetrixtools)", "webhook receiver", "per source after one request"),
+    _m("webhook_rejected_total", "counter", "source reason", "Webhook requests rejected, by bounded "
+       "reason", "webhook receiver", "per (source, reason) after one rejection"),
     _m("exporter_build_info", "gauge", "version python_version", "Build information; always 1",
        "exporter", ALWAYS),
 )

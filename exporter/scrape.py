@@ -8,12 +8,14 @@ render exists yet, and never calls the API.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.clock import Clock, sleep_or_event
 from exporter.exposition import Freshness, RenderCache, render
-from exporter.state import StateStore
+from exporter.overlay import WebhookState
+from exporter.state import Snapshot, StateStore
 from exporter.telemetry import Telemetry
 
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -65,22 +67,31 @@ class Scraper:
         return (self._store.version, tuple(sorted(intervals.items())),
                 tuple(sorted(self._max_ages().items())), int(self._now() // TIME_BUCKET))
 
-    def render_now(self) -> RenderCache:
-        """Render the data part for the current key (pure work on immutable snapshots)."""
-        key = self.key()
+    def _inputs(self) -> tuple[object, dict[str, Snapshot], Freshness, WebhookState]:
+        """Everything a render reads, copied on the event loop (snapshots are immutable; the
+        webhook state is not, so it is copied)."""
         freshness = Freshness(self._now(), self._intervals(), self._max_ages())
-        cache = RenderCache(render(dict(self._store.snapshots()), freshness), key)
+        return (self.key(), dict(self._store.snapshots()), freshness,
+                copy.deepcopy(self._store.webhooks))
+
+    def _render(self, inputs: tuple[object, dict[str, Snapshot], Freshness, WebhookState]) -> RenderCache:
+        key, snapshots, freshness, webhooks = inputs
+        cache = RenderCache(render(snapshots, freshness, webhooks), key)
         cache.gzip(False)  # Prometheus asks for gzip by default: have it ready
         self._cache = cache
         self.renders += 1
         return cache
+
+    def render_now(self) -> RenderCache:
+        """Render the data part for the current state, here and now."""
+        return self._render(self._inputs())
 
     async def keep_rendered(self, coalesce: float = 0.05) -> None:
         """Background task: re-render after changes (coalesced) and once a time bucket passes."""
         while True:
             await sleep_or_event(self._clock, 5.0, self.changed)
             if self._cache is None or self._cache.key != self.key():
-                await asyncio.to_thread(self.render_now)
+                await asyncio.to_thread(self._render, self._inputs())
             await self._clock.sleep(coalesce)  # a burst of changes costs one render
 
     def expose(self, accept: str, accept_encoding: str) -> Exposition:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from exporter.overlay import WebhookState
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -42,6 +44,7 @@ class Health:
 class StateStore:
     def __init__(self) -> None:
         self.version = 0
+        self.webhooks = WebhookState()
         self.on_change: Callable[[], None] | None = None  # e.g. wake the renderer
         self._snapshots: dict[str, Snapshot] = {}
         self._health: dict[str, Health] = {}
@@ -57,6 +60,7 @@ class StateStore:
 
     def replace(self, snapshot: Snapshot) -> None:
         self._snapshots[snapshot.collector] = snapshot
+        self.webhooks.reconcile(snapshot)
         self._changed()
 
     def confirm(self, collector: str, now: float) -> None:
@@ -69,6 +73,10 @@ class StateStore:
         if self._snapshots.pop(collector, None) is not None:
             self._changed()
 
+    def webhooks_changed(self) -> None:
+        """Call after folding events into `webhooks`."""
+        self._changed()
+
     def _changed(self) -> None:
         self.version += 1
         if self.on_change is not None:
@@ -80,3 +88,4 @@ class StateStore:
     @property
     def has_data(self) -> bool:
         return bool(self._snapshots)
+
