@@ -19,13 +19,15 @@ from exporter import __version__
 from exporter.api import HttpTransport, make_session
 from exporter.budget import Ledger
 from exporter.clock import Clock, SystemClock
-from exporter.config import CollectorConfig, Config, parse_listen_address
+from exporter.config import CollectorConfig, Config, default_state_path, environ, parse_listen_address
 from exporter.errors import ConfigError
 from exporter.scheduler import Scheduler, Transport
 from exporter.scrape import Scraper
 from exporter.server import ServerParts, build_app
-from exporter.state import StateStore
+from exporter.persistence import GroupCommit, Incoming, StateDB
+from exporter.state import Snapshot, StateStore
 from exporter.telemetry import Live, Telemetry
+from exporter.webhook import Applier, WebhookParts, add_routes
 
 log = structlog.get_logger("exporter.app")
 
@@ -49,6 +51,9 @@ class Exporter:
     telemetry: Telemetry
     scheduler: Scheduler
     scraper: Scraper
+    applier: Applier
+    db: StateDB | None = None
+    webhook_parts: WebhookParts | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def reload(self, source: ConfigSource) -> list[str]:
@@ -65,6 +70,9 @@ class Exporter:
             log.warning("config.restart_needed", reason="api.* changes apply after a restart")
         self.config = config
         self.scheduler.configure(config)
+        self.scheduler.refresh_debounce = config.webhooks.refresh_debounce
+        if self.webhook_parts is not None:
+            self.webhook_parts.config = config.webhooks  # secrets rotate without a restart
         self.live.reload_ok, self.live.reload_at = True, self.clock.time()
         self.scraper.changed.set()
         log.info("config.reloaded", budget=config.budget.requests_per_hour,
@@ -82,7 +90,91 @@ def build_exporter(config: Config, transport: Transport, clock: Clock) -> Export
                       lambda: dict(scheduler.plan.intervals) if scheduler.plan else {},
                       scheduler.max_ages)
     store.on_change = scraper.changed.set
-    return Exporter(config, clock, store, ledger, live, telemetry, scheduler, scraper)
+    scheduler.refresh_debounce = config.webhooks.refresh_debounce
+    applier = Applier(store, None, clock, scheduler.request_refresh)
+    exporter = Exporter(config, clock, store, ledger, live, telemetry, scheduler, scraper, applier)
+    if config.webhooks.enabled or config.webhooks.hetrixtools_token:
+        exporter.webhook_parts = WebhookParts(config.webhooks, GroupCommit(_NoDB()), applier,
+                                              telemetry, clock)
+    return exporter
+
+
+class _NoDB(StateDB):
+    """Persistence switched off (state.path ":memory:" is still a real DB; this is for tests that
+    build an exporter without any): accept everything, remember nothing across restarts."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self._seq = 0
+        self._seen: set[str] = set()
+
+    async def accept(self, batch: list[Incoming]) -> list[int | None]:
+        out: list[int | None] = []
+        for item in batch:
+            if any(k in self._seen for k in item.keys):
+                out.append(None)
+                continue
+            self._seen.update(item.keys)
+            self._seq += 1
+            out.append(self._seq)
+        return out
+
+
+class DbJournal:
+    """Writes snapshot changes to the state file, in order, without blocking the caller."""
+
+    def __init__(self, db: StateDB) -> None:
+        self._db = db
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def replaced(self, snapshot: Snapshot) -> None:
+        self._spawn(self._db.save_snapshot(snapshot))
+
+    def confirmed(self, collector: str, at: float) -> None:
+        self._spawn(self._db.confirm(collector, at))
+
+    def dropped(self, collector: str) -> None:
+        self._spawn(self._db.drop(collector))
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def attach_state(exporter: Exporter, db: StateDB) -> DbJournal:
+    """Load the state file into a fresh exporter (warm start) and keep the file up to date."""
+    now = exporter.clock.time()
+    loaded = await db.load(now)
+    store = exporter.store
+    for snapshot in loaded.snapshots:
+        if snapshot.collector in exporter.config.collectors and \
+                exporter.config.collectors[snapshot.collector].enabled:
+            store.replace(snapshot)
+    store.webhooks = loaded.webhooks
+    for ts in loaded.ledger:
+        exporter.ledger.record(ts)
+    exporter.scheduler.restore(now)
+    exporter.db = db
+    exporter.applier = Applier(store, db, exporter.clock, exporter.scheduler.request_refresh)
+    exporter.applier.replay(loaded.events)
+    if exporter.webhook_parts is not None:
+        exporter.webhook_parts.commit = GroupCommit(db)
+        exporter.webhook_parts.applier = exporter.applier
+    journal = DbJournal(db)
+    store.journal = journal
+
+    async def sent(ts: float) -> None:
+        await db.record_sends([ts])
+
+    exporter.scheduler.journal_send = sent
+    log.info("state.loaded", path=db.path, snapshots=len(loaded.snapshots),
+             replayed_events=len(loaded.events), ledger=len(loaded.ledger))
+    return journal
 
 
 def create_app(exporter: Exporter, source: ConfigSource) -> web.Application:
@@ -93,11 +185,14 @@ def create_app(exporter: Exporter, source: ConfigSource) -> web.Application:
 
     app = build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload,
                                 exporter.clock.time, exporter.config.web.telemetry_path))
+    if exporter.webhook_parts is not None:
+        add_routes(app, exporter.webhook_parts)
 
     async def background(_: web.Application) -> AsyncIterator[None]:
         exporter.tasks = [
             asyncio.create_task(exporter.scheduler.run_forever(), name="scheduler"),
             asyncio.create_task(exporter.scraper.keep_rendered(), name="renderer"),
+            asyncio.create_task(exporter.applier.run(), name="applier"),
         ]
         yield
         for task in exporter.tasks:
@@ -105,6 +200,7 @@ def create_app(exporter: Exporter, source: ConfigSource) -> web.Application:
         for task in exporter.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await exporter.applier.flush()
 
     app.cleanup_ctx.append(background)
     return app
@@ -154,6 +250,15 @@ async def run(config: Config, source: ConfigSource, *, demo: bool,
     session = make_session(account_sid, auth_token, config.api.timeout)
     cleanups.append(session.close)
     exporter = build_exporter(config, HttpTransport(session, config.api.base_url), clock)
+    db = StateDB(config.state.path or default_state_path(environ(), demo))
+    await db.open()
+    journal = await attach_state(exporter, db)
+
+    async def close_db() -> None:
+        await journal.drain()
+        await db.close()
+
+    cleanups.append(close_db)
     app = create_app(exporter, source)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

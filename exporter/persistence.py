@@ -192,3 +192,33 @@ class StateDB:
     async def record_sends(self, times: Iterable[float]) -> None:
         await self._run(self.conn.executemany, "INSERT INTO ledger (ts) VALUES (?)",
                         [(t,) for t in times])
+
+
+class GroupCommit:
+    """Batches concurrent webhooks into one transaction each: submit() returns once committed."""
+
+    def __init__(self, db: StateDB) -> None:
+        self._db = db
+        self._pending: list[tuple[Incoming, asyncio.Future[int | None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Incoming) -> int | None:
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._db.accept([item for item, _ in batch])
+            except Exception as err:  # the callers answer 5xx; nothing was acknowledged
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            for (_, future), seq in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(seq)

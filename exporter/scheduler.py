@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +47,11 @@ FULL_REFRESH_RUNS = 5  # with a count probe, refetch everything at least every 5
 RETRY_BASE = 15.0
 MIN_MAX_AGE = 600.0
 BURST_SHARE = 0.05  # an inventory pass may burst up to 5 % of the hourly budget
+
+
+REFRESH_PATHS = {"host": ("rbl/hosts/{}.json", "rbl/hosts/{id}", "hosts", "rbl_hosts"),
+                 "monitor": ("cert/monitors/{}.json", "cert/monitors/{id}", "monitors", "cert_monitors")}
+SendJournal = Callable[[float], Awaitable[None]]
 
 
 class Transport(Protocol):
@@ -113,6 +118,11 @@ class Scheduler:
         self._runs: dict[str, Run] = {}
         self._wake = asyncio.Event()
         self.plan: Plan | None = None
+        self.journal_send: SendJournal | None = None  # awaited before each request is sent
+        self._wanted: dict[tuple[str, str], float] = {}  # targeted refreshes asked for
+        self._asked: dict[tuple[str, str], float] = {}  # last time each was asked (debounce)
+        self._refreshes: list[float] = []  # targeted refreshes sent in the last hour
+        self.refresh_debounce = 60.0
         self.configure(config)
 
     # -- configuration and planning -------------------------------------------------------
@@ -159,6 +169,76 @@ class Scheduler:
 
     # -- deciding ---------------------------------------------------------------------------
 
+    # -- warm start and targeted refreshes ----------------------------------------------------
+
+    def restore(self, now: float) -> None:
+        """After a restart with stored snapshots: poll each collector when its stored data falls
+        due, not at once, so a restart (or a crash loop) spends no burst of requests."""
+        for run in self._runs.values():
+            snap = self._store.snapshot(run.name)
+            if snap is None:
+                continue
+            run.pages_known = max(1, -(-len(snap.items) // self._page_size))
+            run.last_count = len(snap.items)
+            run.last_full_at = snap.fetched_at
+            run.due_at = max(now, snap.confirmed_at + self.interval(run.name))
+            self._store.set_health(run.name, Health(True, snap.confirmed_at, snap.confirmed_at,
+                                                    0.0, run.pages_known, 0))
+        self.replan()
+
+    def request_refresh(self, kind: str, object_id: str, now: float) -> bool:
+        """Ask for one object (a webhook named an id we have not seen). Debounced; spent from the
+        reserve only (at most `reserve` x budget per hour); False when declined."""
+        key = (kind, object_id)
+        if kind not in REFRESH_PATHS or now - self._asked.get(key, -1e18) < self.refresh_debounce:
+            return False
+        self._asked[key] = now
+        self._wanted[key] = now
+        self._wake.set()
+        return True
+
+    def _refresh_allowed(self, now: float) -> bool:
+        self._refreshes = [t for t in self._refreshes if t > now - 3600]
+        return len(self._refreshes) < max(1, int(self._reserve * self._ledger.per_hour))
+
+    async def _refresh(self, kind: str, object_id: str, now: float) -> None:
+        path_fmt, route, key, collector = REFRESH_PATHS[kind]
+        self._refreshes.append(now)
+        await self._send_journal(now)
+        self._ledger.record(now)
+        code, started = "error", self._clock.monotonic()
+        try:
+            response = await self._transport.get(path_fmt.format(object_id), {})
+            code = str(response.status)
+            done = self._clock.time()
+            limit = from_headers(response.headers, done)
+            if limit is not None:
+                self._ledger.observe(limit)
+            page = decode_page(route, key, response, done)
+            snap = self._store.snapshot(collector)
+            parse = PARSERS[collector]
+            records = [r for raw in page.items if (r := parse(raw, self._warn)) is not None]
+            if snap is not None and records:
+                items, times = dict(snap.items), dict(snap.item_times)
+                for record in records:
+                    items[record.id], times[record.id] = record, done
+                self._store.replace(Snapshot(collector, items, snap.fetched_at, snap.confirmed_at,
+                                             snap.total, times))
+            log.info("refresh.ok", kind=kind, object_id=object_id, found=bool(records))
+        except RateLimited as err:
+            self._ledger.rate_limited(self._clock.time(), err.retry_after)
+            log.warning("refresh.failed", kind=kind, object_id=object_id, reason=err.reason)
+        except ApiError as err:
+            log.warning("refresh.failed", kind=kind, object_id=object_id, reason=err.reason,
+                        status=err.status)
+        finally:
+            self._telemetry.requests.labels(route, code).inc()
+            self._telemetry.latency.labels(route).observe(self._clock.monotonic() - started)
+
+    async def _send_journal(self, now: float) -> None:
+        if self.journal_send is not None:
+            await self.journal_send(now)
+
     def pick(self, now: float) -> Run | float:
         """The run to serve now, or the time the next one falls due."""
         due = [r for r in self._runs.values() if r.due_at <= now]
@@ -183,6 +263,11 @@ class Scheduler:
     async def step(self) -> None:
         """One decision: sleep until something is due or allowed, or send one request."""
         now = self._clock.time()
+        if self._wanted and self._refresh_allowed(now) and self._ledger.next_allowed(now) <= now:
+            (kind, object_id), _ = min(self._wanted.items(), key=lambda kv: kv[1])
+            del self._wanted[(kind, object_id)]
+            await self._refresh(kind, object_id, now)
+            return
         choice = self.pick(now)
         if not isinstance(choice, Run):
             await self._sleep(max(choice - now, 0.0))
@@ -220,6 +305,7 @@ class Scheduler:
         else:
             path, route = endpoint.path, endpoint.path.removesuffix(".json")
             params = {"page": str(run.page), "page_size": str(self._page_size)}
+        await self._send_journal(now)
         self._ledger.record(now)
         run.requests += 1
         started = self._clock.monotonic()

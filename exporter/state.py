@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from exporter.overlay import WebhookState
 
@@ -41,11 +41,20 @@ class Health:
     error: str | None = None  # bounded reason of the last failure, None after a success
 
 
+class Journal(Protocol):
+    """Where snapshot changes are written for a warm restart (exporter.persistence)."""
+
+    def replaced(self, snapshot: Snapshot) -> None: ...
+    def confirmed(self, collector: str, at: float) -> None: ...
+    def dropped(self, collector: str) -> None: ...
+
+
 class StateStore:
     def __init__(self) -> None:
         self.version = 0
         self.webhooks = WebhookState()
         self.on_change: Callable[[], None] | None = None  # e.g. wake the renderer
+        self.journal: Journal | None = None
         self._snapshots: dict[str, Snapshot] = {}
         self._health: dict[str, Health] = {}
 
@@ -61,16 +70,22 @@ class StateStore:
     def replace(self, snapshot: Snapshot) -> None:
         self._snapshots[snapshot.collector] = snapshot
         self.webhooks.reconcile(snapshot)
+        if self.journal is not None:
+            self.journal.replaced(snapshot)
         self._changed()
 
     def confirm(self, collector: str, now: float) -> None:
         snap = self._snapshots.get(collector)
         if snap is not None:
             self._snapshots[collector] = replace(snap, confirmed_at=now)
+            if self.journal is not None:
+                self.journal.confirmed(collector, now)
             self._changed()
 
     def drop(self, collector: str) -> None:
         if self._snapshots.pop(collector, None) is not None:
+            if self.journal is not None:
+                self.journal.dropped(collector)
             self._changed()
 
     def webhooks_changed(self) -> None:

@@ -124,6 +124,12 @@ class Telemetry:
         self.parse_warnings = Counter("generatorlabs_parse_warnings", "API fields that were missing "
                                       "or unreadable (the object was kept)", ["object", "field"],
                                       registry=self.registry)
+        self.webhook_requests = Counter("generatorlabs_webhook_requests", "Webhook requests received, "
+                                        "by source (generatorlabs, hetrixtools)", ["source"],
+                                        registry=self.registry)
+        self.webhook_rejected = Counter("generatorlabs_webhook_rejected", "Webhook requests rejected, "
+                                        "by bounded reason", ["source", "reason"],
+                                        registry=self.registry)
         self.registry.register(SelfCollector(live, now))
         self._warned: set[tuple[str, str]] = set()
 
