@@ -91,11 +91,11 @@ def _merge_hosts(hosts: Snapshot | None, listings: Snapshot | None,
     """Hosts from the inventory, with listing state from whichever source saw the host last:
     the inventory page, the listings pass, or a webhook newer than both (a mark)."""
     merged: dict[str, Host] = {}
+    times: Mapping[str, float] = hosts.item_times if hosts is not None else {}
     if hosts is not None:
         merged.update(hosts.items)
     if listings is not None:
         listed: Mapping[str, Host] = listings.items
-        times = hosts.item_times if hosts is not None else {}
         for host_id, host in merged.items():
             if host_id not in listed and host.listed and times.get(host_id, 0.0) <= listings.fetched_at:
                 merged[host_id] = Host(host.id, host.host, host.name, host.kind, host.profile_id,
@@ -106,6 +106,9 @@ def _merge_hosts(hosts: Snapshot | None, listings: Snapshot | None,
     for host_id, mark in marks.items():
         h = merged.get(host_id)
         if h is None:  # never invent a host from webhook text; the poller is asked for it
+            continue
+        polled = max(times.get(host_id, 0.0), listings.fetched_at if listings is not None else 0.0)
+        if mark.at < polled:  # a late webhook older than what the polls already saw
             continue
         listed = mark.listed if mark.listed is not None else h.listed
         listings_n, rbls = (mark.listings, mark.rbls) if mark.listed is not None else (h.listings, h.rbls)
@@ -159,7 +162,8 @@ def _render_hosts(fam: Callable[[str, str, str], None], hosts: list[Host],
 
 
 def _render_monitors(fam: Callable[[str, str, str], None], monitors: list[Monitor],
-                     errors: Snapshot | None, now: float, marks: Mapping[str, MonitorMark]) -> None:
+                     errors: Snapshot | None, now: float, marks: Mapping[str, MonitorMark],
+                     polled_at: float) -> None:
     info, paused, days, not_after, active, reasons = ([] for _ in range(6))
     by_monitor: dict[str, list[str]] = {}
     if errors is not None:
@@ -167,7 +171,7 @@ def _render_monitors(fam: Callable[[str, str, str], None], monitors: list[Monito
             by_monitor.setdefault(e.monitor_id, []).append(e.reason)
         known = {m.id for m in monitors} | set(by_monitor)
         for monitor_id, mark in marks.items():  # cert.error.* webhooks newer than the poll
-            if mark.errors is not None and monitor_id in known:  # never invent a monitor
+            if mark.errors is not None and monitor_id in known and mark.errors_at >= errors.fetched_at:
                 by_monitor[monitor_id] = list(mark.errors)
     for m in monitors:
         mid = escape(m.id)
@@ -179,9 +183,10 @@ def _render_monitors(fam: Callable[[str, str, str], None], monitors: list[Monito
         )
         paused.append(f"generatorlabs_cert_monitor_paused{sel} {1 if m.paused else 0}\n")
         mark = marks.get(m.id)
-        if mark is not None and mark.expiry_days is not None:  # cert.expiration.* webhook
+        if mark is not None and mark.expiry_days is not None and mark.expiry_at >= polled_at:
+            elapsed = max(0.0, now - mark.expiry_at)  # a cert.expiration.* webhook, newer than the poll
             days.append(f"generatorlabs_cert_expiry_days{sel} "
-                        f"{fmt(round(mark.expiry_days - (now - mark.expiry_at) / 86400, 4))}\n")
+                        f"{fmt(round(mark.expiry_days - elapsed / 86400, 4))}\n")
         elif m.not_after is not None:
             days.append(f"generatorlabs_cert_expiry_days{sel} {fmt(round((m.not_after - now) / 86400, 4))}\n")
         elif m.expiry_days is not None:
@@ -301,8 +306,10 @@ def render(snapshots: Mapping[str, Snapshot], freshness: Freshness,
     hosts, listings = fresh("rbl_hosts"), fresh("rbl_listings")
     _render_hosts(fam, _merge_hosts(hosts, listings, w.hosts), hosts is not None,
                   listings is not None)
-    monitors = _items(fresh("cert_monitors"))
-    _render_monitors(fam, monitors, fresh("cert_errors"), freshness.now, w.monitors)
+    monitor_snap = fresh("cert_monitors")
+    monitors = _items(monitor_snap)
+    _render_monitors(fam, monitors, fresh("cert_errors"), freshness.now, w.monitors,
+                     monitor_snap.fetched_at if monitor_snap is not None else 0.0)
     _render_inventory(fam, fresh)
     _render_webhook_state(fam, w, monitors)
     return [out[m.name] for m in DATA_METRICS]

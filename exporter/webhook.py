@@ -144,6 +144,8 @@ async def _body(request: web.Request, parts: WebhookParts, source: str) -> bytes
 async def generatorlabs(request: web.Request) -> web.Response:
     parts = request.app[WEBHOOKS]
     parts.telemetry.webhook_requests.labels("generatorlabs").inc()
+    if not parts.config.enabled:
+        return _reject(parts, "generatorlabs", 404, "disabled", "not found")
     if request.method == "POST" and request.content_type != "application/json":
         return _reject(parts, "generatorlabs", 415, "content_type", "Content-Type must be "
                        "application/json", content_type=request.content_type[:60])
@@ -169,7 +171,7 @@ async def generatorlabs(request: web.Request) -> web.Response:
         log.info("webhook.replay", event_sid=event.sid[:40])
         return web.Response(status=200, text="duplicate event, already applied\n")
     parts.applier.submit(seq, event)
-    log.debug("webhook.accepted", event=event.type, event_sid=event.sid[:40], seq=seq)
+    log.debug("webhook.accepted", event_type=event.type, event_sid=event.sid[:40], seq=seq)
     return web.Response(status=204)
 
 

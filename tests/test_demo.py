@@ -56,8 +56,10 @@ def wait_for(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
+    home = tmp_path_factory.mktemp("demo")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
-    log_path = tmp_path_factory.mktemp("demo") / "exporter.log"
+    env["XDG_STATE_HOME"] = str(home / "state")  # a fresh state file: a cold start
+    log_path = home / "exporter.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "exporter", "--demo", "--web.listen-address",
