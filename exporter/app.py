@@ -12,6 +12,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
+import aiohttp
 import structlog
 from aiohttp import web
 
@@ -23,6 +24,10 @@ from exporter.config import CollectorConfig, Config, default_state_path, environ
 from exporter.errors import ConfigError
 from exporter.scheduler import Scheduler, Transport
 from exporter.scrape import Scraper
+from exporter.simulator.account import Account
+from exporter.simulator.api import SimulatedApi
+from exporter.simulator.app import start_simulator
+from exporter.simulator.webhooks import WebhookSender
 from exporter.server import ServerParts, build_app
 from exporter.persistence import GroupCommit, Incoming, StateDB
 from exporter.state import Snapshot, StateStore
@@ -206,27 +211,52 @@ def create_app(exporter: Exporter, source: ConfigSource) -> web.Application:
     return app
 
 
-async def _start_demo_api(clock: Clock) -> tuple[web.AppRunner, str, str, str]:
-    """The simulator, in-process on a free loopback port, with a small lively account."""
-    from exporter.simulator.account import Account
-    from exporter.simulator.api import SimulatedApi
-    from exporter.simulator.app import start_simulator
+@dataclass(slots=True)
+class Demo:
+    """The in-process simulator the demo polls, and the secrets its webhooks are signed with."""
 
+    runner: web.AppRunner
+    account: Account
+    base_url: str
+    sid: str
+    token: str
+    webhook_secret: str
+    hetrix_token: str
+
+
+async def _start_demo(clock: Clock) -> Demo:
+    """The simulator, in-process on a free loopback port, with a small lively account."""
     sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(32)
     account = Account(120, 30, clock.time(), seed=42, listed_fraction=0.1, churn_hours=0.05,
                       step=5.0)
     account.error_rate, account.clear_rate = 1 / 600.0, 1 / 120.0
     runner, port = await start_simulator(SimulatedApi(account, sid, token), clock)
-    return runner, f"http://127.0.0.1:{port}/4.0", sid, token
+    return Demo(runner, account, f"http://127.0.0.1:{port}/4.0", sid, token,
+                "whsec_demo_" + secrets.token_hex(16), secrets.token_hex(16))
 
 
-def demo_config(config: Config, base_url: str, sid: str, token: str) -> Config:
+def demo_config(config: Config, demo: Demo) -> Config:
+    """Poll the simulator, faster than a real account would allow, with both webhooks on."""
     collectors = {
         name: CollectorConfig(c.enabled, min(c.interval, DEMO_INTERVALS[name]), c.max_age)
         for name, c in config.collectors.items()
     }
-    api = replace(config.api, base_url=base_url)
-    return replace(config, api=api, collectors=collectors).with_credentials(sid, token)
+    api = replace(config.api, base_url=demo.base_url)
+    webhooks = replace(config.webhooks, enabled=True,
+                       secrets=(*config.webhooks.secrets, demo.webhook_secret),
+                       hetrixtools_token=config.webhooks.hetrixtools_token or demo.hetrix_token)
+    return replace(config, api=api, collectors=collectors,
+                   webhooks=webhooks).with_credentials(demo.sid, demo.token)
+
+
+async def _send_demo_webhooks(demo: Demo, config: Config, clock: Clock, port: int) -> None:
+    """Until cancelled: the simulator pushes signed events and HetrixTools chunks to us."""
+    base = f"http://127.0.0.1:{port}/webhooks"
+    async with aiohttp.ClientSession() as session:
+        sender = WebhookSender(demo.account, session, clock, url=f"{base}/generatorlabs",
+                               secret=demo.webhook_secret,
+                               hetrix_url=f"{base}/hetrixtools/{config.webhooks.hetrixtools_token}")
+        await sender.run()
 
 
 async def run(config: Config, source: ConfigSource, *, demo: bool,
@@ -234,16 +264,18 @@ async def run(config: Config, source: ConfigSource, *, demo: bool,
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the config."""
     clock = SystemClock()
     cleanups: list[Callable[[], Awaitable[None]]] = []
+    simulation: Demo | None = None
     if demo:
-        sim_runner, base_url, sid, token = await _start_demo_api(clock)
-        cleanups.append(sim_runner.cleanup)
-        config = demo_config(config, base_url, sid, token)
+        simulation = await _start_demo(clock)
+        cleanups.append(simulation.runner.cleanup)
+        config = demo_config(config, simulation)
         base_source = source
+        sim = simulation
 
         def source() -> Config:
-            return demo_config(base_source(), base_url, sid, token)
+            return demo_config(base_source(), sim)
 
-        log.info("demo.started", api=base_url)
+        log.info("demo.started", api=simulation.base_url)
     account_sid, auth_token = config.api.account_sid, config.api.auth_token
     if not account_sid or not auth_token:  # the CLI checks this; direct callers get it too
         raise ConfigError("<config>", ["api.account_sid and api.auth_token: required, got nothing"])
@@ -278,6 +310,15 @@ async def run(config: Config, source: ConfigSource, *, demo: bool,
                                 lambda: asyncio.ensure_future(exporter.reload(source)))
         if ready is not None:
             await ready(port)
+        if simulation is not None:
+            sender = asyncio.create_task(_send_demo_webhooks(simulation, config, clock, port))
+
+            async def stop_sender() -> None:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
+
+            cleanups.insert(0, stop_sender)
         await stop.wait()
         log.info("exporter.stopping")
     finally:

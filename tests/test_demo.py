@@ -90,14 +90,18 @@ def value(text: str, name: str) -> float:
 def test_demo_serves_every_metric_of_the_contract(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
     base, _ = demo
     wait_for(lambda: "generatorlabs_up 1.0" in scrape(base), "every collector to succeed")
+    wait_for(lambda: "hetrixtools_blacklist_monitor_info{" in scrape(base)
+             and "generatorlabs_agent_info{" in scrape(base), "the simulator's first webhooks")
     text = scrape(base)
     declared = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
-    ours = {n for n in declared if n.startswith("generatorlabs_")}
+    ours = {n for n in declared if n.startswith(("generatorlabs_", "hetrixtools_"))}
     assert ours == {m.name for m in ALL_METRICS}
     for name in ("generatorlabs_rbl_host_info", "generatorlabs_rbl_host_listed",
                  "generatorlabs_rbl_listing_info", "generatorlabs_cert_expiry_days",
                  "generatorlabs_cert_monitor_info", "generatorlabs_cert_active_errors",
-                 "generatorlabs_api_rate_limit_remaining", "generatorlabs_collector_success"):
+                 "generatorlabs_api_rate_limit_remaining", "generatorlabs_collector_success",
+                 "generatorlabs_webhook_events_total", "generatorlabs_cert_changes_total",
+                 "generatorlabs_billing_balance_usd", "hetrixtools_blacklist_monitor_listed"):
         assert re.search(rf"^{name}[{{ ]", text, re.M), name
     assert value(text, "generatorlabs_rbl_hosts") == 120
 

@@ -102,6 +102,7 @@ class Account:
                  listed_fraction: float = 0.05, churn_hours: float = 6.0, step: float = 60.0) -> None:
         self.rng = random.Random(seed)
         self.now = now
+        self.outbox: list[dict[str, Any]] | None = None  # webhook events, when a sender wants them
         self.step = step  # the account moves in steps of at least this many seconds
         self.version = 0
         self.profile_ids = [sid("RP", seed, i) for i in range(3)]
@@ -140,20 +141,50 @@ class Account:
 
     # -- changes ----------------------------------------------------------------------------
 
+    def _emit(self, event_type: str, **body: Any) -> None:
+        if self.outbox is not None:
+            self.outbox.append({"event_type": event_type, **body})
+
     def _list(self, h: SimHost, when: float) -> None:
         if not h.rbls:
             h.first_listed = when
             self.listed.add(h.id)
         h.rbls = sorted(set(h.rbls) | set(self.rng.sample(RBLS, self.rng.choice((1, 1, 1, 2, 3)))))
+        if self.outbox is not None:
+            details = h.to_json()["listed_details"]
+            self._emit("rbl.host.listed", host=h.to_json(), listed=True, total=len(h.rbls),
+                       details=details)
+
+    def _delist(self, h: SimHost) -> None:
+        h.rbls, h.first_listed = [], None
+        self.listed.discard(h.id)
+        self._emit("rbl.host.delisted", host=h.to_json(), listed=False, total=0, details=[])
+
+    def _current_errors(self, m: SimMonitor) -> list[dict[str, str]]:
+        return [{"id": esid, "error_type": kind} for kind, esid in sorted(m.errors.items())]
 
     def _error(self, m: SimMonitor, kind: str) -> None:
-        m.errors.setdefault(kind, sid("CE", m.id, kind, self.version))
+        if kind in m.errors:
+            return
+        m.errors[kind] = sid("CE", m.id, kind, self.version)
+        self._emit("cert.error.trigger", monitor=m.to_json(),
+                   errors=[{"id": m.errors[kind], "error_type": kind}],
+                   current_errors=self._current_errors(m))
+
+    def _clear(self, m: SimMonitor, kinds: list[str]) -> None:
+        gone = [{"id": m.errors.pop(k), "error_type": k} for k in kinds if k in m.errors]
+        if gone:
+            self._emit("cert.error.resolve", monitor=m.to_json(), resolved_errors=gone,
+                       current_errors=self._current_errors(m))
 
     def _expiry_error(self, m: SimMonitor) -> None:
         if m.not_after - self.now < 14 * 86400:
+            if "expiration" not in m.errors:
+                self._emit("cert.expiration.trigger", monitor=m.to_json(),
+                           expiry_days=int((m.not_after - self.now) // 86400))
             self._error(m, "expiration")
         else:
-            m.errors.pop("expiration", None)
+            self._clear(m, ["expiration"])
 
     def _events(self, population: int, rate: float, dt: float) -> int:
         """How many of `population` independent events with `rate`/s happen in dt seconds."""
@@ -179,9 +210,7 @@ class Account:
         listed = sorted(self.listed)
         changed = False
         for host_id in self.rng.sample(listed, self._events(len(listed), self.delist_rate, dt)):
-            h = self.hosts[host_id]
-            h.rbls, h.first_listed = [], None
-            self.listed.discard(host_id)
+            self._delist(self.hosts[host_id])
             changed = True
         clean = len(self._active_hosts) - len(self.listed)
         for _ in range(self._events(clean, self.list_rate, dt)):
@@ -195,6 +224,7 @@ class Account:
         for m in self.monitors.values():
             if m.not_after - now < 3 * 86400 and not m.paused:  # renewed a few days before expiry
                 m.not_after = now + 90 * 86400
+                self._emit("cert.expiration.resolve", monitor=m.to_json(), expiry_days=90)
                 changed = True
             before = len(m.errors)
             self._expiry_error(m)
@@ -205,9 +235,7 @@ class Account:
             changed = True
         with_errors = [m for m in monitors if set(m.errors) - {"expiration"}]
         for m in self.rng.sample(with_errors, self._events(len(with_errors), self.clear_rate, dt)):
-            for kind in list(m.errors):
-                if kind != "expiration":
-                    del m.errors[kind]
+            self._clear(m, [k for k in m.errors if k != "expiration"])
             changed = True
         if changed or checks:
             self.version += 1
