@@ -22,14 +22,14 @@ from exporter.budget import Ledger
 from exporter.clock import Clock, SystemClock
 from exporter.config import CollectorConfig, Config, default_state_path, environ, parse_listen_address
 from exporter.errors import ConfigError
+from exporter.persistence import GroupCommit, Incoming, StateDB
 from exporter.scheduler import Scheduler, Transport
 from exporter.scrape import Scraper
+from exporter.server import ServerParts, build_app
 from exporter.simulator.account import Account
 from exporter.simulator.api import SimulatedApi
 from exporter.simulator.app import start_simulator
 from exporter.simulator.webhooks import WebhookSender
-from exporter.server import ServerParts, build_app
-from exporter.persistence import GroupCommit, Incoming, StateDB
 from exporter.state import Snapshot, StateStore
 from exporter.telemetry import Live, Telemetry
 from exporter.webhook import Applier, WebhookParts, add_routes

@@ -9,7 +9,7 @@ persisted with it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from exporter import fields
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from exporter.state import Snapshot
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class HostMark:
     at: float
     listed: bool | None = None
@@ -35,7 +35,7 @@ class HostMark:
     last_checked: float | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class MonitorMark:
     expiry_days: float | None = None
     expiry_at: float = 0.0
@@ -43,7 +43,7 @@ class MonitorMark:
     errors_at: float = 0.0
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Agent:
     name: str
     timed_out: bool
@@ -51,7 +51,7 @@ class Agent:
     at: float
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Hetrix:
     label: str
     listed_now: int
@@ -81,26 +81,24 @@ class WebhookState:
         ident = event.object_id
         body = event.body
         if event.type.startswith("rbl.") and ident:
-            mark = self.hosts.get(ident) or HostMark(event.date)
-            mark.at = max(mark.at, event.date)
-            mark.last_checked = max(mark.last_checked or 0.0, event.date)
+            old = self.hosts.get(ident) or HostMark(event.date)
+            mark = replace(old, at=max(old.at, event.date),
+                           last_checked=max(old.last_checked or 0.0, event.date))
             state = listing(event)
             if state is not None:
-                mark.listed, mark.listings, mark.rbls = state
+                mark = replace(mark, listed=state[0], listings=state[1], rbls=state[2])
             self.hosts[ident] = mark
         elif event.type.startswith("cert.expiration.") and ident:
-            mark_m = self.monitors.get(ident) or MonitorMark()
             try:
-                mark_m.expiry_days = fields.number(body.get("expiry_days"))
+                days = fields.number(body.get("expiry_days"))
             except Unreadable:
-                mark_m.expiry_days = None
-            mark_m.expiry_at = event.date
-            self.monitors[ident] = mark_m
+                days = None
+            self.monitors[ident] = replace(self.monitors.get(ident) or MonitorMark(),
+                                           expiry_days=days, expiry_at=event.date)
         elif event.type in ("cert.error.trigger", "cert.error.resolve") and ident:
-            mark_m = self.monitors.get(ident) or MonitorMark()
-            mark_m.errors = error_reasons(body.get("current_errors"))
-            mark_m.errors_at = event.date
-            self.monitors[ident] = mark_m
+            self.monitors[ident] = replace(self.monitors.get(ident) or MonitorMark(),
+                                           errors=error_reasons(body.get("current_errors")),
+                                           errors_at=event.date)
         elif event.type == "cert.changed" and ident:
             count, last = self.cert_changes.get(ident, (0, 0.0))
             self.cert_changes[ident] = (count + 1, max(last, event.date))
@@ -123,14 +121,10 @@ class WebhookState:
         timed_out = set(current.instances)
         if event.type == "agent.timeout":
             timed_out |= {i for i in ids if i}
-            current.timed_out = True
         else:
             timed_out -= ids
-            current.timed_out = False
-        current.instances = tuple(sorted(timed_out))
-        current.name = name or current.name
-        current.at = max(current.at, event.date)
-        self.agents[ident] = current
+        self.agents[ident] = Agent(name or current.name, event.type == "agent.timeout",
+                                   tuple(sorted(timed_out)), max(current.at, event.date))
 
     def apply_hetrix(self, monitors: list[HetrixMonitor], now: float) -> None:
         for m in monitors:
@@ -148,13 +142,23 @@ class WebhookState:
             self.hosts = {k: v for k, v in self.hosts.items()
                           if k not in times or v.at >= times[k]}
         elif snapshot.collector in ("cert_errors", "cert_monitors"):
-            for mark in self.monitors.values():
+            kept = {}
+            for key, mark in self.monitors.items():
                 if snapshot.collector == "cert_errors" and mark.errors_at < start:
-                    mark.errors = None
+                    mark = replace(mark, errors=None)
                 if snapshot.collector == "cert_monitors" and mark.expiry_at < start:
-                    mark.expiry_days = None
-            self.monitors = {k: v for k, v in self.monitors.items()
-                             if v.errors is not None or v.expiry_days is not None}
+                    mark = replace(mark, expiry_days=None)
+                if mark.errors is not None or mark.expiry_days is not None:
+                    kept[key] = mark
+            self.monitors = kept
+
+    def copy(self) -> WebhookState:
+        """A copy a render can read while events keep arriving: marks are never changed in
+        place (they are replaced), so copying the dictionaries is enough."""
+        return WebhookState(dict(self.hosts), dict(self.monitors), dict(self.cert_changes),
+                            dict(self.agents), self.balance, self.balance_threshold,
+                            dict(self.events), dict(self.last_event), dict(self.hetrix),
+                            self.last_seq)
 
     # -- persistence ------------------------------------------------------------------------
 

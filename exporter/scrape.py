@@ -8,7 +8,6 @@ render exists yet, and never calls the API.
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,6 +60,7 @@ class Scraper:
         self._cache: RenderCache | None = None
         self.changed = asyncio.Event()
         self.renders = 0
+        self.last_render_seconds = 0.0
 
     def key(self) -> object:
         intervals = self._intervals()
@@ -72,7 +72,7 @@ class Scraper:
         webhook state is not, so it is copied)."""
         freshness = Freshness(self._now(), self._intervals(), self._max_ages())
         return (self.key(), dict(self._store.snapshots()), freshness,
-                copy.deepcopy(self._store.webhooks))
+                self._store.webhooks.copy())
 
     def _render(self, inputs: tuple[object, dict[str, Snapshot], Freshness, WebhookState]) -> RenderCache:
         key, snapshots, freshness, webhooks = inputs
@@ -87,12 +87,18 @@ class Scraper:
         return self._render(self._inputs())
 
     async def keep_rendered(self, coalesce: float = 0.05) -> None:
-        """Background task: re-render after changes (coalesced) and once a time bucket passes."""
+        """Background task: re-render after changes and once a time bucket passes.
+
+        A burst of changes costs one render, and the pause after a render is at least as long
+        as the render took, so rendering never takes more than about half the CPU away from
+        serving requests however large the state grows."""
         while True:
             await sleep_or_event(self._clock, 5.0, self.changed)
             if self._cache is None or self._cache.key != self.key():
+                started = self._clock.monotonic()
                 await asyncio.to_thread(self._render, self._inputs())
-            await self._clock.sleep(coalesce)  # a burst of changes costs one render
+                self.last_render_seconds = self._clock.monotonic() - started
+            await self._clock.sleep(max(coalesce, self.last_render_seconds))
 
     def expose(self, accept: str, accept_encoding: str) -> Exposition:
         cache = self._cache if self._cache is not None else self.render_now()

@@ -135,10 +135,13 @@ async def _body(request: web.Request, parts: WebhookParts, source: str) -> bytes
     limit = parts.config.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         return _reject(parts, source, 413, "too_large", f"body over {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        return _reject(parts, source, 413, "too_large", f"body over {limit} bytes")
-    return body
+    chunks, size = [], 0
+    async for piece in request.content.iter_any():  # read(n) may stop at what is buffered
+        size += len(piece)
+        if size > limit:
+            return _reject(parts, source, 413, "too_large", f"body over {limit} bytes")
+        chunks.append(piece)
+    return b"".join(chunks)
 
 
 async def generatorlabs(request: web.Request) -> web.Response:

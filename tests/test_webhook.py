@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from datetime import UTC, datetime
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from exporter.app import Exporter, attach_state, build_exporter
