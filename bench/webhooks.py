@@ -66,8 +66,9 @@ def wait_ready(url: str) -> None:
 
 
 def body(i: int) -> bytes:
-    return json.dumps({"event_sid": "TA" + secrets.token_hex(16), "event_type": "billing.renewal.success",
-                       "event_date": "2026-11-22T00:00:00Z", "plan": {"id": f"PL{i}"}, "payment": {}}).encode()
+    return json.dumps({"event_sid": "TA" + secrets.token_hex(16),
+                       "event_type": "billing.renewal.success", "event_date": "2026-11-22T00:00:00Z",
+                       "plan": {"id": f"PL{i}"}, "payment": {}}).encode()
 
 
 async def load(url: str, seconds: float, concurrency: int) -> dict[str, float]:
@@ -220,7 +221,7 @@ def main() -> None:
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "webhooks.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))  # noqa: T201
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -197,7 +197,8 @@ def _cidr_list(value: object) -> tuple[str, ...]:
         try:
             ipaddress.ip_network(item, strict=False)
         except ValueError:
-            raise ValueError(f"must be a list of IP networks like 173.245.48.0/20 ({item!r} is not)") from None
+            raise ValueError(
+                f"must be a list of IP networks like 173.245.48.0/20 ({item!r} is not)") from None
     return items
 
 
@@ -428,6 +429,10 @@ def webhook_secrets_from_env(
         except OSError as err:
             problems.append(f"GENERATORLABS_WEBHOOK_SECRET_FILE: cannot read, got {file_path!r} "
                             f"({err.strerror})")
+    token = env.get("HETRIXTOOLS_WEBHOOK_TOKEN") or webhooks.hetrixtools_token
+    if token is not None and len(token) < 16:
+        problems.append("HETRIXTOOLS_WEBHOOK_TOKEN: must be at least 16 characters, got <hidden>")
+    webhooks = replace(webhooks, hetrixtools_token=token)
     if webhooks.enabled and not secrets:
         problems.append("webhooks.secrets: required when webhooks.enabled is true, set "
                         "GENERATORLABS_WEBHOOK_SECRET or GENERATORLABS_WEBHOOK_SECRET_FILE "

@@ -110,13 +110,13 @@ def _merge_hosts(hosts: Snapshot | None, listings: Snapshot | None,
         polled = max(times.get(host_id, 0.0), listings.fetched_at if listings is not None else 0.0)
         if mark.at < polled:  # a late webhook older than what the polls already saw
             continue
-        listed = mark.listed if mark.listed is not None else h.listed
-        listings_n, rbls = (mark.listings, mark.rbls) if mark.listed is not None else (h.listings, h.rbls)
-        first = h.first_listed if h.listed else (mark.at if listed else None)
-        merged[host_id] = Host(h.id, h.host, h.name, h.kind, h.profile_id, h.paused, listed,
-                               listings_n if listed else 0, rbls if listed else (),
+        is_listed = mark.listed if mark.listed is not None else h.listed
+        count, rbls = (mark.listings, mark.rbls) if mark.listed is not None else (h.listings, h.rbls)
+        first = h.first_listed if h.listed else (mark.at if is_listed else None)
+        merged[host_id] = Host(h.id, h.host, h.name, h.kind, h.profile_id, h.paused, is_listed,
+                               count if is_listed else 0, rbls if is_listed else (),
                                max(h.last_checked or 0.0, mark.last_checked or 0.0) or None,
-                               first if listed else None)
+                               first if is_listed else None)
     return sorted(merged.values(), key=lambda h: h.id)
 
 
@@ -182,11 +182,11 @@ def _render_monitors(fam: Callable[[str, str, str], None], monitors: list[Monito
             f'profile_id="{escape(m.profile_id)}"}} 1\n'
         )
         paused.append(f"generatorlabs_cert_monitor_paused{sel} {1 if m.paused else 0}\n")
-        mark = marks.get(m.id)
-        if mark is not None and mark.expiry_days is not None and mark.expiry_at >= polled_at:
-            elapsed = max(0.0, now - mark.expiry_at)  # a cert.expiration.* webhook, newer than the poll
+        said = marks.get(m.id)  # a cert.expiration.* webhook newer than the poll wins
+        if said is not None and said.expiry_days is not None and said.expiry_at >= polled_at:
+            elapsed = max(0.0, now - said.expiry_at)
             days.append(f"generatorlabs_cert_expiry_days{sel} "
-                        f"{fmt(round(mark.expiry_days - elapsed / 86400, 4))}\n")
+                        f"{fmt(round(said.expiry_days - elapsed / 86400, 4))}\n")
         elif m.not_after is not None:
             days.append(f"generatorlabs_cert_expiry_days{sel} {fmt(round((m.not_after - now) / 86400, 4))}\n")
         elif m.expiry_days is not None:
@@ -274,7 +274,11 @@ def _render_webhook_state(fam: Callable[[str, str, str], None], w: WebhookState,
         f'generatorlabs_webhook_last_event_timestamp_seconds{{event="{e}"}} {fmt(t)}\n'
         for e, t in sorted(w.last_event.items())), "webhooks")
     hetrix = sorted(w.hetrix.items())
-    info, listed, count, rbls, updated = ([] for _ in range(5))
+    info: list[str] = []
+    listed: list[str] = []
+    count: list[str] = []
+    rbls: list[str] = []
+    updated: list[str] = []
     for name, m in hetrix:
         sel = f'{{monitor="{escape(name)}"}}'
         info.append(f'hetrixtools_blacklist_monitor_info{{monitor="{escape(name)}",'

@@ -64,6 +64,7 @@ class Applier:
                 self._logged_other.add(event.raw_type)
             log.warning("webhook.unknown_event_type", event_type=event.raw_type[:80])
         ident, kind = event.object_id, None
+        collectors: tuple[str, ...] = ()
         if event.type.startswith("rbl."):
             kind, collectors = "host", ("rbl_hosts", "rbl_listings")
         elif event.type.startswith("cert."):
@@ -178,7 +179,10 @@ async def generatorlabs(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _client_ip(request: web.Request, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str | None:
+Networks = list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+
+
+def _client_ip(request: web.Request, trusted: Networks) -> str | None:
     """The peer address; through X-Forwarded-For only when the peer is a trusted proxy (then the
     right-most address that is not itself a trusted proxy)."""
     peer = request.remote
@@ -191,7 +195,7 @@ def _client_ip(request: web.Request, trusted: list[ipaddress.IPv4Network | ipadd
     return peer
 
 
-def _in(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+def _in(address: str, networks: Networks) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

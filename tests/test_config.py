@@ -149,3 +149,30 @@ def test_example_config_documents_every_key_with_its_default() -> None:
     assert set(raw["collectors"]) == set(COLLECTORS)
     for body in raw["collectors"].values():
         assert set(body) >= set(COLLECTOR_KEYS) - {"max_age"}
+
+
+def test_webhook_secrets_from_the_environment_and_refusal_without_one(tmp_path: Path) -> None:
+    env = {"GENERATORLABS_ACCOUNT_SID": SID, "GENERATORLABS_AUTH_TOKEN": TOKEN}
+    enabled = parse({"webhooks": {"enabled": True}})
+    with pytest.raises(ConfigError, match=r"webhooks\.secrets: required when webhooks\.enabled is true"):
+        credentials_from_env(enabled, env, _no_file, "x")
+    config = credentials_from_env(enabled, {**env, "GENERATORLABS_WEBHOOK_SECRET": "new,old"},
+                                  _no_file, "x")
+    assert config.webhooks.secrets == ("new", "old")
+    (tmp_path / "s").write_text("secret-one\nsecret-two\n")
+    files = {**env, "GENERATORLABS_WEBHOOK_SECRET_FILE": str(tmp_path / "s")}
+    config = credentials_from_env(enabled, files, lambda p: Path(p).read_text(), "x")
+    assert config.webhooks.secrets == ("secret-one", "secret-two")
+    assert "secret-one" not in repr(config)
+    hx = credentials_from_env(parse({}), {**env, "HETRIXTOOLS_WEBHOOK_TOKEN": "t" * 20}, _no_file, "x")
+    assert hx.webhooks.hetrixtools_token == "t" * 20
+
+
+def test_webhook_keys_are_checked() -> None:
+    found = problems({"webhooks": {"secrets": "", "hetrixtools_token": "short",
+                                   "hetrixtools_allowed_cidrs": ["nope"], "max_body_bytes": 10}})
+    assert ("webhooks.hetrixtools_token: must be at least 16 characters (it is the only thing "
+            "guarding the URL), got <hidden>") in found
+    assert any(p.startswith("webhooks.hetrixtools_allowed_cidrs: must be a list of IP networks")
+               for p in found)
+    assert "webhooks.max_body_bytes: must be a number of bytes from 1024 to 67108864, got 10" in found

@@ -268,7 +268,8 @@ def chunk(n: int, listed: int = 2, start: int = 0) -> bytes:
 async def test_hetrixtools_chunks_are_applied_idempotently(harness: Harness) -> None:
     url = f"/webhooks/hetrixtools/{HX_TOKEN}"
     for _ in range(2):  # the sender retries on timeouts: same state either way
-        response = await harness.client.post(url, data=chunk(100), headers={"Content-Type": "application/json"})
+        response = await harness.client.post(url, data=chunk(100),
+                                             headers={"Content-Type": "application/json"})
         assert response.status == 200
     await harness.client.post(url, data=chunk(1, listed=0, start=5))
     text = await harness.metrics()

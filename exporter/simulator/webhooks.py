@@ -23,7 +23,7 @@ class HetrixFleet:
 
     def __init__(self, size: int, seed: int = 3) -> None:
         self.rng = random.Random(seed)
-        self.monitors = {f"192.0.2.{i}": [] for i in range(1, size + 1)}  # ip -> rbl zones
+        self.monitors: dict[str, list[str]] = {f"192.0.2.{i}": [] for i in range(1, size + 1)}
 
     def chunks(self, changes: int) -> list[list[dict[str, Any]]]:
         """Change some monitors and return their items, in chunks of at most 100."""
