@@ -1,0 +1,130 @@
+"""The Grafana dashboards: valid dashboard JSON, and every panel's query returns data from a real
+Prometheus (Debian's) that has scraped the exporter running in demo mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.signature import sign
+from tests.test_demo import DEADLINE, free_port, get, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+MODERN = {"stat", "timeseries", "table", "bargauge", "gauge", "piechart", "text", "row"}
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def queries() -> list[tuple[str, str, str]]:
+    out = []
+    for path in DASHBOARDS:
+        for panel in load(path)["panels"]:
+            for target in panel.get("targets", []):
+                out.append((path.name, panel["title"], target["expr"]))
+    return out
+
+
+def test_dashboards_are_valid_dashboard_json() -> None:
+    assert len(DASHBOARDS) >= 2
+    uids = set()
+    for path in DASHBOARDS:
+        d = load(path)
+        assert d["uid"] and d["uid"] not in uids and len(d["uid"]) <= 40
+        uids.add(d["uid"])
+        assert d["title"] and isinstance(d["schemaVersion"], int)
+        variables = {v["name"]: v for v in d["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        ids = [p["id"] for p in d["panels"]]
+        assert len(ids) == len(set(ids))
+        for panel in d["panels"]:
+            assert panel["type"] in MODERN, f"{path.name}: {panel['type']} is not a modern panel"
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+            assert {"x", "y", "w", "h"} <= set(panel["gridPos"])
+            assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+            for target in panel["targets"]:
+                assert target["datasource"] == panel["datasource"] and target["expr"]
+    provisioning = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/generatorlabs.yaml").read_text())
+    assert provisioning["providers"][0]["type"] == "file"
+
+
+def expand(expr: str) -> str:
+    """Grafana's variables, as a dashboard would fill them in."""
+    return (expr.replace("$__rate_interval", "1m").replace("$warning_days", "14")
+            .replace("$critical_days", "3"))
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.conftest import need_binary
+
+    binary = need_binary("prometheus")
+    home = tmp_path_factory.mktemp("stack")
+    exporter_port, prom_port = free_port(), free_port()
+    secret = "whsec_dashboard_test_secret"
+    (home / "config.yaml").write_text(yaml.safe_dump({
+        "webhooks": {"enabled": True, "secrets": [secret]},
+        "state": {"path": str(home / "state.sqlite")}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
+    with (home / "exporter.log").open("wb") as log:
+        exporter = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "--demo", "--config.file", str(home / "config.yaml"),
+             "--web.listen-address", f"127.0.0.1:{exporter_port}"], stdout=subprocess.DEVNULL,
+            stderr=log, env=env)
+    (home / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "generatorlabs",
+                            "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}]}))
+    with (home / "prometheus.log").open("wb") as log:
+        prom = subprocess.Popen(
+            [binary, f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{prom_port}"
+    try:
+        exporter_url = f"http://127.0.0.1:{exporter_port}"
+        wait_for(lambda: get(exporter_url + "/-/ready")[0] == 200, "the exporter")
+        # one rejected webhook, so the rejection panel has a series to show
+        body = b'{"event_sid": "TA00", "event_type": "x", "event_date": "2026-01-01T00:00:00Z"}'
+
+
+        request = urllib.request.Request(exporter_url + "/webhooks/generatorlabs", data=body, headers={
+            "Content-Type": "application/json", "X-Webhook-Signature": sign(body, "wrong", 1)})
+        try:
+            urllib.request.urlopen(request, timeout=5)
+        except urllib.error.HTTPError as err:
+            assert err.code == 401
+        wait_for(lambda: series(base, 'count_over_time(generatorlabs_rbl_hosts[1m]) >= 8')
+                 and series(base, "generatorlabs_agent_info")
+                 and series(base, "hetrixtools_blacklist_monitor_info"), "Prometheus to scrape enough")
+        yield base
+    finally:
+        for process in (prom, exporter):
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=DEADLINE)
+
+
+def series(base: str, expr: str) -> list[Any]:
+    status, text = get(f"{base}/api/v1/query?query={urllib.parse.quote(expr)}")
+    assert status == 200, text
+    result: list[Any] = json.loads(text)["data"]["result"]
+    return result
+
+
+@pytest.mark.parametrize(("dashboard", "panel", "expr"), queries())
+def test_every_panel_query_returns_data(prometheus: str, dashboard: str, panel: str, expr: str) -> None:
+    assert series(prometheus, expand(expr)), f"{dashboard} / {panel}: no data for {expr}"
