@@ -7,10 +7,13 @@ import asyncio
 import secrets
 import sys
 
+import aiohttp
+
 from exporter.clock import SystemClock
 from exporter.simulator.account import Account
 from exporter.simulator.api import Faults, SimulatedApi
 from exporter.simulator.app import start_simulator
+from exporter.simulator.webhooks import WebhookSender
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,6 +36,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="share of HTTP 200 answers whose body says status_code 500")
     p.add_argument("--malformed-rate", type=float, default=0.0, help="share of truncated JSON")
     p.add_argument("--timeout-rate", type=float, default=0.0, help="share of requests never answered")
+    p.add_argument("--webhook-url", help="POST signed Generator Labs webhooks here as the account changes")
+    p.add_argument("--webhook-secret", default=None, help="signing secret (default: random, printed)")
+    p.add_argument("--hetrix-url", help="POST HetrixTools-style chunks here now and then")
+    p.add_argument("--webhook-period", type=float, default=5.0, help="seconds between webhook rounds")
+    p.add_argument("--quiet", action="store_true",
+                   help="no random drift: the account changes only through the control routes")
+    p.add_argument("--control", action="store_true",
+                   help="serve POST /_sim/... routes that list/delist hosts and expire/break certificates")
     return p.parse_args(argv)
 
 
@@ -41,16 +52,30 @@ async def serve(args: argparse.Namespace, token: str) -> None:
     account = Account(args.hosts, args.monitors, clock.time(), seed=args.seed,
                       listed_fraction=args.listed_fraction, churn_hours=args.churn_hours,
                       step=args.step)
+    if args.quiet:
+        account.list_rate = account.delist_rate = account.error_rate = account.clear_rate = 0.0
     faults = Faults(error_rate=args.error_rate, body_error_rate=args.body_error_rate,
                     malformed_rate=args.malformed_rate, timeout_rate=args.timeout_rate)
     api = SimulatedApi(account, args.account_sid, token, hourly_limit=args.hourly_limit,
                        per_second_limit=args.per_second_limit, faults=faults)
-    runner, port = await start_simulator(api, clock, args.host, args.port)
+    runner, port = await start_simulator(api, clock, args.host, args.port, control_routes=args.control)
     print(f"simulator: http://{args.host}:{port}/4.0/  account_sid={args.account_sid} "
           f"auth_token={token}", flush=True)
+    session = aiohttp.ClientSession()
+    sender_task = None
+    if args.webhook_url:
+        secret = args.webhook_secret or secrets.token_hex(16)
+        sender = WebhookSender(account, session, clock, url=args.webhook_url, secret=secret,
+                               hetrix_url=args.hetrix_url, period=args.webhook_period)
+        sender.quiet = args.quiet
+        sender_task = asyncio.create_task(sender.run())
+        print(f"simulator: webhooks to {args.webhook_url} every {args.webhook_period:g}s", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
+        if sender_task is not None:
+            sender_task.cancel()
+        await session.close()
         await runner.cleanup()
 
 

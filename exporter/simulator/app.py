@@ -27,18 +27,55 @@ async def handle(request: web.Request) -> web.StreamResponse:
                         content_type=content_type.split(";")[0])
 
 
-def build_simulator_app(api: SimulatedApi, clock: Clock) -> web.Application:
+async def control(request: web.Request) -> web.Response:
+    """Test control (only with --control): change the account on purpose.
+
+    POST /_sim/hosts/{id}/list | /delist, /_sim/monitors/{id}/expire?days=N | /renew,
+    /_sim/monitors/{id}/error?type=T | /clear. Changes emit webhooks like natural drift does."""
+    account, clock = request.app[API].account, request.app[CLOCK]
+    kind, ident, action = (request.match_info[k] for k in ("kind", "id", "action"))
+    now = clock.time()
+    if kind == "hosts" and ident in account.hosts:
+        host = account.hosts[ident]
+        if action == "list":
+            account._list(host, now)
+        elif action == "delist" and host.rbls:
+            account._delist(host)
+        account.version += 1
+        return web.json_response(host.to_json())
+    if kind == "monitors" and ident in account.monitors:
+        monitor = account.monitors[ident]
+        if action == "expire":
+            monitor.not_after = now + float(request.query.get("days", "5")) * 86400
+            account._expiry_error(monitor)
+        elif action == "renew":
+            monitor.not_after = now + 90 * 86400
+            account._emit("cert.expiration.resolve", monitor=monitor.to_json(), expiry_days=90)
+            account._expiry_error(monitor)
+        elif action == "error":
+            account._error(monitor, request.query.get("type", "name_mismatch"))
+        elif action == "clear":
+            account._clear(monitor, list(monitor.errors))
+        account.version += 1
+        return web.json_response(monitor.to_json())
+    return web.json_response({"error": f"no {kind} {ident}"}, status=404)
+
+
+def build_simulator_app(api: SimulatedApi, clock: Clock, *, control_routes: bool = False) -> web.Application:
     app = web.Application()
     app[API] = api
     app[CLOCK] = clock
     app.router.add_route("*", "/4.0/{path:.*}", handle)
+    if control_routes:
+        app.router.add_post("/_sim/{kind}/{id}/{action}", control)
     return app
 
 
 async def start_simulator(api: SimulatedApi, clock: Clock, host: str = "127.0.0.1",
-                          port: int = 0) -> tuple[web.AppRunner, int]:
+                          port: int = 0, *, control_routes: bool = False) -> tuple[web.AppRunner, int]:
     """Serve the simulator; returns the runner (for cleanup) and the bound port."""
-    runner = web.AppRunner(build_simulator_app(api, clock), access_log=None)
+    runner = web.AppRunner(build_simulator_app(api, clock, control_routes=control_routes),
+                           access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
