@@ -11,6 +11,7 @@ import secrets
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import aiohttp
 import structlog
@@ -32,6 +33,7 @@ from exporter.simulator.app import start_simulator
 from exporter.simulator.webhooks import WebhookSender
 from exporter.state import Snapshot, StateStore
 from exporter.telemetry import Live, Telemetry
+from exporter.webconfig import WebGuard
 from exporter.webhook import Applier, WebhookParts, add_routes
 
 log = structlog.get_logger("exporter.app")
@@ -58,17 +60,22 @@ class Exporter:
     scraper: Scraper
     applier: Applier
     db: StateDB | None = None
+    web_guard: WebGuard | None = None
     webhook_parts: WebhookParts | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def reload(self, source: ConfigSource) -> list[str]:
-        """Re-read the config; a bad one keeps the old config and is reported."""
+        """Re-read the config (and the web config); a bad one keeps the old and is reported."""
+        web_problems = self.web_guard.reload() if self.web_guard is not None else []
         try:
             config = source()
         except ConfigError as err:
             self.live.reload_ok = False
             log.error("config.reload_failed", problems=err.problems)
-            return err.problems
+            return err.problems + web_problems
+        if web_problems:
+            self.live.reload_ok = False
+            return web_problems
         if config.web != self.config.web:
             log.warning("config.restart_needed", reason="web.* changes apply after a restart")
         if config.api != self.config.api:
@@ -182,15 +189,16 @@ async def attach_state(exporter: Exporter, db: StateDB) -> DbJournal:
     return journal
 
 
-def create_app(exporter: Exporter, source: ConfigSource) -> web.Application:
+def create_app(exporter: Exporter, source: ConfigSource, *, middlewares: tuple[Any, ...] = (),
+               webhooks: bool = True) -> web.Application:
     """The web app, whose start-up starts the poller and the renderer and whose clean-up stops them."""
 
     async def reload() -> list[str]:
         return await exporter.reload(source)
 
     app = build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload,
-                                exporter.clock.time, exporter.config.web.telemetry_path))
-    if exporter.webhook_parts is not None:
+                                exporter.clock.time, exporter.config.web.telemetry_path), middlewares)
+    if exporter.webhook_parts is not None and webhooks:
         add_routes(app, exporter.webhook_parts)
 
     async def background(_: web.Application) -> AsyncIterator[None]:
@@ -260,7 +268,8 @@ async def _send_demo_webhooks(demo: Demo, config: Config, clock: Clock, port: in
 
 
 async def run(config: Config, source: ConfigSource, *, demo: bool,
-              ready: Callable[[int], Awaitable[None]] | None = None) -> None:
+              ready: Callable[[int], Awaitable[None]] | None = None,
+              web_config_file: str | None = None, webhook_listen_address: str | None = None) -> None:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the config."""
     clock = SystemClock()
     cleanups: list[Callable[[], Awaitable[None]]] = []
@@ -291,12 +300,24 @@ async def run(config: Config, source: ConfigSource, *, demo: bool,
         await db.close()
 
     cleanups.append(close_db)
-    app = create_app(exporter, source)
+    guard = WebGuard(web_config_file, clock.time)
+    exporter.web_guard = guard
+    separate = webhook_listen_address is not None
+    app = create_app(exporter, source, middlewares=(guard.middleware,), webhooks=not separate)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     cleanups.insert(0, runner.cleanup)
     host, port = parse_listen_address(config.web.listen_address)
-    site = web.TCPSite(runner, host or None, port)
+    site = web.TCPSite(runner, host or None, port, ssl_context=guard.context)
+    if separate and exporter.webhook_parts is not None:
+        hook_app = web.Application(client_max_size=1024 * 1024)
+        add_routes(hook_app, exporter.webhook_parts)
+        hook_runner = web.AppRunner(hook_app, access_log=None, handle_signals=False)
+        await hook_runner.setup()
+        cleanups.insert(0, hook_runner.cleanup)
+        hook_host, hook_port = parse_listen_address(webhook_listen_address or "")
+        await web.TCPSite(hook_runner, hook_host or None, hook_port).start()
+        log.info("webhooks.listening", listen=webhook_listen_address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     try:

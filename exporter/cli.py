@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate the config (and credentials) and exit: 0 ok, 2 problems")
     p.add_argument("--web.listen-address", dest="listen_address", metavar="ADDR",
                    help="address to listen on (default :9816, or web.listen_address)")
+    p.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
+                   help="exporter-toolkit web config: TLS, client certificates, basic auth, headers")
+    p.add_argument("--webhook.listen-address", dest="webhook_listen_address", metavar="ADDR",
+                   help="serve /webhooks/ on this separate address (and not on --web.listen-address)")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH",
                    help="path of the metrics endpoint (default /metrics)")
     p.add_argument("--log.level", dest="log_level", choices=LOG_LEVELS,
@@ -84,6 +88,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"generatorlabs-exporter: {err}", file=sys.stderr)
         return 2
+    if args.web_config_file:
+        from exporter.webconfig import load as load_web_config
+
+        try:
+            load_web_config(args.web_config_file)
+        except ConfigError as err:
+            print(f"generatorlabs-exporter: {err}", file=sys.stderr)
+            return 2
+    if args.webhook_listen_address:
+        try:
+            parse_listen_address(args.webhook_listen_address)
+        except ValueError as err:
+            print(f"generatorlabs-exporter: --webhook.listen-address: {err}, "
+                  f"got {args.webhook_listen_address!r}", file=sys.stderr)
+            return 2
     if args.config_check:
         print(f"{args.config_file or '<defaults>'}: ok")
         return 0
@@ -92,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(config.log.format, config.log.level)
     try:
-        asyncio.run(run(config, lambda: load_config(args), demo=args.demo))
+        asyncio.run(run(config, lambda: load_config(args), demo=args.demo,
+                        web_config_file=args.web_config_file,
+                        webhook_listen_address=args.webhook_listen_address))
     except ExporterError as err:
         print(f"generatorlabs-exporter: {err}", file=sys.stderr)
         return 1

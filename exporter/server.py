@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -109,8 +110,8 @@ the plan needs {planned:.0f}/h. Server says {remaining} requests remain.</p>{bac
     return web.Response(text=page, content_type="text/html")
 
 
-def build_app(parts: ServerParts) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+def build_app(parts: ServerParts, middlewares: tuple[Any, ...] = ()) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024, middlewares=middlewares)
     app[PARTS] = parts
     app.router.add_get(parts.telemetry_path, metrics)
     app.router.add_get("/", landing)

@@ -10,6 +10,7 @@ from exporter import __version__
 from exporter.cli import build_parser, main
 
 FLAGS = ["--config.file", "--config.check", "--web.listen-address", "--web.telemetry-path",
+         "--web.config.file", "--webhook.listen-address",
          "--log.level", "--log.format", "--demo", "--version", "--help"]
 
 

@@ -104,10 +104,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
         request = urllib.request.Request(exporter_url + "/webhooks/generatorlabs", data=body, headers={
             "Content-Type": "application/json", "X-Webhook-Signature": sign(body, "wrong", 1)})
-        try:
+        with pytest.raises(urllib.error.HTTPError) as rejected:
             urllib.request.urlopen(request, timeout=5)
-        except urllib.error.HTTPError as err:
-            assert err.code == 401
+        assert rejected.value.code == 401
         wait_for(lambda: series(base, 'count_over_time(generatorlabs_rbl_hosts[1m]) >= 8')
                  and series(base, "generatorlabs_agent_info")
                  and series(base, "hetrixtools_blacklist_monitor_info"), "Prometheus to scrape enough")

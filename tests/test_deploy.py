@@ -119,4 +119,5 @@ def test_operator_resources_are_well_formed(tmp_path: Path) -> None:
 
 def test_generated_manifests_are_up_to_date() -> None:
     for name, make in generate.OUTPUTS.items():
-        assert (DEPLOY / "kubernetes" / name).read_text() == make(), f"run deploy/kubernetes/generate.py ({name})"
+        committed = (DEPLOY / "kubernetes" / name).read_text()
+        assert committed == make(), f"run deploy/kubernetes/generate.py ({name})"

@@ -40,7 +40,8 @@ def test_promtool_unit_tests_pass() -> None:
 
 def test_alertmanager_example_config_is_valid() -> None:
     amtool = need_binary("amtool")
-    assert "SUCCESS" in run(amtool, "check-config", str(ROOT / "deploy" / "alertmanager" / "alertmanager.yml"))
+    config = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+    assert "SUCCESS" in run(amtool, "check-config", str(config))
 
 
 def test_every_alert_is_tested_firing_and_not_firing() -> None:

@@ -57,11 +57,14 @@ class WebhookSender:
         self.rng = random.Random(seed)
         self.fleet = HetrixFleet(30)
         self.sent = 0
+        self.quiet = False  # only the account's own changes: no extra agent/billing events
         account.outbox = []
 
     def _extra(self, first: bool = False) -> list[dict[str, Any]]:
         """Events no account drift produces: agents, billing, certificate replacements (one of
         each kind on the first step, so a demo shows every family at once)."""
+        if self.quiet:
+            return []
         if first:
             rolls = [0.1, 0.35, 0.45, 0.52]
             return [e for r in rolls for e in self._extra_for(r)]
@@ -101,7 +104,7 @@ class WebhookSender:
             return response.status
 
     async def step(self) -> None:
-        first = self.sent == 0
+        first = self.sent == 0 and not self.quiet
         self.account.advance(self.clock.time())
         outbox = self.account.outbox or []
         self.account.outbox = []

@@ -1,0 +1,262 @@
+"""The exporter-toolkit web configuration (`--web.config.file`): TLS, client certificates,
+bcrypt basic auth and response headers for the exporter's own endpoints.
+
+`parse` is pure and rejects unknown keys like the toolkit does; `WebGuard` holds the current
+settings, re-reads the file when it changes (checked at most once a second) or on reload, and
+keeps the old settings when a new file is bad. Webhook paths are authenticated by their
+signature or token, never by basic auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import structlog
+import yaml
+from aiohttp import web
+
+from exporter.errors import ConfigError
+
+log = structlog.get_logger("exporter.webconfig")
+
+CLIENT_AUTH = {
+    "NoClientCert": ssl.CERT_NONE,
+    "RequestClientCert": ssl.CERT_OPTIONAL,
+    "RequireAnyClientCert": ssl.CERT_REQUIRED,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
+                "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+TLS_KEYS = {"cert_file", "key_file", "cert", "key", "client_auth_type", "client_ca_file",
+            "client_allowed_sans", "min_version", "max_version", "cipher_suites",
+            "curve_preferences", "prefer_server_cipher_suites"}
+HTTP_KEYS = {"http2", "headers"}
+# the toolkit allows these response headers only
+HEADERS = {"Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
+           "X-XSS-Protection", "Content-Security-Policy"}
+TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    cert_file: str
+    key_file: str
+    client_auth_type: str = "NoClientCert"
+    client_ca_file: str | None = None
+    client_allowed_sans: tuple[str, ...] = ()
+    min_version: str = "TLS12"
+    max_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    tls: TLSConfig | None = None
+    users: Mapping[str, bytes] = field(default_factory=dict)  # user -> bcrypt hash
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse(raw: object, source: str, base: Path) -> WebConfig:
+    """Every problem at once, as ConfigError; file paths are relative to the file's folder."""
+    problems: list[str] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(source, [f"(top level): must be a mapping, got {raw!r}"])
+    problems += [f"{k}: unknown key" for k in raw if k not in TOP_KEYS]
+    tls = None
+    tls_raw = raw.get("tls_server_config")
+    if tls_raw is not None:
+        if not isinstance(tls_raw, Mapping):
+            problems.append(f"tls_server_config: must be a mapping, got {tls_raw!r}")
+        else:
+            tls = _tls(tls_raw, base, problems)
+    headers: dict[str, str] = {}
+    http_raw = raw.get("http_server_config") or {}
+    if not isinstance(http_raw, Mapping):
+        problems.append(f"http_server_config: must be a mapping, got {http_raw!r}")
+    else:
+        problems += [f"http_server_config.{k}: unknown key" for k in http_raw if k not in HTTP_KEYS]
+        for name, value in (http_raw.get("headers") or {}).items():
+            if name not in HEADERS:
+                problems.append(f"http_server_config.headers.{name}: not an allowed header "
+                                f"(one of {', '.join(sorted(HEADERS))})")
+            else:
+                headers[name] = str(value)
+    users: dict[str, bytes] = {}
+    users_raw = raw.get("basic_auth_users") or {}
+    if not isinstance(users_raw, Mapping):
+        problems.append(f"basic_auth_users: must be a mapping of user to bcrypt hash, "
+                        f"got {users_raw!r}")
+    else:
+        for user, hashed in users_raw.items():
+            if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
+                problems.append(f"basic_auth_users.{user}: must be a bcrypt hash ($2b$...), "
+                                "got <hidden>")
+            else:
+                users[str(user)] = hashed.encode()
+    if problems:
+        raise ConfigError(source, problems)
+    return WebConfig(tls, users, headers)
+
+
+def _tls(raw: Mapping[str, Any], base: Path, problems: list[str]) -> TLSConfig | None:
+    problems += [f"tls_server_config.{k}: unknown key" for k in raw if k not in TLS_KEYS]
+    cert, key = raw.get("cert_file"), raw.get("key_file")
+    if not cert or not key:
+        problems.append("tls_server_config: cert_file and key_file are both required, got "
+                        f"cert_file={cert!r} key_file={key!r}")
+        return None
+    auth = raw.get("client_auth_type", "NoClientCert")
+    if auth not in CLIENT_AUTH:
+        problems.append(f"tls_server_config.client_auth_type: must be one of "
+                        f"{', '.join(CLIENT_AUTH)}, got {auth!r}")
+    ca = raw.get("client_ca_file")
+    if auth in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert") and not ca:
+        problems.append(f"tls_server_config.client_ca_file: required with client_auth_type {auth}")
+    for k in ("min_version", "max_version"):
+        if raw.get(k) is not None and raw[k] not in TLS_VERSIONS:
+            problems.append(f"tls_server_config.{k}: must be one of {', '.join(TLS_VERSIONS)}, "
+                            f"got {raw[k]!r}")
+
+    def resolve(p: str) -> str:
+        path = Path(p)
+        return str(path if path.is_absolute() else base / path)
+
+    return TLSConfig(resolve(cert), resolve(key), auth, resolve(ca) if ca else None,
+                     tuple(raw.get("client_allowed_sans") or ()), raw.get("min_version") or "TLS12",
+                     raw.get("max_version"))
+
+
+def load(path: str) -> WebConfig:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(path, [f"(file): cannot read, got {path!r} ({err.strerror})"]) from err
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(path, [f"(file): not valid YAML: {err}"]) from err
+    config = parse(raw, path, Path(path).resolve().parent)
+    if config.tls is not None:
+        configure_tls(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), config.tls, path)  # files must load
+    return config
+
+
+def configure_tls(context: ssl.SSLContext, tls: TLSConfig, source: str) -> ssl.SSLContext:
+    """Load certificates and settings into `context` (also used to reload a live context)."""
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+        if tls.client_ca_file:
+            context.load_verify_locations(tls.client_ca_file)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError(source, [f"tls_server_config: cannot load certificates: {err}"]) from err
+    context.verify_mode = CLIENT_AUTH[tls.client_auth_type]
+    context.minimum_version = TLS_VERSIONS[tls.min_version]
+    if tls.max_version:
+        context.maximum_version = TLS_VERSIONS[tls.max_version]
+    return context
+
+
+def _client_sans(request: web.Request) -> set[str]:
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport else None
+    cert = ssl_object.getpeercert() if ssl_object is not None else None
+    return {value for kind, value in (cert or {}).get("subjectAltName", ())}
+
+
+class WebGuard:
+    """The live web configuration and the aiohttp middleware that enforces it."""
+
+    def __init__(self, path: str | None, now: Callable[[], float]) -> None:
+        self.path = path
+        self._now = now
+        self.config = load(path) if path else WebConfig()
+        self._mtime = self._stat()
+        self._checked = now()
+        self._verified: set[str] = set()  # sha256 of user:password pairs bcrypt accepted
+        self.context: ssl.SSLContext | None = None
+        if self.config.tls is not None and path:
+            self.context = configure_tls(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), self.config.tls, path)
+
+    def _stat(self) -> float:
+        try:
+            return Path(self.path).stat().st_mtime if self.path else 0.0
+        except OSError:
+            return 0.0
+
+    def reload(self) -> list[str]:
+        """Re-read the file; a bad one keeps the old settings. Returns the problems."""
+        if not self.path:
+            return []
+        try:
+            config = load(self.path)
+            if config.tls is not None and self.context is not None:
+                configure_tls(self.context, config.tls, self.path)  # new handshakes use new certs
+        except ConfigError as err:
+            log.error("webconfig.reload_failed", problems=err.problems)
+            return err.problems
+        if config.tls is not None and self.context is None:
+            log.warning("webconfig.restart_needed", reason="TLS was off at start")
+        self.config = config
+        self._verified.clear()
+        log.info("webconfig.reloaded", path=self.path)
+        return []
+
+    def _maybe_reload(self) -> None:
+        now = self._now()
+        if self.path and now - self._checked >= 1.0:
+            self._checked = now
+            mtime = self._stat()
+            if mtime != self._mtime:
+                self._mtime = mtime
+                self.reload()
+
+    async def _authorised(self, request: web.Request) -> bool:
+        users = self.config.users
+        if not users:
+            return True
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError, binascii.Error):
+            return False
+        key = hashlib.sha256(f"{user}\0{password}".encode()).hexdigest()
+        if key in self._verified:
+            return True
+        hashed = users.get(user)
+        # bcrypt is slow on purpose: keep it off the event loop
+        if hashed is None or not await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed):
+            return False
+        self._verified.add(key)
+        return True
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self._maybe_reload()
+        tls = self.config.tls
+        if tls is not None and tls.client_allowed_sans and not (
+                _client_sans(request) & set(tls.client_allowed_sans)):
+            return web.Response(status=403, text="client certificate not allowed\n")
+        if not request.path.startswith("/webhooks/") and not await self._authorised(request):
+            response: web.StreamResponse = web.Response(
+                status=401, text="Unauthorized\n",
+                headers={"WWW-Authenticate": 'Basic realm="generatorlabs-exporter"'})
+        else:
+            response = await handler(request)
+        for name, value in self.config.headers.items():
+            response.headers[name] = value
+        return response
