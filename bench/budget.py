@@ -19,15 +19,7 @@ from pathlib import Path
 import structlog
 
 from tests.conftest import FakeClock, make_rig_factory
-
-
-def max_in_any_hour(times: list[float]) -> int:
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - 3600:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
+from tests.test_budget import max_in_any_window
 
 
 async def one(hosts: int, hours: float) -> dict[str, object]:
@@ -51,7 +43,7 @@ async def one(hosts: int, hours: float) -> dict[str, object]:
         "hosts": hosts, "monitors": max(10, hosts // 20), "simulated_hours": hours,
         "requests": len(rig.api.accepted),
         "requests_per_hour_avg": round(len(rig.api.accepted) / hours, 1),
-        "max_requests_in_any_rolling_hour": max_in_any_hour(rig.api.accepted),
+        "max_requests_in_any_rolling_hour": max_in_any_window(rig.api.accepted),
         "planned_requests_per_hour": round(plan.requests_per_hour, 1),
         "listings_interval_s": round(plan.intervals["rbl_listings"]),
         "listings_refresh_gap_p50_s": round(gaps[len(gaps) // 2]),

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import structlog
 from aiohttp import web
 
@@ -21,16 +19,13 @@ from exporter import __version__
 from exporter.api import HttpTransport, make_session
 from exporter.budget import Ledger
 from exporter.clock import Clock, SystemClock
-from exporter.config import CollectorConfig, Config, default_state_path, environ, parse_listen_address
+from exporter.config import Config, default_state_path, environ, parse_listen_address
+from exporter.demo import Demo, demo_config, send_demo_webhooks, start_demo
 from exporter.errors import ConfigError
-from exporter.persistence import GroupCommit, Incoming, StateDB
+from exporter.persistence import GroupCommit, StateDB, VolatileDB
 from exporter.scheduler import Scheduler, Transport
 from exporter.scrape import Scraper
 from exporter.server import ServerParts, build_app
-from exporter.simulator.account import Account
-from exporter.simulator.api import SimulatedApi
-from exporter.simulator.app import start_simulator
-from exporter.simulator.webhooks import WebhookSender
 from exporter.state import Snapshot, StateStore
 from exporter.telemetry import Live, Telemetry
 from exporter.webconfig import WebGuard
@@ -40,11 +35,6 @@ log = structlog.get_logger("exporter.app")
 
 # Loads the config again (file + environment) for a reload; raises ConfigError.
 ConfigSource = Callable[[], Config]
-
-DEMO_INTERVALS = {"rbl_listings": 15.0, "cert_errors": 15.0, "rbl_hosts": 60.0,
-                  "cert_monitors": 60.0, "rbl_profiles": 300.0, "rbl_sources": 600.0,
-                  "contacts": 600.0, "contact_groups": 600.0}
-
 
 @dataclass(slots=True)
 class Exporter:
@@ -106,30 +96,9 @@ def build_exporter(config: Config, transport: Transport, clock: Clock) -> Export
     applier = Applier(store, None, clock, scheduler.request_refresh)
     exporter = Exporter(config, clock, store, ledger, live, telemetry, scheduler, scraper, applier)
     if config.webhooks.enabled or config.webhooks.hetrixtools_token:
-        exporter.webhook_parts = WebhookParts(config.webhooks, GroupCommit(_NoDB()), applier,
+        exporter.webhook_parts = WebhookParts(config.webhooks, GroupCommit(VolatileDB()), applier,
                                               telemetry, clock)
     return exporter
-
-
-class _NoDB(StateDB):
-    """Persistence switched off (state.path ":memory:" is still a real DB; this is for tests that
-    build an exporter without any): accept everything, remember nothing across restarts."""
-
-    def __init__(self) -> None:
-        super().__init__(":memory:")
-        self._seq = 0
-        self._seen: set[str] = set()
-
-    async def accept(self, batch: list[Incoming]) -> list[int | None]:
-        out: list[int | None] = []
-        for item in batch:
-            if any(k in self._seen for k in item.keys):
-                out.append(None)
-                continue
-            self._seen.update(item.keys)
-            self._seq += 1
-            out.append(self._seq)
-        return out
 
 
 class DbJournal:
@@ -219,54 +188,6 @@ def create_app(exporter: Exporter, source: ConfigSource, *, middlewares: tuple[A
     return app
 
 
-@dataclass(slots=True)
-class Demo:
-    """The in-process simulator the demo polls, and the secrets its webhooks are signed with."""
-
-    runner: web.AppRunner
-    account: Account
-    base_url: str
-    sid: str
-    token: str
-    webhook_secret: str
-    hetrix_token: str
-
-
-async def _start_demo(clock: Clock) -> Demo:
-    """The simulator, in-process on a free loopback port, with a small lively account."""
-    sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(32)
-    account = Account(120, 30, clock.time(), seed=42, listed_fraction=0.1, churn_hours=0.05,
-                      step=5.0)
-    account.error_rate, account.clear_rate = 1 / 600.0, 1 / 120.0
-    runner, port = await start_simulator(SimulatedApi(account, sid, token), clock)
-    return Demo(runner, account, f"http://127.0.0.1:{port}/4.0", sid, token,
-                "whsec_demo_" + secrets.token_hex(16), secrets.token_hex(16))
-
-
-def demo_config(config: Config, demo: Demo) -> Config:
-    """Poll the simulator, faster than a real account would allow, with both webhooks on."""
-    collectors = {
-        name: CollectorConfig(c.enabled, min(c.interval, DEMO_INTERVALS[name]), c.max_age)
-        for name, c in config.collectors.items()
-    }
-    api = replace(config.api, base_url=demo.base_url)
-    webhooks = replace(config.webhooks, enabled=True,
-                       secrets=(*config.webhooks.secrets, demo.webhook_secret),
-                       hetrixtools_token=config.webhooks.hetrixtools_token or demo.hetrix_token)
-    return replace(config, api=api, collectors=collectors,
-                   webhooks=webhooks).with_credentials(demo.sid, demo.token)
-
-
-async def _send_demo_webhooks(demo: Demo, config: Config, clock: Clock, port: int) -> None:
-    """Until cancelled: the simulator pushes signed events and HetrixTools chunks to us."""
-    base = f"http://127.0.0.1:{port}/webhooks"
-    async with aiohttp.ClientSession() as session:
-        sender = WebhookSender(demo.account, session, clock, url=f"{base}/generatorlabs",
-                               secret=demo.webhook_secret,
-                               hetrix_url=f"{base}/hetrixtools/{config.webhooks.hetrixtools_token}")
-        await sender.run()
-
-
 async def run(config: Config, source: ConfigSource, *, demo: bool,
               ready: Callable[[int], Awaitable[None]] | None = None,
               web_config_file: str | None = None, webhook_listen_address: str | None = None) -> None:
@@ -275,7 +196,7 @@ async def run(config: Config, source: ConfigSource, *, demo: bool,
     cleanups: list[Callable[[], Awaitable[None]]] = []
     simulation: Demo | None = None
     if demo:
-        simulation = await _start_demo(clock)
+        simulation = await start_demo(clock)
         cleanups.append(simulation.runner.cleanup)
         config = demo_config(config, simulation)
         base_source = source
@@ -332,7 +253,7 @@ async def run(config: Config, source: ConfigSource, *, demo: bool,
         if ready is not None:
             await ready(port)
         if simulation is not None:
-            sender = asyncio.create_task(_send_demo_webhooks(simulation, config, clock, port))
+            sender = asyncio.create_task(send_demo_webhooks(simulation, config, clock, port))
 
             async def stop_sender() -> None:
                 sender.cancel()

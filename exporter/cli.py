@@ -73,6 +73,20 @@ def apply_flags(config: Config, args: argparse.Namespace) -> Config:
     return replace(config, web=web, log=log)
 
 
+def check_listeners(args: argparse.Namespace) -> None:
+    """The web config file and the webhook listener, checked like the config (ConfigError)."""
+    if args.web_config_file:
+        from exporter.webconfig import load as load_web_config
+
+        load_web_config(args.web_config_file)
+    if args.webhook_listen_address:
+        try:
+            parse_listen_address(args.webhook_listen_address)
+        except ValueError as err:
+            raise ConfigError("(command line)", [f"--webhook.listen-address: {err}, "
+                                                 f"got {args.webhook_listen_address!r}"]) from err
+
+
 def load_config(args: argparse.Namespace) -> Config:
     source = args.config_file or "<defaults>"
     config = apply_flags(load(args.config_file), args)
@@ -85,24 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args)
+        check_listeners(args)
     except ConfigError as err:
         print(f"generatorlabs-exporter: {err}", file=sys.stderr)
         return 2
-    if args.web_config_file:
-        from exporter.webconfig import load as load_web_config
-
-        try:
-            load_web_config(args.web_config_file)
-        except ConfigError as err:
-            print(f"generatorlabs-exporter: {err}", file=sys.stderr)
-            return 2
-    if args.webhook_listen_address:
-        try:
-            parse_listen_address(args.webhook_listen_address)
-        except ValueError as err:
-            print(f"generatorlabs-exporter: --webhook.listen-address: {err}, "
-                  f"got {args.webhook_listen_address!r}", file=sys.stderr)
-            return 2
     if args.config_check:
         print(f"{args.config_file or '<defaults>'}: ok")
         return 0

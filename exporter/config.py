@@ -440,21 +440,26 @@ def webhook_secrets_from_env(
     return replace(webhooks, secrets=tuple(dict.fromkeys(secrets)))
 
 
-def load(path: str | None) -> Config:
-    """Read and parse the config file (the only file read in this module besides *_FILE secrets)."""
-    if path is None:
-        return parse({}, "<defaults>")
+def read_yaml(path: str) -> object:
+    """A YAML file's document, or ConfigError naming the file and the line (config files and
+    the web config file alike)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(path, [f"(file): cannot read, got {path!r} ({err.strerror})"]) from err
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "somewhere"
         raise ConfigError(path, [f"(file): not valid YAML at {where}: {err}"]) from err
-    return parse(raw, path)
+
+
+def load(path: str | None) -> Config:
+    """Read and parse the config file (the only file read in this module besides *_FILE secrets)."""
+    if path is None:
+        return parse({}, "<defaults>")
+    return parse(read_yaml(path), path)
 
 
 def default_state_path(env: Mapping[str, str], demo: bool) -> str:

@@ -222,3 +222,24 @@ class GroupCommit:
             for (_, future), seq in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(seq)
+
+
+class VolatileDB(StateDB):
+    """Replay protection without a file, for an exporter built without a state file (tests):
+    nothing survives the process. A running exporter always attaches a StateDB."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self._seq = 0
+        self._seen: set[str] = set()
+
+    async def accept(self, batch: list[Incoming]) -> list[int | None]:
+        out: list[int | None] = []
+        for item in batch:
+            if any(k in self._seen for k in item.keys):
+                out.append(None)
+                continue
+            self._seen.update(item.keys)
+            self._seq += 1
+            out.append(self._seq)
+        return out

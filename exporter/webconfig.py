@@ -21,9 +21,9 @@ from typing import Any
 
 import bcrypt
 import structlog
-import yaml
 from aiohttp import web
 
+from exporter.config import read_yaml
 from exporter.errors import ConfigError
 
 log = structlog.get_logger("exporter.webconfig")
@@ -138,15 +138,7 @@ def _tls(raw: Mapping[str, Any], base: Path, problems: list[str]) -> TLSConfig |
 
 
 def load(path: str) -> WebConfig:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(path, [f"(file): cannot read, got {path!r} ({err.strerror})"]) from err
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(path, [f"(file): not valid YAML: {err}"]) from err
-    config = parse(raw, path, Path(path).resolve().parent)
+    config = parse(read_yaml(path), path, Path(path).resolve().parent)
     if config.tls is not None:
         configure_tls(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), config.tls, path)  # files must load
     return config

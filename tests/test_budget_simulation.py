@@ -13,6 +13,7 @@ import structlog
 from exporter.envelope import RawResponse
 from exporter.simulator.api import Faults
 from tests.conftest import Rig
+from tests.test_budget import max_in_any_window
 
 DAY = 86400.0
 BUDGET = 900
@@ -30,15 +31,6 @@ class Recording:
     async def get(self, path: str, params: Mapping[str, str]) -> RawResponse:
         self.sent.append(self.clock.now)
         return await self.inner.get(path, params)
-
-
-def max_in_any_hour(times: list[float]) -> int:
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - 3600:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 @pytest.mark.parametrize(("hosts", "monitors"), [(20, 10), (5_000, 500), (100_000, 5_000)])
@@ -64,7 +56,7 @@ async def test_a_day_within_budget_with_fresh_listings(
         await rig.run_for(DAY)
 
     # 1. the budget: no rolling hour over it, and the simulator never had to refuse us
-    assert max_in_any_hour(recording.sent) <= BUDGET
+    assert max_in_any_window(recording.sent) <= BUDGET
     assert rig.api.rejected_429 == 3  # exactly the three injected ones
     # 2. the budget is used sensibly: the plan fits, and big accounts do use what they have
     plan = rig.scheduler.plan
