@@ -3,7 +3,7 @@
 Compares our render with prometheus_client.generate_latest over ordinary labelled Gauges holding
 the same series, then times scrapes of a real aiohttp server over loopback.
 
-    python bench/render_scrape.py [--hosts 20000] [--monitors 5000] [--scrapes 200]
+    python -m bench.render_scrape [--hosts 20000] [--monitors 5000] [--scrapes 200]
 """
 
 from __future__ import annotations

@@ -242,8 +242,8 @@ def _render_inventory(fam: Callable[[str, str, str], None], fresh: Callable[[str
         for g in groups), "contact_groups")
 
 
-def _render_webhook_state(fam: Callable[[str, str, str], None], w: WebhookState,
-                          monitors: list[Monitor]) -> None:
+def _render_webhook_misc(fam: Callable[[str, str, str], None], w: WebhookState,
+                        monitors: list[Monitor]) -> None:
     known = {m.id for m in monitors}
     changes = sorted((k, v) for k, v in w.cert_changes.items() if k in known)
     fam("generatorlabs_cert_changes_total", "".join(
@@ -273,6 +273,9 @@ def _render_webhook_state(fam: Callable[[str, str, str], None], w: WebhookState,
     fam("generatorlabs_webhook_last_event_timestamp_seconds", "".join(
         f'generatorlabs_webhook_last_event_timestamp_seconds{{event="{e}"}} {fmt(t)}\n'
         for e, t in sorted(w.last_event.items())), "webhooks")
+
+
+def _render_hetrix(fam: Callable[[str, str, str], None], w: WebhookState) -> None:
     hetrix = sorted(w.hetrix.items())
     info: list[str] = []
     listed: list[str] = []
@@ -295,27 +298,59 @@ def _render_webhook_state(fam: Callable[[str, str, str], None], w: WebhookState,
     fam("hetrixtools_blacklist_monitor_last_update_timestamp_seconds", "".join(updated), "webhooks")
 
 
-def render(snapshots: Mapping[str, Snapshot], freshness: Freshness,
-           webhooks: WebhookState | None = None) -> list[Family]:
-    """Every data family, in contract order, from the snapshots that are fresh at `now`."""
-    out: dict[str, Family] = {}
+Memo = dict[str, tuple[tuple[object, ...], dict[str, "Family"]]]
 
-    def fam(name: str, body: str, collectors: str) -> None:
-        out[name] = Family(name, freshness.help(name, collectors), body)
+
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """Keys hold snapshots (compared by identity: they are immutable and replaced whole) and
+    plain values (compared by value)."""
+    return len(a) == len(b) and all(
+        x is y or (isinstance(x, int | float | str | tuple) and x == y) for x, y in zip(a, b, strict=True))
+
+
+def render(snapshots: Mapping[str, Snapshot], freshness: Freshness,
+           webhooks: WebhookState | None = None, memo: Memo | None = None) -> list[Family]:
+    """Every data family, in contract order, from the snapshots that are fresh at `now`.
+
+    With a `memo` (kept by the caller between renders) a group of families whose inputs did not
+    change is reused: a webhook about one host re-renders the host families, not 300,000
+    HetrixTools listing lines.
+    """
+    out: dict[str, Family] = {}
+    intervals = tuple(sorted(freshness.intervals.items()))
+
+    def group(name: str, key: tuple[object, ...],
+              build: Callable[[Callable[[str, str, str], None]], None]) -> None:
+        key = (*key, intervals)
+        if memo is not None and name in memo and _same(memo[name][0], key):
+            out.update(memo[name][1])
+            return
+        built: dict[str, Family] = {}
+
+        def fam(metric: str, body: str, collectors: str) -> None:
+            built[metric] = Family(metric, freshness.help(metric, collectors), body)
+
+        build(fam)
+        if memo is not None:
+            memo[name] = (key, built)
+        out.update(built)
 
     def fresh(collector: str) -> Snapshot | None:
         return freshness.fresh(snapshots.get(collector))
 
     w = webhooks if webhooks is not None else WebhookState()
     hosts, listings = fresh("rbl_hosts"), fresh("rbl_listings")
-    _render_hosts(fam, _merge_hosts(hosts, listings, w.hosts), hosts is not None,
-                  listings is not None)
-    monitor_snap = fresh("cert_monitors")
+    group("hosts", (hosts, listings, w.hosts_version), lambda fam: _render_hosts(
+        fam, _merge_hosts(hosts, listings, w.hosts), hosts is not None, listings is not None))
+    monitor_snap, errors = fresh("cert_monitors"), fresh("cert_errors")
     monitors = _items(monitor_snap)
-    _render_monitors(fam, monitors, fresh("cert_errors"), freshness.now, w.monitors,
-                     monitor_snap.fetched_at if monitor_snap is not None else 0.0)
-    _render_inventory(fam, fresh)
-    _render_webhook_state(fam, w, monitors)
+    polled_at = monitor_snap.fetched_at if monitor_snap is not None else 0.0
+    group("monitors", (monitor_snap, errors, w.monitors_version, freshness.now),
+          lambda fam: _render_monitors(fam, monitors, errors, freshness.now, w.monitors, polled_at))
+    inventory = tuple(fresh(c) for c in ("rbl_profiles", "rbl_sources", "contacts", "contact_groups"))
+    group("inventory", inventory, lambda fam: _render_inventory(fam, fresh))
+    group("webhooks", (w.misc_version, monitor_snap), lambda fam: _render_webhook_misc(fam, w, monitors))
+    group("hetrix", (w.hetrix_version,), lambda fam: _render_hetrix(fam, w))
     return [out[m.name] for m in DATA_METRICS]
 
 

@@ -71,11 +71,17 @@ class WebhookState:
     last_event: dict[str, float] = field(default_factory=dict)
     hetrix: dict[str, Hetrix] = field(default_factory=dict)
     last_seq: int = 0  # the last durable event folded in (persistence replays the rest)
+    # change counters per part, so a render can reuse what did not change (not persisted)
+    hosts_version: int = 0
+    monitors_version: int = 0
+    misc_version: int = 0
+    hetrix_version: int = 0
 
     # -- applying ---------------------------------------------------------------------------
 
     def apply(self, event: Event) -> None:
         """Fold one verified event in. Idempotent for a repeated event of the same content."""
+        self.misc_version += 1  # event counts and timestamps
         self.events[event.type] = self.events.get(event.type, 0) + 1
         self.last_event[event.type] = max(self.last_event.get(event.type, 0.0), event.date)
         ident = event.object_id
@@ -88,6 +94,7 @@ class WebhookState:
             if state is not None:
                 mark = replace(mark, listed=state[0], listings=state[1], rbls=state[2])
             self.hosts[ident] = mark
+            self.hosts_version += 1
         elif event.type.startswith("cert.expiration.") and ident:
             try:
                 days = fields.number(body.get("expiry_days"))
@@ -95,10 +102,12 @@ class WebhookState:
                 days = None
             self.monitors[ident] = replace(self.monitors.get(ident) or MonitorMark(),
                                            expiry_days=days, expiry_at=event.date)
+            self.monitors_version += 1
         elif event.type in ("cert.error.trigger", "cert.error.resolve") and ident:
             self.monitors[ident] = replace(self.monitors.get(ident) or MonitorMark(),
                                            errors=error_reasons(body.get("current_errors")),
                                            errors_at=event.date)
+            self.monitors_version += 1
         elif event.type == "cert.changed" and ident:
             count, last = self.cert_changes.get(ident, (0, 0.0))
             self.cert_changes[ident] = (count + 1, max(last, event.date))
@@ -129,12 +138,15 @@ class WebhookState:
     def apply_hetrix(self, monitors: list[HetrixMonitor], now: float) -> None:
         for m in monitors:
             self.hetrix[m.monitor] = Hetrix(m.label, m.listed_now, m.rbls, now)
+        self.hetrix_version += 1
 
     # -- reconciling with polls -------------------------------------------------------------
 
     def reconcile(self, snapshot: Snapshot) -> None:
         """Drop marks that a poll started after them has superseded."""
         start = snapshot.fetched_at
+        self.hosts_version += 1
+        self.monitors_version += 1
         if snapshot.collector == "rbl_listings":
             self.hosts = {k: v for k, v in self.hosts.items() if v.at >= start}
         elif snapshot.collector == "rbl_hosts":
@@ -158,7 +170,8 @@ class WebhookState:
         return WebhookState(dict(self.hosts), dict(self.monitors), dict(self.cert_changes),
                             dict(self.agents), self.balance, self.balance_threshold,
                             dict(self.events), dict(self.last_event), dict(self.hetrix),
-                            self.last_seq)
+                            self.last_seq, self.hosts_version, self.monitors_version,
+                            self.misc_version, self.hetrix_version)
 
     # -- persistence ------------------------------------------------------------------------
 

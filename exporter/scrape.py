@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.clock import Clock, sleep_or_event
-from exporter.exposition import Freshness, RenderCache, render
+from exporter.exposition import Freshness, Memo, RenderCache, render
 from exporter.overlay import WebhookState
 from exporter.state import Snapshot, StateStore
 from exporter.telemetry import Telemetry
@@ -58,6 +58,7 @@ class Scraper:
         self._intervals = intervals
         self._max_ages = max_ages
         self._cache: RenderCache | None = None
+        self._memo: Memo = {}  # families reused across renders when their inputs are unchanged
         self.changed = asyncio.Event()
         self.renders = 0
         self.last_render_seconds = 0.0
@@ -76,7 +77,7 @@ class Scraper:
 
     def _render(self, inputs: tuple[object, dict[str, Snapshot], Freshness, WebhookState]) -> RenderCache:
         key, snapshots, freshness, webhooks = inputs
-        cache = RenderCache(render(snapshots, freshness, webhooks), key)
+        cache = RenderCache(render(snapshots, freshness, webhooks, self._memo), key)
         cache.gzip(False)  # Prometheus asks for gzip by default: have it ready
         self._cache = cache
         self.renders += 1

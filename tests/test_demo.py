@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -29,9 +30,19 @@ DEADLINE = 30.0  # seconds: bounded waits for a real process, never a fixed slee
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below Linux's ephemeral range (32768-60999), so that no socket the
+    processes under test bind to port 0 (the demo's simulator, client connections) can take it
+    between this check and the process binding it."""
+    rng = random.Random()  # noqa: S311 - picking a port, not a secret
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:

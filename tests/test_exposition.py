@@ -157,3 +157,25 @@ def test_promtool_accepts_the_rendering_but_for_the_mandated_days_unit() -> None
     # `generatorlabs_cert_expiry_days` is the name the issue mandates; promtool's lint prefers
     # seconds. It is the only finding allowed (see README, "promtool and expiry_days").
     assert all("generatorlabs_cert_expiry_days" in p for p in problems), problems
+
+
+def test_a_memo_reuses_unchanged_groups_and_re_renders_changed_ones() -> None:
+    from exporter.events import HetrixMonitor
+    from exporter.overlay import WebhookState
+
+    webhooks = WebhookState()
+    webhooks.apply_hetrix([HetrixMonitor("192.0.2.9", "edge", 2, ("a.example", "b.example"))], NOW)
+    snaps = {"rbl_hosts": snap("rbl_hosts", {"HT1": host("HT1")})}
+    memo: dict = {}  # type: ignore[type-arg]
+    fresh = Freshness(NOW, INTERVALS, AGES)
+    first = {f.name: f for f in render(snaps, fresh, webhooks.copy(), memo)}
+    again = {f.name: f for f in render(snaps, fresh, webhooks.copy(), memo)}
+    assert again["hetrixtools_blacklist_listing_info"] is first["hetrixtools_blacklist_listing_info"]
+    assert again["generatorlabs_rbl_host_info"] is first["generatorlabs_rbl_host_info"]
+    webhooks.apply_hetrix([HetrixMonitor("192.0.2.9", "edge", 0, ())], NOW + 1)
+    changed = {f.name: f for f in render(snaps, fresh, webhooks.copy(), memo)}
+    assert changed["hetrixtools_blacklist_listing_info"].body == ""
+    assert changed["generatorlabs_rbl_host_info"] is first["generatorlabs_rbl_host_info"]
+    snaps["rbl_hosts"] = snap("rbl_hosts", {"HT2": host("HT2")})  # a new poll: re-rendered
+    assert "HT2" in {f.name: f for f in render(snaps, fresh, webhooks.copy(), memo)}[
+        "generatorlabs_rbl_host_info"].body
