@@ -9,7 +9,6 @@ import structlog
 
 from exporter.config import CollectorConfig, parse
 from exporter.exposition import Freshness, render
-from exporter.simulator.api import Faults
 from tests.conftest import SID, TOKEN, Rig
 
 
@@ -174,6 +173,3 @@ async def test_wrong_credentials_fail_with_reason_auth(make_rig: Callable[..., R
     assert not rig.store.has_data
     assert all(TOKEN not in str(e) for e in logs)
 
-
-def test_faults_default_to_none() -> None:
-    assert Faults().error_rate == 0.0
