@@ -167,8 +167,6 @@ class Scheduler:
     def max_ages(self) -> dict[str, float]:
         return {name: self.max_age(name) for name in self._runs}
 
-    # -- deciding ---------------------------------------------------------------------------
-
     # -- warm start and targeted refreshes ----------------------------------------------------
 
     def restore(self, now: float) -> None:
@@ -192,6 +190,8 @@ class Scheduler:
         key = (kind, object_id)
         if kind not in REFRESH_PATHS or now - self._asked.get(key, -1e18) < self.refresh_debounce:
             return False
+        if len(self._asked) > 10_000:  # forget debounce entries that have expired
+            self._asked = {k: t for k, t in self._asked.items() if now - t < self.refresh_debounce}
         self._asked[key] = now
         self._wanted[key] = now
         self._wake.set()
@@ -238,6 +238,8 @@ class Scheduler:
     async def _send_journal(self, now: float) -> None:
         if self.journal_send is not None:
             await self.journal_send(now)
+
+    # -- deciding ---------------------------------------------------------------------------
 
     def pick(self, now: float) -> Run | float:
         """The run to serve now, or the time the next one falls due."""

@@ -173,3 +173,23 @@ async def test_wrong_credentials_fail_with_reason_auth(make_rig: Callable[..., R
     assert not rig.store.has_data
     assert all(TOKEN not in str(e) for e in logs)
 
+
+
+async def test_a_targeted_refresh_fetches_one_object_once(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    await rig.run_for(30)
+    snap = rig.store.snapshot("rbl_hosts")
+    assert snap is not None
+    missing = sorted(snap.items)[0]
+    items = {k: v for k, v in snap.items.items() if k != missing}
+    rig.store.replace(replace(snap, items=items))
+    now = rig.clock.now
+    assert rig.scheduler.request_refresh("host", missing, now)
+    assert not rig.scheduler.request_refresh("host", missing, now + 1)  # debounced
+    before = len(rig.api.accepted)
+    with structlog.testing.capture_logs() as logs:
+        await rig.scheduler.step()
+    assert len(rig.api.accepted) == before + 1
+    assert missing in rig.store.snapshot("rbl_hosts").items  # type: ignore[union-attr]
+    assert [e["event"] for e in logs] == ["refresh.ok"]
+    assert rig.telemetry.requests.labels("rbl/hosts/{id}", "200")._value.get() == 1
