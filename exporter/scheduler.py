@@ -204,16 +204,8 @@ class Scheduler:
     async def _refresh(self, kind: str, object_id: str, now: float) -> None:
         path_fmt, route, key, collector = REFRESH_PATHS[kind]
         self._refreshes.append(now)
-        await self._send_journal(now)
-        self._ledger.record(now)
-        code, started = "error", self._clock.monotonic()
         try:
-            response = await self._transport.get(path_fmt.format(object_id), {})
-            code = str(response.status)
-            done = self._clock.time()
-            limit = from_headers(response.headers, done)
-            if limit is not None:
-                self._ledger.observe(limit)
+            response, done = await self._send(path_fmt.format(object_id), {}, route, now)
             page = decode_page(route, key, response, done)
             snap = self._store.snapshot(collector)
             parse = PARSERS[collector]
@@ -231,9 +223,6 @@ class Scheduler:
         except ApiError as err:
             log.warning("refresh.failed", kind=kind, object_id=object_id, reason=err.reason,
                         status=err.status)
-        finally:
-            self._telemetry.requests.labels(route, code).inc()
-            self._telemetry.latency.labels(route).observe(self._clock.monotonic() - started)
 
     async def _send_journal(self, now: float) -> None:
         if self.journal_send is not None:
@@ -307,18 +296,9 @@ class Scheduler:
         else:
             path, route = endpoint.path, endpoint.path.removesuffix(".json")
             params = {"page": str(run.page), "page_size": str(self._page_size)}
-        await self._send_journal(now)
-        self._ledger.record(now)
         run.requests += 1
-        started = self._clock.monotonic()
-        code = "error"
         try:
-            response = await self._transport.get(path, params)
-            code = str(response.status)
-            done = self._clock.time()
-            limit = from_headers(response.headers, done)
-            if limit is not None:
-                self._ledger.observe(limit)
+            response, done = await self._send(path, params, route, now)
             if run.probing:
                 self._after_probe(run, decode_count(route, response, done), done)
             else:
@@ -331,9 +311,25 @@ class Scheduler:
             run.failures += 1
             retry_in = min(RETRY_BASE * 2 ** (run.failures - 1), self.interval(run.name))
             self._failed(run, err, retry_in=retry_in)
+
+    async def _send(self, path: str, params: Mapping[str, str], route: str,
+                    now: float) -> tuple[RawResponse, float]:
+        """Every request goes through here: journaled and recorded in the ledger before it is
+        sent, its RateLimit-* headers read, and counted by route and status."""
+        await self._send_journal(now)
+        self._ledger.record(now)
+        started, code = self._clock.monotonic(), "error"
+        try:
+            response = await self._transport.get(path, params)
+            code = str(response.status)
         finally:
             self._telemetry.requests.labels(route, code).inc()
             self._telemetry.latency.labels(route).observe(self._clock.monotonic() - started)
+        done = self._clock.time()
+        limit = from_headers(response.headers, done)
+        if limit is not None:
+            self._ledger.observe(limit)
+        return response, done
 
     def _after_probe(self, run: Run, count: int, now: float) -> None:
         if count == run.last_count:
