@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.budget import Ledger
+from exporter.metrics import BY_NAME
 from exporter.planner import Plan
 from exporter.state import StateStore
 
@@ -41,6 +42,19 @@ class Live:
     reload_at: float = 0.0
 
 
+def _gauge(name: str, value: float | None = None) -> GaugeMetricFamily:
+    """A gauge family with the HELP and labels of the metric contract (exporter.metrics)."""
+    spec = BY_NAME[name]
+    if value is not None:
+        return GaugeMetricFamily(name, spec.help, value=value)
+    return GaugeMetricFamily(name, spec.help, labels=list(spec.labels))
+
+
+def _counter(name: str, registry: CollectorRegistry) -> Counter:
+    spec = BY_NAME[name]
+    return Counter(name.removesuffix("_total"), spec.help, list(spec.labels), registry=registry)
+
+
 class SelfCollector(Collector):
     def __init__(self, live: Live, now: Callable[[], float]) -> None:
         self._live = live
@@ -48,25 +62,16 @@ class SelfCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         live, now = self._live, self._now()
-        g = GaugeMetricFamily
         health = {c: live.store.health(c) for c in live.enabled}
         up = bool(health) and all(h.success for h in health.values())
-        yield g("generatorlabs_up", "1 if the last poll of every enabled collector succeeded",
-                value=1 if up else 0)
-        success = g("generatorlabs_collector_success", "1 if the collector's last poll succeeded",
-                    labels=["collector"])
-        last = g("generatorlabs_collector_last_success_timestamp_seconds",
-                 "When the collector last completed a successful poll", labels=["collector"])
-        duration = g("generatorlabs_collector_duration_seconds",
-                     "Duration of the collector's last poll", labels=["collector"])
-        interval = g("generatorlabs_collector_interval_seconds",
-                     "Effective polling interval after budget planning", labels=["collector"])
-        configured = g("generatorlabs_collector_configured_interval_seconds",
-                       "Configured (fastest wanted) polling interval", labels=["collector"])
-        pages = g("generatorlabs_collector_pages", "Pages the collector's data spans (learnt)",
-                  labels=["collector"])
-        planned = g("generatorlabs_collector_planned_requests_per_hour",
-                    "Requests per hour the plan allots the collector", labels=["collector"])
+        yield _gauge("generatorlabs_up", 1 if up else 0)
+        success = _gauge("generatorlabs_collector_success")
+        last = _gauge("generatorlabs_collector_last_success_timestamp_seconds")
+        duration = _gauge("generatorlabs_collector_duration_seconds")
+        interval = _gauge("generatorlabs_collector_interval_seconds")
+        configured = _gauge("generatorlabs_collector_configured_interval_seconds")
+        pages = _gauge("generatorlabs_collector_pages")
+        planned = _gauge("generatorlabs_collector_planned_requests_per_hour")
         for name, h in sorted(health.items()):
             if h.success is not None:
                 success.add_metric([name], 1 if h.success else 0)
@@ -76,34 +81,23 @@ class SelfCollector(Collector):
             configured.add_metric([name], live.enabled[name])
             pages.add_metric([name], live.pages.get(name, 1))
             if live.plan is not None and name in live.plan.intervals:
-                effective = live.plan.intervals[name]
-                interval.add_metric([name], effective)
+                interval.add_metric([name], live.plan.intervals[name])
                 planned.add_metric([name], live.plan.hourly[name])
         yield from (success, last, interval, configured, duration, pages, planned)
         server = live.ledger.server
         if server is not None and server.remaining is not None:
-            yield g("generatorlabs_api_rate_limit_remaining",
-                    "RateLimit-Remaining from the last API response", value=server.remaining)
+            yield _gauge("generatorlabs_api_rate_limit_remaining", server.remaining)
         if server is not None and server.reset_at is not None:
-            yield g("generatorlabs_api_rate_limit_reset_timestamp_seconds",
-                    "When the most restrictive rate-limit window resets", value=server.reset_at)
+            yield _gauge("generatorlabs_api_rate_limit_reset_timestamp_seconds", server.reset_at)
         backoff = live.ledger.backoff_until
-        yield g("generatorlabs_api_backoff_until_timestamp_seconds",
-                "No API request before this time (after a 429); 0 when not backing off",
-                value=backoff if backoff > now else 0)
-        yield g("generatorlabs_budget_requests_per_hour",
-                "Configured request budget per rolling hour", value=live.ledger.per_hour)
-        yield g("generatorlabs_budget_planned_requests_per_hour",
-                "Requests per hour the current plan needs",
-                value=live.plan.requests_per_hour if live.plan else 0)
-        yield g("generatorlabs_budget_used_requests", "Requests sent in the last 3600 s",
-                value=live.ledger.used(now))
-        yield g("generatorlabs_config_last_reload_successful",
-                "1 if the last config (re)load succeeded", value=1 if live.reload_ok else 0)
-        yield g("generatorlabs_config_last_reload_success_timestamp_seconds",
-                "When the config was last loaded successfully", value=live.reload_at)
-        info = g("generatorlabs_exporter_build_info", "Build information; always 1",
-                 labels=["version", "python_version"])
+        yield _gauge("generatorlabs_api_backoff_until_timestamp_seconds", backoff if backoff > now else 0)
+        yield _gauge("generatorlabs_budget_requests_per_hour", live.ledger.per_hour)
+        yield _gauge("generatorlabs_budget_planned_requests_per_hour",
+                     live.plan.requests_per_hour if live.plan else 0)
+        yield _gauge("generatorlabs_budget_used_requests", live.ledger.used(now))
+        yield _gauge("generatorlabs_config_last_reload_successful", 1 if live.reload_ok else 0)
+        yield _gauge("generatorlabs_config_last_reload_success_timestamp_seconds", live.reload_at)
+        info = _gauge("generatorlabs_exporter_build_info")
         info.add_metric([__version__, platform.python_version()], 1)
         yield info
 
@@ -113,23 +107,14 @@ class Telemetry:
 
     def __init__(self, live: Live, now: Callable[[], float]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.requests = Counter("generatorlabs_api_requests", "API requests by route template and "
-                                "HTTP status (error when no response)", ["endpoint", "code"],
-                                registry=self.registry)
-        self.latency = Histogram("generatorlabs_api_request_duration_seconds",
-                                 "API request latency", ["endpoint"], buckets=LATENCY_BUCKETS,
+        self.requests = _counter("generatorlabs_api_requests_total", self.registry)
+        spec = BY_NAME["generatorlabs_api_request_duration_seconds"]
+        self.latency = Histogram(spec.name, spec.help, list(spec.labels), buckets=LATENCY_BUCKETS,
                                  registry=self.registry)
-        self.failures = Counter("generatorlabs_collector_failures", "Failed polls by bounded reason",
-                                ["collector", "reason"], registry=self.registry)
-        self.parse_warnings = Counter("generatorlabs_parse_warnings", "API fields that were missing "
-                                      "or unreadable (the object was kept)", ["object", "field"],
-                                      registry=self.registry)
-        self.webhook_requests = Counter("generatorlabs_webhook_requests", "Webhook requests received, "
-                                        "by source (generatorlabs, hetrixtools)", ["source"],
-                                        registry=self.registry)
-        self.webhook_rejected = Counter("generatorlabs_webhook_rejected", "Webhook requests rejected, "
-                                        "by bounded reason", ["source", "reason"],
-                                        registry=self.registry)
+        self.failures = _counter("generatorlabs_collector_failures_total", self.registry)
+        self.parse_warnings = _counter("generatorlabs_parse_warnings_total", self.registry)
+        self.webhook_requests = _counter("generatorlabs_webhook_requests_total", self.registry)
+        self.webhook_rejected = _counter("generatorlabs_webhook_rejected_total", self.registry)
         self.registry.register(SelfCollector(live, now))
         self._warned: set[tuple[str, str]] = set()
 
