@@ -6,10 +6,9 @@ Nothing else constructs sessions, tasks or servers; everything else receives wha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -27,6 +26,7 @@ from exporter.scheduler import Scheduler, Transport
 from exporter.scrape import Scraper
 from exporter.server import ServerParts, build_app
 from exporter.state import Snapshot, StateStore
+from exporter.supervisor import Supervisor
 from exporter.telemetry import Live, Telemetry
 from exporter.webconfig import WebGuard
 from exporter.webhook import Applier, WebhookParts, add_routes
@@ -49,10 +49,10 @@ class Exporter:
     scheduler: Scheduler
     scraper: Scraper
     applier: Applier
+    supervisor: Supervisor
     db: StateDB | None = None
     web_guard: WebGuard | None = None
     webhook_parts: WebhookParts | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def reload(self, source: ConfigSource) -> list[str]:
         """Re-read the config (and the web config); a bad one keeps the old and is reported."""
@@ -94,7 +94,9 @@ def build_exporter(config: Config, transport: Transport, clock: Clock) -> Export
     store.on_change = scraper.changed.set
     scheduler.refresh_debounce = config.webhooks.refresh_debounce
     applier = Applier(store, None, clock, scheduler.request_refresh)
-    exporter = Exporter(config, clock, store, ledger, live, telemetry, scheduler, scraper, applier)
+    supervisor = Supervisor(clock, lambda task: telemetry.task_restarts.labels(task).inc())
+    exporter = Exporter(config, clock, store, ledger, live, telemetry, scheduler, scraper, applier,
+                        supervisor)
     if config.webhooks.enabled or config.webhooks.hetrixtools_token:
         exporter.webhook_parts = WebhookParts(config.webhooks, GroupCommit(VolatileDB()), applier,
                                               telemetry, clock)
@@ -166,22 +168,21 @@ def create_app(exporter: Exporter, source: ConfigSource, *, middlewares: tuple[A
         return await exporter.reload(source)
 
     app = build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload,
-                                exporter.clock.time, exporter.config.web.telemetry_path), middlewares)
+                                exporter.clock.time, exporter.config.web.telemetry_path,
+                                exporter.supervisor.failing), middlewares)
     if exporter.webhook_parts is not None and webhooks:
         add_routes(app, exporter.webhook_parts)
 
     async def background(_: web.Application) -> AsyncIterator[None]:
-        exporter.tasks = [
-            asyncio.create_task(exporter.scheduler.run_forever(), name="scheduler"),
-            asyncio.create_task(exporter.scraper.keep_rendered(), name="renderer"),
-            asyncio.create_task(exporter.applier.run(), name="applier"),
-        ]
+        supervisor = exporter.supervisor
+        supervisor.start("scheduler", exporter.scheduler.run_forever)
+        supervisor.start("renderer", exporter.scraper.keep_rendered)
+        supervisor.start("applier", lambda: exporter.applier.run())
+        guard = exporter.web_guard
+        if guard is not None and guard.path:
+            supervisor.start("web_config_watcher", lambda: guard.watch(exporter.clock.sleep))
         yield
-        for task in exporter.tasks:
-            task.cancel()
-        for task in exporter.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await supervisor.stop()
         await exporter.applier.flush()
 
     app.cleanup_ctx.append(background)
@@ -221,7 +222,7 @@ async def run(config: Config, source: ConfigSource, *, demo: bool,
         await db.close()
 
     cleanups.append(close_db)
-    guard = WebGuard(web_config_file, clock.time)
+    guard = WebGuard(web_config_file)
     exporter.web_guard = guard
     separate = webhook_listen_address is not None
     app = create_app(exporter, source, middlewares=(guard.middleware,), webhooks=not separate)
@@ -253,14 +254,9 @@ async def run(config: Config, source: ConfigSource, *, demo: bool,
         if ready is not None:
             await ready(port)
         if simulation is not None:
-            sender = asyncio.create_task(send_demo_webhooks(simulation, config, clock, port))
-
-            async def stop_sender() -> None:
-                sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sender
-
-            cleanups.insert(0, stop_sender)
+            demo_sim, demo_config_now = simulation, config
+            exporter.supervisor.start(
+                "demo_webhooks", lambda: send_demo_webhooks(demo_sim, demo_config_now, clock, port))
         await stop.wait()
         log.info("exporter.stopping")
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -20,6 +21,8 @@ from exporter.errors import ConfigError
 DEFAULT_BASE_URL = "https://api.generatorlabs.com/4.0"
 DEFAULT_LISTEN_ADDRESS = ":9816"
 API_HOURLY_LIMIT = 1000
+DEFAULT_SERIES_MAX_AGE = 30 * 86400.0  # see README "Webhook-only series"
+MAX_DURATION = 365 * 86400.0  # a longer interval, timeout or age is a typo, not a wish
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("logfmt", "json", "console")
 
@@ -68,6 +71,8 @@ class WebhookConfig:
     hetrixtools_token: str | None = field(default=None, repr=False)
     hetrixtools_allowed_cidrs: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
+    # HetrixTools monitors and agents exist only through webhooks; forget one not heard of since
+    series_max_age: float = DEFAULT_SERIES_MAX_AGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,8 @@ def parse_duration(value: object) -> float:
         seconds = d * 86400 + h * 3600 + mi * 60 + s + ms / 1000
     else:
         raise ValueError("must be a duration like 30s, 15m or 1h")
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        raise ValueError("must be a finite duration of at most 365d")
     if seconds <= 0:
         raise ValueError("must be more than zero")
     return seconds
@@ -144,7 +151,7 @@ def _number_range(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[o
     def check(value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("must be a number")
-        if value > hi or value < lo or (lo_open and value == lo):
+        if not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
             raise ValueError(f"must be {'more than' if lo_open else 'at least'} {lo:g} and at most {hi:g}")
         return float(value)
 
@@ -271,6 +278,7 @@ SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
         "hetrixtools_token": (_token, None),
         "hetrixtools_allowed_cidrs": (_cidr_list, ()),
         "trusted_proxies": (_cidr_list, ()),
+        "series_max_age": (parse_duration, DEFAULT_SERIES_MAX_AGE),
     },
     "state": {
         "path": (_optional_text, None),

@@ -7,6 +7,7 @@ decides whether that deserves a parse warning.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -21,6 +22,12 @@ _V3_DATE = re.compile(
 )
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 TRUE_WORDS = {"1", "true", "yes", "y", "on"}
+# Every number read from outside is finite and inside these bounds, or it is Unreadable: the
+# renderer, int() and the overlay can then never meet NaN, an infinity or a 400-digit integer.
+MAX_MAGNITUDE = 1e15  # exact as a float, far beyond any count, day or balance the API sends
+MAX_COUNT = 1_000_000_000  # listings, totals, pages: a count above this is nonsense, not data
+MAX_TIMESTAMP = 32_503_680_000.0  # 3000-01-01: a later "date" is a unit mistake or garbage
+MAX_TEXT_NUMBER = 64  # characters: a longer "number" or date string is not read at all
 FALSE_WORDS = {"0", "false", "no", "n", "off", ""}
 
 
@@ -43,6 +50,8 @@ def boolean(value: object) -> bool | None:
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise Unreadable(f"not a boolean: {_short(value)}")
         return value != 0
     if isinstance(value, str):
         word = value.strip().lower()
@@ -50,21 +59,53 @@ def boolean(value: object) -> bool | None:
             return True
         if word in FALSE_WORDS:
             return False
-    raise Unreadable(f"not a boolean: {value!r}")
+    raise Unreadable(f"not a boolean: {_short(value)}")
 
 
 def number(value: object) -> float | None:
-    """Numbers, including numbers sent as strings ("12.34")."""
-    if value is None or value == "" or isinstance(value, bool):
+    """A finite number, including numbers sent as strings ("12.34"), within ±MAX_MAGNITUDE.
+
+    NaN, ±Infinity, `1e400`, booleans, lists and objects are Unreadable, never a value."""
+    if value is None or value == "":
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+    if isinstance(value, bool):
+        raise Unreadable(f"not a number: {value!r}")
+    if isinstance(value, int):
+        if -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+            return float(value)
+        raise Unreadable(f"number out of range: {_short(value)}")
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, str) and len(value) <= MAX_TEXT_NUMBER:
         try:
-            return float(value.strip())
+            parsed = float(value.strip())
         except ValueError:
             pass
-    raise Unreadable(f"not a number: {value!r}")
+        else:
+            return _finite(parsed)
+    raise Unreadable(f"not a number: {_short(value)}")
+
+
+def _finite(value: float) -> float:
+    if math.isfinite(value) and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+        return value
+    raise Unreadable(f"not a finite number in range: {value!r}")
+
+
+def count(value: object) -> int | None:
+    """A whole number from 0 to MAX_COUNT (listing counts, totals); "3", 3 and 3.0 read as 3."""
+    parsed = number(value)
+    if parsed is None:
+        return None
+    if parsed < 0 or parsed > MAX_COUNT or not parsed.is_integer():
+        raise Unreadable(f"not a count from 0 to {MAX_COUNT}: {_short(value)}")
+    return int(parsed)
+
+
+def _short(value: object) -> str:
+    """A value for an error message: never more than 60 characters of it."""
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def id_list(value: object) -> tuple[str, ...]:
@@ -75,21 +116,39 @@ def id_list(value: object) -> tuple[str, ...]:
         return tuple(t for v in value if (t := text(v if not isinstance(v, dict) else v.get("id"))))
     if isinstance(value, str):
         return tuple(p.strip() for p in value.split(",") if p.strip())
-    raise Unreadable(f"not a list of ids: {value!r}")
+    raise Unreadable(f"not a list of ids: {_short(value)}")
 
 
 def timestamp(value: object) -> float | None:
     """Seconds since the epoch from ISO-8601, the v3 `YYYY-MM-DD HH:MM:SS TZ` form, a date, or
-    epoch seconds/milliseconds. Empty strings and zero dates are null."""
-    if value is None or value == "" or isinstance(value, bool):
+    epoch seconds/milliseconds. Empty strings, zero and negative dates are null; a date that
+    does not exist (`2024-13-45`), a non-finite number or one past the year 3000 is Unreadable."""
+    if value is None or value == "":
         return None
-    if isinstance(value, int | float):
-        if value <= 0:
-            return None
-        return float(value) / 1000.0 if value > 1e11 else float(value)
-    if not isinstance(value, str):
+    if isinstance(value, bool):
         raise Unreadable(f"not a date: {value!r}")
+    if isinstance(value, int | float):
+        return _epoch(value)
+    if not isinstance(value, str):
+        raise Unreadable(f"not a date: {_short(value)}")
+    if len(value) > MAX_TEXT_NUMBER:
+        raise Unreadable(f"not a date: {_short(value)}")
     return _parse_date(value)
+
+
+def _epoch(value: int | float) -> float | None:
+    """Epoch seconds, or milliseconds when larger than 1e11 (both forms occur)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Unreadable(f"not a date: {value!r}")
+    if value <= 0:
+        return None
+    try:
+        seconds = float(value) / 1000.0 if value > 1e11 else float(value)
+    except OverflowError:
+        raise Unreadable(f"date out of range: {_short(value)}") from None
+    if seconds > MAX_TIMESTAMP:
+        raise Unreadable(f"date out of range: {_short(value)}")
+    return seconds
 
 
 @functools.lru_cache(maxsize=65536)
@@ -98,8 +157,22 @@ def _parse_date(value: str) -> float | None:
     raw = value.strip()
     if raw.startswith("0000-00-00"):
         return None
-    if raw.isdigit():
-        return timestamp(int(raw))
+    if raw.isascii() and raw.isdigit():  # "²".isdigit() is True, and int() refuses it
+        return _epoch(int(raw))
+    try:
+        seconds = _parse_date_text(raw, value)
+    except (ValueError, OverflowError) as err:  # e.g. month 13, day 45, year 0
+        if isinstance(err, Unreadable):
+            raise
+        raise Unreadable(f"not a date: {_short(value)} ({err})") from None
+    if seconds is None or seconds <= 0:
+        return None
+    if seconds > MAX_TIMESTAMP:
+        raise Unreadable(f"date out of range: {_short(value)}")
+    return seconds
+
+
+def _parse_date_text(raw: str, value: str) -> float | None:
     if _DATE_ONLY.match(raw):
         return datetime.fromisoformat(raw).replace(tzinfo=UTC).timestamp()
     try:
@@ -112,7 +185,7 @@ def _parse_date(value: str) -> float | None:
         return parsed.timestamp()
     m = _V3_DATE.match(raw)
     if not m:
-        raise Unreadable(f"not a date: {value!r}")
+        raise Unreadable(f"not a date: {_short(value)}")
     day, clock, zone = m.groups()
     base = datetime.fromisoformat(f"{day}T{clock}")
     if zone is None:
@@ -124,5 +197,5 @@ def _parse_date(value: str) -> float | None:
     elif zone.upper() in TZ_OFFSETS_HOURS:
         offset = timedelta(hours=TZ_OFFSETS_HOURS[zone.upper()])
     else:
-        raise Unreadable(f"unknown time zone {zone!r} in {value!r}")
+        raise Unreadable(f"unknown time zone {zone!r} in {_short(value)}")
     return base.replace(tzinfo=timezone(offset)).timestamp()

@@ -162,6 +162,21 @@ SELF_METRICS: tuple[MetricSpec, ...] = (
        "reason", "webhook receiver", "per (source, reason) after one rejection"),
     _m("exporter_build_info", "gauge", "version python_version", "Build information; always 1",
        "exporter", ALWAYS),
+    _m("exporter_task_restarts_total", "counter", "task",
+       "Background task restarts after an unexpected error (the traceback is logged)",
+       "supervisor", "per task (scheduler, applier, renderer, ...) from the start"),
+    _m("webhook_events_set_aside_total", "counter", "source",
+       "Stored webhook events that could not be applied and were set aside in the state file",
+       "webhook applier", "per source from the start"),
+    _m("webhook_objects_forgotten_total", "counter", "kind reason",
+       "Webhook-only objects (HetrixTools monitors, agents) removed, by max age or on request",
+       "webhook applier", "per (kind, reason) from the start"),
+    _m("exposition_skipped_objects", "gauge", "object",
+       "Objects left out of the last render of /metrics because they could not be rendered",
+       "renderer", "per object kind from the first render"),
+    _m("exposition_truncated_label_values", "gauge", "label",
+       "Label values in the last render of /metrics cut to the maximum length",
+       "renderer", "per label name from the first render"),
 )
 
 ALL_METRICS = DATA_METRICS + SELF_METRICS

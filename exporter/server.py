@@ -4,7 +4,7 @@ handlers ask the objects they are given and never call the API."""
 from __future__ import annotations
 
 import html
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ class ServerParts:
     reload: ReloadFn
     now: Callable[[], float]
     telemetry_path: str = "/metrics"
+    failing: Callable[[], Mapping[str, str]] = dict  # background tasks in a crash loop
 
 
 PARTS = web.AppKey("parts", ServerParts)
@@ -43,6 +44,11 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def healthy(request: web.Request) -> web.Response:
+    """503 while a background task is in a crash loop, so a liveness probe restarts us."""
+    failing = request.app[PARTS].failing()
+    if failing:
+        lines = "".join(f"  - {task}: {error}\n" for task, error in sorted(failing.items()))
+        return web.Response(status=503, text=f"Unhealthy: background tasks keep failing:\n{lines}")
     return web.Response(text="Healthy\n")
 
 

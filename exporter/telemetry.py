@@ -26,6 +26,11 @@ try:  # the _created series double the output and mean nothing for a daemon's co
 except ImportError:  # pragma: no cover - older prometheus-client
     pass
 
+# bounded label sets, present at 0 from the start so that the first increase is visible
+TASKS = ("scheduler", "applier", "renderer", "demo_webhooks", "web_config_watcher")
+WEBHOOK_SOURCES = ("generatorlabs", "hetrixtools")
+FORGETTABLE = ("hetrixtools_monitor", "agent")
+FORGET_REASONS = ("max_age", "request")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -115,6 +120,16 @@ class Telemetry:
         self.parse_warnings = _counter("generatorlabs_parse_warnings_total", self.registry)
         self.webhook_requests = _counter("generatorlabs_webhook_requests_total", self.registry)
         self.webhook_rejected = _counter("generatorlabs_webhook_rejected_total", self.registry)
+        self.task_restarts = _counter("generatorlabs_exporter_task_restarts_total", self.registry)
+        for task in TASKS:
+            self.task_restarts.labels(task)
+        self.events_set_aside = _counter("generatorlabs_webhook_events_set_aside_total", self.registry)
+        for source in WEBHOOK_SOURCES:
+            self.events_set_aside.labels(source)
+        self.forgotten = _counter("generatorlabs_webhook_objects_forgotten_total", self.registry)
+        for kind in FORGETTABLE:
+            for reason in FORGET_REASONS:
+                self.forgotten.labels(kind, reason)
         self.registry.register(SelfCollector(live, now))
         self._warned: set[tuple[str, str]] = set()
 

@@ -45,6 +45,7 @@ HTTP_KEYS = {"http2", "headers"}
 HEADERS = {"Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
            "X-XSS-Protection", "Content-Security-Policy"}
 TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}
+WATCH_EVERY = 1.0  # seconds between checks of the file's modification time
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +170,10 @@ def _client_sans(request: web.Request) -> set[str]:
 class WebGuard:
     """The live web configuration and the aiohttp middleware that enforces it."""
 
-    def __init__(self, path: str | None, now: Callable[[], float]) -> None:
+    def __init__(self, path: str | None) -> None:
         self.path = path
-        self._now = now
         self.config = load(path) if path else WebConfig()
         self._mtime = self._stat()
-        self._checked = now()
         self._verified: set[str] = set()  # sha256 of user:password pairs bcrypt accepted
         self.context: ssl.SSLContext | None = None
         if self.config.tls is not None and path:
@@ -204,14 +203,18 @@ class WebGuard:
         log.info("webconfig.reloaded", path=self.path)
         return []
 
-    def _maybe_reload(self) -> None:
-        now = self._now()
-        if self.path and now - self._checked >= 1.0:
-            self._checked = now
-            mtime = self._stat()
-            if mtime != self._mtime:
-                self._mtime = mtime
-                self.reload()
+    def check(self) -> None:
+        """Reload when the file's modification time changed."""
+        mtime = self._stat()
+        if mtime != self._mtime:
+            self._mtime = mtime
+            self.reload()
+
+    async def watch(self, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """Background task (supervised): check the file once a second on the given clock."""
+        while True:
+            await sleep(WATCH_EVERY)
+            self.check()
 
     async def _authorised(self, request: web.Request) -> bool:
         users = self.config.users
@@ -238,7 +241,6 @@ class WebGuard:
     async def middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        self._maybe_reload()
         tls = self.config.tls
         if tls is not None and tls.client_allowed_sans and not (
                 _client_sans(request) & set(tls.client_allowed_sans)):

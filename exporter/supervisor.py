@@ -1,0 +1,93 @@
+"""Supervised background tasks: a task that raises is logged, counted and restarted with backoff.
+
+No background task of the exporter may die in silence: the scheduler, the webhook applier, the
+renderer, the demo's webhook sender and the web-config watcher all run under one Supervisor. A
+task that keeps failing (CRASH_LOOP crashes in a row, each after less than STABLE_AFTER seconds
+of running) is reported by `failing()`, which turns `/-/healthy` to 503 so that a liveness probe
+restarts the process. Time comes from the injected clock, so tests run crash loops instantly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from exporter.clock import Clock
+
+log = structlog.get_logger("exporter.supervisor")
+
+BACKOFF_FIRST = 1.0  # seconds before the first restart; doubles per crash in a row
+BACKOFF_CAP = 60.0
+STABLE_AFTER = 60.0  # a run this long resets the crash count
+CRASH_LOOP = 5  # crashes in a row that make the task (and /-/healthy) unhealthy
+
+TaskFactory = Callable[[], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Watch:
+    crashes_in_a_row: int = 0
+    last_error: str = ""
+    logged: frozenset[str] = frozenset()  # error kinds whose traceback was logged already
+
+
+class Supervisor:
+    def __init__(self, clock: Clock, on_restart: Callable[[str], None] | None = None) -> None:
+        self._clock = clock
+        self._on_restart = on_restart
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._watch: dict[str, _Watch] = {}
+
+    def start(self, name: str, factory: TaskFactory) -> None:
+        """Run `factory()` as task `name` until stopped, restarting it whenever it raises."""
+        self._watch[name] = _Watch()
+        self._tasks[name] = asyncio.create_task(self._keep(name, factory), name=name)
+
+    async def _keep(self, name: str, factory: TaskFactory) -> None:
+        watch = self._watch[name]
+        while True:
+            started = self._clock.monotonic()
+            try:
+                await factory()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                self._crashed(name, watch, err, self._clock.monotonic() - started)
+            else:
+                log.warning("task.returned", task=name)  # a daemon task should never return
+                watch.crashes_in_a_row = 0
+            delay = min(BACKOFF_FIRST * 2 ** max(watch.crashes_in_a_row - 1, 0), BACKOFF_CAP)
+            await self._clock.sleep(delay)
+            if self._on_restart is not None:
+                self._on_restart(name)
+
+    def _crashed(self, name: str, watch: _Watch, err: Exception, ran: float) -> None:
+        watch.crashes_in_a_row = 1 if ran >= STABLE_AFTER else watch.crashes_in_a_row + 1
+        kind = f"{type(err).__name__}: {str(err)[:200]}"
+        watch.last_error = kind
+        if kind not in watch.logged:  # the traceback once per distinct error, not per restart
+            watch.logged = watch.logged | {kind} if len(watch.logged) < 20 else watch.logged
+            log.error("task.crashed", task=name, error=kind, crashes_in_a_row=watch.crashes_in_a_row,
+                      exc_info=err)
+        else:
+            log.warning("task.crashed", task=name, error=kind,
+                        crashes_in_a_row=watch.crashes_in_a_row)
+
+    def failing(self) -> dict[str, str]:
+        """Tasks in a crash loop, with their last error: what `/-/healthy` reports."""
+        return {name: w.last_error for name, w in self._watch.items()
+                if w.crashes_in_a_row >= CRASH_LOOP}
+
+    async def stop(self) -> None:
+        """Cancel every task and wait for each to end."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
