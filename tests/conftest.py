@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from exporter.budget import Ledger
 from exporter.config import Config, parse
@@ -19,6 +20,17 @@ from exporter.simulator.api import Faults, SimulatedApi
 from exporter.simulator.transport import SimulatorTransport
 from exporter.state import StateStore
 from exporter.telemetry import Live, Telemetry
+
+# Property-based tests: a modest number of examples in the suite; `python -m bench.fuzz` runs the
+# same tests with FUZZ_EXAMPLES set much higher. Tests reuse one server across examples on purpose
+# (state must survive hostile input), hence the function-scoped fixture health check is off.
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
+settings.register_profile(
+    "exporter", max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=False, print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.data_too_large],
+)
+settings.load_profile("exporter")
 
 SID = "AC" + "1" * 32
 TOKEN = "f" * 64
