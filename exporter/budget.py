@@ -6,11 +6,15 @@ Guarantees, for any `now` the caller passes:
 - consecutive sends are at least 1 / per_second apart;
 - nothing is sent before a 429's Retry-After has passed;
 - when the server reports fewer remaining requests than we think we have (other clients share
-  the API application's quota), sends are spread so they fit before its reset.
+  the API application's quota), sends are spread so they fit before its reset;
+- when the server reports none left, nothing is sent before its reset, and `backoff_until`
+  (the backoff self-metric) shows that wait;
+- no wait the server can impose lasts longer than RETRY_AFTER_CAP (one hour).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable
 
@@ -44,13 +48,18 @@ class Ledger:
         self._sent_since_observed += 1
 
     def observe(self, limit: RateLimit) -> None:
-        """The server's RateLimit-* headers from a response; they include every send so far."""
+        """The server's RateLimit-* headers from a response; they include every send so far.
+        None left means a wait until its reset (at most an hour), shown as backoff_until."""
         self.server = limit
         self._sent_since_observed = 0
+        reset_at = self._server_reset()
+        if limit.remaining is not None and limit.remaining <= 0 and reset_at is not None:
+            self.backoff_until = max(self.backoff_until, reset_at)
 
     def rate_limited(self, now: float, retry_after: float) -> None:
         """A 429: stop everything until Retry-After (capped at one hour) has passed."""
-        self.backoff_until = max(self.backoff_until, now + min(retry_after, RETRY_AFTER_CAP))
+        wait = retry_after if math.isfinite(retry_after) else RETRY_AFTER_CAP
+        self.backoff_until = max(self.backoff_until, now + min(max(wait, 0.0), RETRY_AFTER_CAP))
 
     # -- what may happen --------------------------------------------------------------------
 
@@ -72,9 +81,17 @@ class Ledger:
     def server_remaining(self, now: float) -> int | None:
         """The server's remaining count minus what we sent since it told us, until its reset."""
         s = self.server
-        if s is None or s.remaining is None or (s.reset_at is not None and now >= s.reset_at):
+        reset_at = self._server_reset()
+        if s is None or s.remaining is None or (reset_at is not None and now >= reset_at):
             return None
         return s.remaining - self._sent_since_observed
+
+    def _server_reset(self) -> float | None:
+        """The server's reset time; a RateLimit built by hand may carry any, so cap it here too."""
+        s = self.server
+        if s is None or s.reset_at is None:
+            return None
+        return min(s.reset_at, s.observed_at + RETRY_AFTER_CAP)
 
     def next_allowed(self, now: float) -> float:
         """The earliest time >= now at which one more request may be sent."""
@@ -86,11 +103,12 @@ class Ledger:
         if self._sent and self.per_second > 0:
             at = max(at, self._sent[-1] + 1.0 / self.per_second)
         server_left = self.server_remaining(now)
-        if server_left is not None and self.server is not None and self.server.reset_at:
+        reset_at = self._server_reset()
+        if server_left is not None and reset_at:
             own_left = self.per_hour - len(self._sent)
             if server_left <= 0:
-                at = max(at, self.server.reset_at)
+                at = max(at, reset_at)
             elif server_left < own_left and self._sent:
-                spacing = (self.server.reset_at - now) / server_left
+                spacing = (reset_at - now) / server_left
                 at = max(at, self._sent[-1] + spacing)
         return at

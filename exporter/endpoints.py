@@ -32,10 +32,17 @@ class Endpoint:
 ENDPOINTS: dict[str, Endpoint] = {
     e.collector: e
     for e in (
-        Endpoint("rbl_listings", "rbl/listings.json", "listings", Tier.ALERTING, 60.0,
-                 count_path="rbl/listings/count"),
-        Endpoint("cert_errors", "cert/errors.json", "errors", Tier.ALERTING, 60.0,
-                 count_path="cert/errors/count"),
+        Endpoint(
+            "rbl_listings",
+            "rbl/listings.json",
+            "listings",
+            Tier.ALERTING,
+            60.0,
+            count_path="rbl/listings/count",
+        ),
+        Endpoint(
+            "cert_errors", "cert/errors.json", "errors", Tier.ALERTING, 60.0, count_path="cert/errors/count"
+        ),
         Endpoint("rbl_hosts", "rbl/hosts.json", "hosts", Tier.INVENTORY, 900.0),
         Endpoint("cert_monitors", "cert/monitors.json", "monitors", Tier.INVENTORY, 900.0),
         Endpoint("rbl_profiles", "rbl/profiles.json", "profiles", Tier.SECONDARY, 3600.0),

@@ -1,14 +1,28 @@
-"""Pure: read the API's RateLimit-* and Retry-After headers (API reference, "Rate Limiting")."""
+"""Pure: read the API's RateLimit-* and Retry-After headers (API reference, "Rate Limiting").
+
+Header values come from outside and are checked here, once: a value that is not a finite,
+non-negative number of sane size (`inf`, `nan`, `1e400`, 400 digits, text) is ignored, never an
+error. Every wait the server can impose is capped at RETRY_AFTER_CAP (the hourly window), so no
+header can stop the exporter for longer than an hour.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 RETRY_AFTER_CAP = 3600.0  # a 429 from the hourly window can ask for up to an hour; never more
-_POLICY = re.compile(r"^\s*(\d+)\s*(?:;\s*w\s*=\s*(\d+))?")
+RESET_CAP = RETRY_AFTER_CAP  # the most restrictive window resets within the hour, by definition
+# A RateLimit-Reset larger than ten years of seconds is not a delay but an absolute epoch time
+# (some servers send it that way); it is read as such, then capped like a delay.
+EPOCH_THRESHOLD = 10 * 365 * 86400.0
+MAX_REMAINING = 1_000_000_000  # a larger "remaining" is garbage, not a quota
+MAX_HEADER_NUMBER = 32  # characters; a longer number is not read at all
+MAX_HEADER_DATE = 64  # characters for an HTTP date
+_POLICY = re.compile(r"^\s*(\d{1,10})\s*(?:;\s*w\s*=\s*(\d{1,10}))?", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +32,7 @@ class RateLimit:
 
     policies: tuple[tuple[int, int], ...]  # (requests, window seconds), e.g. ((1000, 3600), (100, 1))
     remaining: int | None
-    reset_at: float | None
+    reset_at: float | None  # never later than observed_at + RESET_CAP
     observed_at: float
 
     @property
@@ -34,23 +48,38 @@ def _get(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def parse_policies(value: str) -> tuple[tuple[int, int], ...]:
-    """`1000;w=3600, 100;w=1` -> ((1000, 3600), (100, 1)); a bare number has no window (0)."""
+    """`1000;w=3600, 100;w=1` -> ((1000, 3600), (100, 1)); a bare number has no window (0).
+    Parts that are not a policy, or whose numbers are absurd, are left out."""
     out = []
-    for part in value.split(","):
+    for part in value.split(",")[:16]:
         m = _POLICY.match(part)
         if m:
-            out.append((int(m.group(1)), int(m.group(2) or 0)))
+            requests, window = int(m.group(1)), int(m.group(2) or 0)
+            if requests <= MAX_REMAINING and window <= 366 * 86400:
+                out.append((requests, window))
     return tuple(out)
 
 
 def _number(value: str | None) -> float | None:
+    """A finite, non-negative number, or None for anything else (never raises)."""
     if value is None:
         return None
+    text = value.strip().split(",")[0].split(";")[0].strip()
+    if not text or len(text) > MAX_HEADER_NUMBER:
+        return None
     try:
-        number = float(value.strip().split(",")[0].split(";")[0])
+        number = float(text)
     except ValueError:
         return None
-    return number if number >= 0 else None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def reset_delay(value: float, now: float) -> float:
+    """Seconds until the reset from a RateLimit-Reset value: delta seconds, or an absolute epoch
+    time when it is larger than EPOCH_THRESHOLD. A reset in the past is now (0); any reset is
+    at most RESET_CAP away."""
+    delay = value - now if value > EPOCH_THRESHOLD else value
+    return min(max(delay, 0.0), RESET_CAP)
 
 
 def from_headers(headers: Mapping[str, str], now: float) -> RateLimit | None:
@@ -58,27 +87,30 @@ def from_headers(headers: Mapping[str, str], now: float) -> RateLimit | None:
     limit = _get(headers, "RateLimit-Limit")
     remaining = _number(_get(headers, "RateLimit-Remaining"))
     reset = _number(_get(headers, "RateLimit-Reset"))
+    if remaining is not None and remaining > MAX_REMAINING:
+        remaining = None
     if limit is None and remaining is None and reset is None:
         return None
     return RateLimit(
         policies=parse_policies(limit) if limit else (),
         remaining=int(remaining) if remaining is not None else None,
-        reset_at=now + reset if reset is not None else None,
+        reset_at=now + reset_delay(reset, now) if reset is not None else None,
         observed_at=now,
     )
 
 
 def retry_after(headers: Mapping[str, str], now: float, default: float = 60.0) -> float:
-    """Seconds to wait after a 429: delta-seconds or an HTTP date, capped at one hour."""
+    """Seconds to wait after a 429: delta-seconds or an HTTP date, at least 1 s and capped at
+    one hour. An unreadable value means the default; this never raises."""
     value = _get(headers, "Retry-After")
     seconds: float | None = None
     if value is not None:
         seconds = _number(value)
-        if seconds is None:
+        if seconds is None and len(value) <= MAX_HEADER_DATE:
             try:
                 seconds = parsedate_to_datetime(value).timestamp() - now
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, OverflowError, OSError):
                 seconds = None
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         seconds = default
     return min(max(seconds, 1.0), RETRY_AFTER_CAP)

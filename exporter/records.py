@@ -2,7 +2,11 @@
 
 Field names follow ../shared/reference/generatorlabs-api-evidence.md; where the v4 name is unknown
 several spellings are accepted. A missing or unreadable field is reported through `warn(object,
-field, detail)` and never raises: one odd object must not cost the rest of the page.
+field, detail)` and costs only that field: the object is kept with the field absent (a host's
+listing count then comes from its RBL list, a monitor's port is ""). Only an object without an
+id is skipped. Numbers go through `exporter.fields`, so NaN, infinities, `1e400`, booleans and
+out-of-range values never reach a record. Nothing here raises on any JSON input; the scheduler
+still guards each call, so that a bug costs one object, never the page.
 """
 
 from __future__ import annotations
@@ -20,8 +24,15 @@ Raw = Mapping[str, Any]
 
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 # host `type` (evidence §4.1): rbl = an IP, uribl = a domain; never exported as `type`.
-HOST_KINDS = {"rbl": "ip", "ip": "ip", "uribl": "domain", "domain": "domain",
-              "ip_range": "ip_range", "range": "ip_range", "subnet": "ip_range"}
+HOST_KINDS = {
+    "rbl": "ip",
+    "ip": "ip",
+    "uribl": "domain",
+    "domain": "domain",
+    "ip_range": "ip_range",
+    "range": "ip_range",
+    "subnet": "ip_range",
+}
 PAUSED_WORDS = {"paused", "inactive", "disabled", "suspended"}
 # The bounded set of certificate error reasons (exporter-anchors §7.4); first keyword match wins.
 ERROR_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -33,15 +44,49 @@ ERROR_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("connection", ("connect", "timeout", "refused", "handshake", "resolve", "dns", "network")),
 )
 REASONS = (*(r for r, _ in ERROR_REASONS), "other")
-DEFAULT_PORTS = {"https": 443, "smtps": 465, "smtp": 25, "imaps": 993, "imap": 143, "pops": 995,
-                 "pop3s": 995, "pop": 110, "pop3": 110, "lmtp": 24, "ftps": 990, "ftp": 21,
-                 "ldaps": 636, "ldap": 389, "mysql": 3306, "postgresql": 5432, "postgres": 5432,
-                 "sips": 5061}
-NOT_AFTER_KEYS = ("not_after", "valid_to", "valid_until", "expires_at", "expiration_date",
-                  "expiry_date", "expire_date", "expires", "expiration", "cert_expiration",
-                  "certificate_expiration", "expiry")
-EXPIRY_DAYS_KEYS = ("expiry_days", "days_until_expiry", "days_to_expiry", "days_until_expiration",
-                    "days_remaining", "days_left", "expires_in_days")
+DEFAULT_PORTS = {
+    "https": 443,
+    "smtps": 465,
+    "smtp": 25,
+    "imaps": 993,
+    "imap": 143,
+    "pops": 995,
+    "pop3s": 995,
+    "pop": 110,
+    "pop3": 110,
+    "lmtp": 24,
+    "ftps": 990,
+    "ftp": 21,
+    "ldaps": 636,
+    "ldap": 389,
+    "mysql": 3306,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "sips": 5061,
+}
+NOT_AFTER_KEYS = (
+    "not_after",
+    "valid_to",
+    "valid_until",
+    "expires_at",
+    "expiration_date",
+    "expiry_date",
+    "expire_date",
+    "expires",
+    "expiration",
+    "cert_expiration",
+    "certificate_expiration",
+    "expiry",
+)
+EXPIRY_DAYS_KEYS = (
+    "expiry_days",
+    "days_until_expiry",
+    "days_to_expiry",
+    "days_until_expiration",
+    "days_remaining",
+    "days_left",
+    "expires_in_days",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,20 +134,44 @@ class Item:
     paused: bool
 
 
-def _first(raw: Raw, *keys: str) -> Any:
+# What a field reader may raise on hostile input: Unreadable (a ValueError) by contract, and the
+# arithmetic and type errors a bug in a reader would let through. Each costs only the field.
+FIELD_ERRORS = (ValueError, TypeError, ArithmeticError)
+MAX_PORT = 65535
+
+
+def _first_key(raw: Raw, *keys: str) -> tuple[str, Any]:
+    """The first of `keys` with a non-empty value, and that value; (keys[0], None) if none."""
     for key in keys:
-        if key in raw and raw[key] not in (None, ""):
-            return raw[key]
-    return None
+        value = raw.get(key)
+        if value is not None and not (type(value) is str and value == ""):
+            return key, value
+    return keys[0], None
+
+
+def _first(raw: Raw, *keys: str) -> Any:
+    return _first_key(raw, *keys)[1]
 
 
 def _read(raw: Raw, obj: str, warn: Warn, reader: Callable[[Any], Any], *keys: str) -> Any:
-    value = _first(raw, *keys)
+    """`reader` applied to the first non-empty of `keys`; an unreadable value is warned under the
+    key it came from and read as None (absent)."""
+    key, value = _first_key(raw, *keys)
     try:
         return reader(value)
-    except Unreadable as err:
-        warn(obj, keys[0], str(err))
+    except FIELD_ERRORS as err:
+        warn(obj, key, str(err) if isinstance(err, Unreadable) else f"{type(err).__name__}: {err}")
         return None
+
+
+def port_number(value: object) -> int | None:
+    """A TCP port: a whole number from 1 to 65535 ("8443" and 8443.0 read as 8443)."""
+    number = fields.number(value)
+    if number is None:
+        return None
+    if not number.is_integer() or not 1 <= number <= MAX_PORT:
+        raise Unreadable(f"not a port from 1 to {MAX_PORT}: {number:g}")
+    return int(number)
 
 
 def _id(raw: Raw, obj: str, warn: Warn) -> str | None:
@@ -165,8 +234,8 @@ def parse_host(raw: Raw, warn: Warn) -> Host | None:
         details = None
     rbls = tuple(dict.fromkeys(n for d in details if (n := rbl_name(d)))) if details else ()
     count = get("listed_count")
-    if type(count) is not int:
-        count = _read(raw, "host", warn, fields.number, "listed_count", "total", "listings")
+    if type(count) is not int or not 0 <= count <= fields.MAX_COUNT:
+        count = _read(raw, "host", warn, fields.count, "listed_count", "total", "listings")
     listed = get("listed")
     if type(listed) is int or type(listed) is bool:
         listed = bool(listed)
@@ -174,7 +243,7 @@ def parse_host(raw: Raw, warn: Warn) -> Host | None:
         listed = _read(raw, "host", warn, fields.boolean, "listed")
         if listed is None:
             listed = bool(count) or bool(rbls)
-    listings = int(count) if count is not None else len(rbls)
+    listings = count if count is not None else len(rbls)
     if listed and listings == 0:
         listings = max(len(rbls), 1)
     checked = get("last_checked")
@@ -188,8 +257,9 @@ def parse_host(raw: Raw, warn: Warn) -> Host | None:
         listed=listed,
         listings=listings if listed else 0,
         rbls=rbls if listed else (),
-        last_checked=(None if checked in (None, "") else
-                      _read(raw, "host", warn, fields.timestamp, "last_checked")),
+        last_checked=(
+            None if checked in (None, "") else _read(raw, "host", warn, fields.timestamp, "last_checked")
+        ),
         first_listed=(_read(raw, "host", warn, fields.timestamp, "first_listed") if listed else None),
     )
 
@@ -201,14 +271,14 @@ def _not_after(raw: Raw, warn: Warn) -> float | None:
             if source.get(key) not in (None, ""):
                 try:
                     return fields.timestamp(source[key])
-                except Unreadable as err:
+                except FIELD_ERRORS as err:
                     warn("monitor", key, str(err))
     # last resort (evidence §5.1): any other key that smells of expiry and reads as a date
     for key, value in raw.items():
         if ("expir" in key or "not_after" in key) and key not in NOT_AFTER_KEYS and "day" not in key:
             try:
                 return fields.timestamp(value)
-            except Unreadable:
+            except FIELD_ERRORS:
                 continue
     return None
 
@@ -218,9 +288,11 @@ def parse_monitor(raw: Raw, warn: Warn) -> Monitor | None:
     if ident is None:
         return None
     protocol = (fields.text(raw.get("protocol")) or "").lower()
-    port = _read(raw, "monitor", warn, fields.number, "port")
-    if port is None:
+    port: int | None
+    if _first(raw, "port") is None:  # absent: derived from the protocol, as the API does
         port = DEFAULT_PORTS.get(protocol.split("+")[0].split("_")[0])
+    else:  # present: a port from 1 to 65535, or warned and absent ("")
+        port = _read(raw, "monitor", warn, port_number, "port")
     hostname = fields.text(_first(raw, "hostname", "host")) or ""
     not_after = _not_after(raw, warn)
     days = None
@@ -233,7 +305,7 @@ def parse_monitor(raw: Raw, warn: Warn) -> Monitor | None:
         name=fields.text(raw.get("name")) or hostname,
         hostname=hostname,
         protocol=protocol,
-        port=str(int(port)) if port is not None else "",
+        port=str(port) if port is not None else "",
         profile_id=fields.text(_first(raw, "profile", "cert_profile", "profile_id")) or "",
         paused=_paused(raw, "monitor", warn),
         not_after=not_after,
@@ -257,7 +329,8 @@ def error_reason(value: str | None) -> str:
 def parse_cert_error(raw: Raw, warn: Warn) -> CertError | None:
     monitor = raw.get("monitor")
     monitor_id = fields.text(
-        monitor.get("id") if isinstance(monitor, Mapping)
+        monitor.get("id")
+        if isinstance(monitor, Mapping)
         else _first(raw, "monitor_id", "monitor_sid", "monitor")
     )
     if monitor_id is None:

@@ -6,16 +6,29 @@ sends it, and files the result. A collector's run spans as many requests as its 
 inventory pass (a 100,000-host account has 1,000 pages) is interleaved with the fast collectors
 instead of blocking them. A failure keeps the last good snapshot and retries the same page with
 backoff; a 429 stops every request until Retry-After has passed.
+
+Nothing one response holds can stop polling. An unexpected exception while a run's request is
+handled (a bug, or input nobody foresaw) is a failure of that run with reason `internal`: its
+traceback is logged once, it backs off like any failure, and the other collectors keep polling.
+One object that cannot be parsed costs only that object (a parse warning with field `object`).
+What still escapes `step()` is a bug in the loop itself: `run_forever` lets it propagate to the
+supervisor (exporter.supervisor), which logs, counts and restarts the task.
+
+Ids that arrive from webhooks go into URLs only when they have the documented form (two upper
+case letters and 32 hex digits, the prefix matching the kind), and every path segment is
+percent-encoded besides.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import structlog
 
@@ -23,7 +36,7 @@ from exporter.budget import Ledger
 from exporter.clock import Clock, sleep_or_event
 from exporter.config import Config
 from exporter.endpoints import ENDPOINTS, Endpoint, Tier
-from exporter.envelope import RawResponse, decode_count, decode_page
+from exporter.envelope import RawResponse, clean, decode_count, decode_page
 from exporter.errors import ApiError, RateLimited
 from exporter.planner import Demand, Plan, make_plan
 from exporter.ratelimit import from_headers
@@ -43,15 +56,42 @@ PARSERS: Mapping[str, Callable[[Mapping[str, Any], Warn], Any]] = {
     "contacts": functools.partial(parse_item, "contact"),
     "contact_groups": functools.partial(parse_item, "contact_group"),
 }
+# the `object` label of parse warnings for each collector's objects (as records.py names them)
+OBJECTS: Mapping[str, str] = {
+    "rbl_listings": "host",
+    "rbl_hosts": "host",
+    "cert_monitors": "monitor",
+    "cert_errors": "cert_error",
+    "rbl_profiles": "profile",
+    "rbl_sources": "source",
+    "contacts": "contact",
+    "contact_groups": "contact_group",
+}
 FULL_REFRESH_RUNS = 5  # with a count probe, refetch everything at least every 5th run anyway
 RETRY_BASE = 15.0
 MIN_MAX_AGE = 600.0
 BURST_SHARE = 0.05  # an inventory pass may burst up to 5 % of the hourly budget
 
 
-REFRESH_PATHS = {"host": ("rbl/hosts/{}.json", "rbl/hosts/{id}", "hosts", "rbl_hosts"),
-                 "monitor": ("cert/monitors/{}.json", "cert/monitors/{id}", "monitors", "cert_monitors")}
+REFRESH_PATHS = {
+    "host": ("rbl/hosts/{}.json", "rbl/hosts/{id}", "hosts", "rbl_hosts"),
+    "monitor": ("cert/monitors/{}.json", "cert/monitors/{id}", "monitors", "cert_monitors"),
+}
+# The documented SID form (evidence §2): two upper case letters and 32 hex digits; the prefix
+# says what the id names (HT a host, CM a certificate monitor).
+OBJECT_ID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
+ID_PREFIXES = {"host": "HT", "monitor": "CM"}
+MAX_LOGGED_ERRORS = 100  # distinct internal errors whose traceback is logged (memory bound)
 SendJournal = Callable[[float], Awaitable[None]]
+
+
+def valid_id(kind: str, object_id: object) -> bool:
+    """True for an id of the documented form whose prefix matches `kind` (HT for a host)."""
+    return (
+        isinstance(object_id, str)
+        and OBJECT_ID.fullmatch(object_id) is not None
+        and object_id[:2] == ID_PREFIXES.get(kind)
+    )
 
 
 class Transport(Protocol):
@@ -123,6 +163,8 @@ class Scheduler:
         self._asked: dict[tuple[str, str], float] = {}  # last time each was asked (debounce)
         self._refreshes: list[float] = []  # targeted refreshes sent in the last hour
         self.refresh_debounce = 60.0
+        self._logged_errors: set[str] = set()  # internal errors whose traceback was logged
+        self._logged_bad_ids: set[str] = set()  # kinds for which an invalid id was logged
         self.configure(config)
 
     # -- configuration and planning -------------------------------------------------------
@@ -180,15 +222,22 @@ class Scheduler:
             run.last_count = len(snap.items)
             run.last_full_at = snap.fetched_at
             run.due_at = max(now, snap.confirmed_at + self.interval(run.name))
-            self._store.set_health(run.name, Health(True, snap.confirmed_at, snap.confirmed_at,
-                                                    0.0, run.pages_known, 0))
+            self._store.set_health(
+                run.name, Health(True, snap.confirmed_at, snap.confirmed_at, 0.0, run.pages_known, 0)
+            )
         self.replan()
 
     def request_refresh(self, kind: str, object_id: str, now: float) -> bool:
         """Ask for one object (a webhook named an id we have not seen). Debounced; spent from the
-        reserve only (at most `reserve` x budget per hour); False when declined."""
+        reserve only (at most `reserve` x budget per hour); False when declined, which includes
+        any id that is not of the documented form for its kind (it never reaches a URL)."""
+        if kind not in REFRESH_PATHS:
+            return False
+        if not valid_id(kind, object_id):
+            self._invalid_id(kind, object_id)
+            return False
         key = (kind, object_id)
-        if kind not in REFRESH_PATHS or now - self._asked.get(key, -1e18) < self.refresh_debounce:
+        if now - self._asked.get(key, -1e18) < self.refresh_debounce:
             return False
         if len(self._asked) > 10_000:  # forget debounce entries that have expired
             self._asked = {k: t for k, t in self._asked.items() if now - t < self.refresh_debounce}
@@ -197,32 +246,52 @@ class Scheduler:
         self._wake.set()
         return True
 
+    def _invalid_id(self, kind: str, object_id: object) -> None:
+        shown = clean(repr(object_id) if isinstance(object_id, str) else type(object_id).__name__, 80)
+        if kind not in self._logged_bad_ids:  # once per kind at info, then at debug
+            self._logged_bad_ids.add(kind)
+            log.info(
+                "refresh.invalid_id",
+                kind=kind,
+                object_id=shown,
+                expected=f"{ID_PREFIXES[kind]} and 32 hex digits",
+            )
+        else:
+            log.debug("refresh.invalid_id", kind=kind, object_id=shown)
+
     def _refresh_allowed(self, now: float) -> bool:
         self._refreshes = [t for t in self._refreshes if t > now - 3600]
         return len(self._refreshes) < max(1, int(self._reserve * self._ledger.per_hour))
 
     async def _refresh(self, kind: str, object_id: str, now: float) -> None:
         path_fmt, route, key, collector = REFRESH_PATHS[kind]
+        if not valid_id(kind, object_id):  # checked when asked; never let one into a URL
+            self._invalid_id(kind, object_id)
+            return
         self._refreshes.append(now)
         try:
-            response, done = await self._send(path_fmt.format(object_id), {}, route, now)
-            page = decode_page(route, key, response, done)
+            response, done = await self._send(path_fmt.format(quote(object_id, safe="")), {}, route, now)
+            page = decode_page(route, key, response, done, single=True)
             snap = self._store.snapshot(collector)
-            parse = PARSERS[collector]
-            records = [r for raw in page.items if (r := parse(raw, self._warn)) is not None]
+            records = self._parse_page(collector, page.items, page.dropped)
             if snap is not None and records:
                 items, times = dict(snap.items), dict(snap.item_times)
                 for record in records:
                     items[record.id], times[record.id] = record, done
-                self._store.replace(Snapshot(collector, items, snap.fetched_at, snap.confirmed_at,
-                                             snap.total, times))
+                self._store.replace(
+                    Snapshot(collector, items, snap.fetched_at, snap.confirmed_at, snap.total, times)
+                )
             log.info("refresh.ok", kind=kind, object_id=object_id, found=bool(records))
         except RateLimited as err:
             self._ledger.rate_limited(self._clock.time(), err.retry_after)
             log.warning("refresh.failed", kind=kind, object_id=object_id, reason=err.reason)
         except ApiError as err:
-            log.warning("refresh.failed", kind=kind, object_id=object_id, reason=err.reason,
-                        status=err.status)
+            log.warning(
+                "refresh.failed", kind=kind, object_id=object_id, reason=err.reason, status=err.status
+            )
+        except Exception as err:  # a bug must not take the loop down: this refresh fails alone
+            self._internal_error(err, "refresh", route)
+            log.warning("refresh.failed", kind=kind, object_id=object_id, reason="internal", status=None)
 
     async def _send_journal(self, now: float) -> None:
         if self.journal_send is not None:
@@ -242,14 +311,11 @@ class Scheduler:
         await sleep_or_event(self._clock, seconds, self._wake)
 
     async def run_forever(self) -> None:
+        """Poll until cancelled. Runs under exporter.supervisor: an exception that escapes a
+        step (a bug in the loop itself; a run's own errors never escape) ends this call, and the
+        supervisor logs it, counts it and restarts the task with backoff."""
         while True:
-            try:
-                await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a background task must never die silently
-                log.exception("poll.crashed")
-                await self._sleep(RETRY_BASE)
+            await self.step()
 
     async def step(self) -> None:
         """One decision: sleep until something is due or allowed, or send one request."""
@@ -273,7 +339,38 @@ class Scheduler:
 
     def _warn(self, obj: str, fld: str, detail: str) -> None:
         if self._telemetry.parse_warning(obj, fld):
-            log.warning("parse.warning", object=obj, field=fld, detail=detail)
+            log.warning("parse.warning", object=obj, field=fld, detail=clean(detail))
+
+    def _internal_error(self, err: Exception, where: str, route: str) -> str:
+        """Log an unexpected exception: the traceback once per distinct error, then one line.
+        Returns the error's short description."""
+        kind = clean(f"{type(err).__name__}: {err}")
+        if kind not in self._logged_errors and len(self._logged_errors) < MAX_LOGGED_ERRORS:
+            self._logged_errors.add(kind)
+            log.error("poll.internal_error", where=where, route=route, error=kind, exc_info=err)
+        else:
+            log.debug("poll.internal_error", where=where, route=route, error=kind)
+        return kind
+
+    def _parse_page(
+        self, collector: str, raw_items: tuple[Mapping[str, Any], ...], dropped: int
+    ) -> list[Any]:
+        """Records from one page. An entry that is not an object, or whose parse raises, is a
+        parse warning (field `object`) and costs only itself."""
+        parse, obj = PARSERS[collector], OBJECTS[collector]
+        for _ in range(dropped):
+            self._warn(obj, "object", "list entry that is not an object skipped")
+        records = []
+        for raw in raw_items:
+            try:
+                record = parse(raw, self._warn)
+            except Exception as err:  # records.py never raises by contract; a bug costs one object
+                kind = self._internal_error(err, "parse", collector)
+                self._warn(obj, "object", f"object skipped: {kind}")
+                continue
+            if record is not None:
+                records.append(record)
+        return records
 
     def _start(self, run: Run, now: float) -> None:
         run.active = True
@@ -303,17 +400,25 @@ class Scheduler:
                 self._after_probe(run, decode_count(route, response, done), done)
             else:
                 page = decode_page(route, endpoint.key, response, done)
-                self._after_page(run, page.items, page.total_pages, page.total, done)
+                records = self._parse_page(run.name, page.items, page.dropped)
+                self._after_page(run, records, bool(page.items), page.total_pages, page.total, done)
         except RateLimited as err:
             self._ledger.rate_limited(self._clock.time(), err.retry_after)
             self._failed(run, err, retry_in=err.retry_after)
         except ApiError as err:
-            run.failures += 1
-            retry_in = min(RETRY_BASE * 2 ** (run.failures - 1), self.interval(run.name))
-            self._failed(run, err, retry_in=retry_in)
+            self._backoff(run, err)
+        except Exception as err:  # a bug, or input nobody foresaw: this run fails, not the loop
+            kind = self._internal_error(err, "poll", route)
+            self._backoff(run, ApiError(route, None, kind, "internal"))
 
-    async def _send(self, path: str, params: Mapping[str, str], route: str,
-                    now: float) -> tuple[RawResponse, float]:
+    def _backoff(self, run: Run, err: ApiError) -> None:
+        run.failures += 1
+        retry_in = min(RETRY_BASE * 2 ** (run.failures - 1), self.interval(run.name))
+        self._failed(run, err, retry_in=retry_in)
+
+    async def _send(
+        self, path: str, params: Mapping[str, str], route: str, now: float
+    ) -> tuple[RawResponse, float]:
         """Every request goes through here: journaled and recorded in the ledger before it is
         sent, its RateLimit-* headers read, and counted by route and status."""
         await self._send_journal(now)
@@ -340,26 +445,29 @@ class Scheduler:
             run.due_at = now
 
     def _after_page(
-        self, run: Run, raw_items: tuple[Mapping[str, Any], ...], total_pages: int,
-        total: int | None, now: float,
+        self,
+        run: Run,
+        records: list[Any],
+        had_items: bool,
+        total_pages: int,
+        total: int | None,
+        now: float,
     ) -> None:
-        parse = PARSERS[run.name]
-        for raw in raw_items:
-            record = parse(raw, self._warn)
-            if record is not None:
-                run.items[record.id] = record
-                run.item_times[record.id] = now
+        for record in records:
+            run.items[record.id] = record
+            run.item_times[record.id] = now
         run.total_pages, run.total = total_pages, total
         run.failures = 0  # backoff grows only over consecutive failures
         if not run.costs and total_pages != run.pages_known:
             run.pages_known = total_pages  # first pass: learn the size and plan with it at once
             self.replan()
-        if run.page < total_pages and raw_items:
+        if run.page < total_pages and had_items:
             run.page += 1
             run.due_at = now + self._page_spacing(run, now)
             return
-        self._store.replace(Snapshot(run.name, dict(run.items), run.started_at, now, run.total,
-                                     dict(run.item_times)))
+        self._store.replace(
+            Snapshot(run.name, dict(run.items), run.started_at, now, run.total, dict(run.item_times))
+        )
         run.last_full_at = run.started_at
         run.last_count = len(run.items)
         run.pages_known = max(run.page, 1)
@@ -395,17 +503,39 @@ class Scheduler:
         self.replan()
         # a pass longer than its interval (a huge inventory) is followed at once by the next
         run.due_at = run.started_at + self.interval(run.name)
-        log.info("poll.ok", collector=run.name, pages=pages, requests=run.requests,
-                 duration=round(duration, 3), probe=pages == 0)
+        log.info(
+            "poll.ok",
+            collector=run.name,
+            pages=pages,
+            requests=run.requests,
+            duration=round(duration, 3),
+            probe=pages == 0,
+        )
 
     def _failed(self, run: Run, err: ApiError, retry_in: float) -> None:
         now = self._clock.time()
         previous = self._store.health(run.name)
-        self._store.set_health(run.name, Health(False, previous.last_success, now,
-                                                self._clock.monotonic() - run.started_mono,
-                                                run.page, run.requests, err.reason))
+        self._store.set_health(
+            run.name,
+            Health(
+                False,
+                previous.last_success,
+                now,
+                self._clock.monotonic() - run.started_mono,
+                run.page,
+                run.requests,
+                err.reason,
+            ),
+        )
         self._telemetry.failures.labels(run.name, err.reason).inc()
         run.due_at = now + retry_in
-        log.warning("poll.failed", collector=run.name, reason=err.reason, status=err.status,
-                    detail=err.detail, page=run.page, requests=run.requests,
-                    retry_in=round(retry_in, 1))
+        log.warning(
+            "poll.failed",
+            collector=run.name,
+            reason=err.reason,
+            status=err.status,
+            detail=err.detail,
+            page=run.page,
+            requests=run.requests,
+            retry_in=round(retry_in, 1),
+        )

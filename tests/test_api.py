@@ -23,10 +23,15 @@ BASE = "https://api.example.test/4.0"
 async def test_sends_basic_auth_user_agent_and_page_parameters() -> None:
     async with make_session(SID, TOKEN, 5.0) as session:
         with aioresponses() as mocked:
-            mocked.get(f"{BASE}/rbl/hosts.json?page=2&page_size=100", status=200,
-                       body=b'{"status_code":200,"data":[]}', headers={"RateLimit-Remaining": "7"})
+            mocked.get(
+                f"{BASE}/rbl/hosts.json?page=2&page_size=100",
+                status=200,
+                body=b'{"status_code":200,"data":[]}',
+                headers={"RateLimit-Remaining": "7"},
+            )
             response = await HttpTransport(session, BASE).get(
-                "rbl/hosts.json", {"page": "2", "page_size": "100"})
+                "rbl/hosts.json", {"page": "2", "page_size": "100"}
+            )
             (call,) = next(iter(mocked.requests.values()))
     assert response.status == 200 and response.headers["RateLimit-Remaining"] == "7"
     assert call.kwargs["params"] == {"page": "2", "page_size": "100"}

@@ -96,3 +96,31 @@ def test_used_counts_only_the_last_hour() -> None:
     ledger = Ledger(900, 5.0, sent=[T0 - 4000, T0 - 100, T0 - 1])
     assert ledger.used(T0) == 2
     assert ledger.sent_times(T0) == [T0 - 100, T0 - 1]
+
+
+def test_server_with_nothing_left_shows_the_wait_as_backoff() -> None:
+    """The self-metric generatorlabs_api_backoff_until_timestamp_seconds reads backoff_until:
+    it must show the wait for the server's reset, not 0."""
+    ledger = Ledger(900, 5.0)
+    ledger.observe(RateLimit(((1000, 3600),), 0, T0 + 600, T0))
+    assert ledger.backoff_until == T0 + 600
+    ledger.observe(RateLimit(((1000, 3600),), 5, T0 + 900, T0 + 1))  # some left: no new wait
+    assert ledger.backoff_until == T0 + 600
+
+
+def test_no_server_reset_stops_requests_for_more_than_an_hour() -> None:
+    ledger = Ledger(900, 5.0)
+    ledger.observe(RateLimit((), 0, T0 + 1e11, T0))  # built by hand: not capped by the parser
+    assert ledger.next_allowed(T0) == T0 + 3600
+    assert ledger.backoff_until == T0 + 3600
+    spread = Ledger(900, 5.0)
+    spread.record(T0)
+    spread.observe(RateLimit((), 10, T0 + 1e11, T0))
+    assert spread.next_allowed(T0) <= T0 + 360  # 10 left, spread over at most the hour
+
+
+def test_a_non_finite_retry_after_waits_the_cap_never_forever() -> None:
+    for value, expected in ((float("nan"), 3600.0), (float("inf"), 3600.0), (-5.0, 0.0)):
+        ledger = Ledger(900, 5.0)
+        ledger.rate_limited(T0, value)
+        assert ledger.backoff_until == T0 + expected

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
 from exporter.ratelimit import from_headers, parse_policies, retry_after
 
 NOW = 1_000_000.0
 
 
 def test_policies_and_remaining_are_read() -> None:
-    limit = from_headers({"RateLimit-Limit": "1000;w=3600, 100;w=1", "RateLimit-Remaining": "742",
-                          "RateLimit-Reset": "1800"}, NOW)
+    limit = from_headers(
+        {"RateLimit-Limit": "1000;w=3600, 100;w=1", "RateLimit-Remaining": "742", "RateLimit-Reset": "1800"},
+        NOW,
+    )
     assert limit is not None
     assert limit.policies == ((1000, 3600), (100, 1))
     assert limit.hourly_limit == 1000
@@ -38,3 +42,60 @@ def test_retry_after_seconds_date_default_and_cap() -> None:
     assert retry_after({}, NOW) == 60
     assert retry_after({"Retry-After": "99999"}, NOW) == 3600  # never more than an hour
     assert retry_after({"Retry-After": "0"}, NOW) == 1
+
+
+EPOCH_NOW = 1_790_000_000.0  # a real "now": epoch-form resets are larger than ten years of seconds
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "1e400", "9" * 400, "1e30", "-5", "\ud800"])
+def test_an_unusable_remaining_is_ignored_never_fatal(value: str) -> None:
+    limit = from_headers({"RateLimit-Remaining": value, "RateLimit-Reset": "60"}, NOW)
+    assert limit is not None and limit.remaining is None and limit.reset_at == NOW + 60
+
+
+@pytest.mark.parametrize(
+    ("reset", "expected"),
+    [
+        ("1800", 1800.0),  # delta seconds
+        ("99999", 3600.0),  # a delta beyond the hourly window: capped
+        ("99999999999", 3600.0),  # the value: an epoch in the year 5138, capped
+        (str(int(EPOCH_NOW) + 600), 600.0),  # an epoch time: read as one
+        (str(int(EPOCH_NOW) - 600), 0.0),  # an epoch in the past: the reset is now
+        ("1e300", 3600.0),
+        ("0", 0.0),
+    ],
+)
+def test_reset_is_read_as_delta_or_epoch_and_capped_at_an_hour(reset: str, expected: float) -> None:
+    limit = from_headers({"RateLimit-Remaining": "0", "RateLimit-Reset": reset}, EPOCH_NOW)
+    assert limit is not None and limit.reset_at == EPOCH_NOW + expected
+
+
+@pytest.mark.parametrize("reset", ["inf", "nan", "-1", "soon", "1e400"])
+def test_an_unusable_reset_is_ignored(reset: str) -> None:
+    limit = from_headers({"RateLimit-Remaining": "0", "RateLimit-Reset": reset}, EPOCH_NOW)
+    assert limit is not None and limit.reset_at is None and limit.remaining == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("inf", 60.0),
+        ("nan", 60.0),
+        ("1e400", 60.0),
+        ("-5", 60.0),
+        ("9" * 400, 60.0),
+        ("1e300", 3600.0),
+        ("Fri, 01 Jan 9999 00:00:00 GMT", 3600.0),
+        ("Thu, 01 Jan 99999 12:00:00 GMT", 60.0),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 1.0),
+        ("x" * 5000, 60.0),
+    ],
+)
+def test_retry_after_never_raises_and_never_exceeds_an_hour(value: str, expected: float) -> None:
+    assert retry_after({"Retry-After": value}, EPOCH_NOW) == expected
+
+
+def test_absurd_policies_are_left_out() -> None:
+    assert parse_policies("9" * 5000) == ()
+    assert parse_policies("1000;w=3600, 99999999999999;w=1, x") == ((1000, 3600),)
+    assert parse_policies("\u0661\u0662;w=1") == ()  # non-ASCII digits are not a number here

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exporter import fields
 from exporter.records import (
@@ -17,14 +20,22 @@ from exporter.records import (
 )
 
 V3_HOST = {  # the real v3.4 sample (evidence §4.1)
-    "id": "HTee06c4fa7c23aa8a3a4e8d66922b0834", "host": "bad-url.com", "name": "bad-url.com",
-    "type": "uribl", "parent": "", "status": "active",
+    "id": "HTee06c4fa7c23aa8a3a4e8d66922b0834",
+    "host": "bad-url.com",
+    "name": "bad-url.com",
+    "type": "uribl",
+    "parent": "",
+    "status": "active",
     "rbl_profile": "RP15d4e891d784977cacbfcbb00c48f133",
     "contact_group": "CGd3dca251d33135e0a518d7c49b89dc61",
-    "last_checked": "2016-11-07 21:01:33 EST", "first_listed": "2016-11-06 10:14:58 EST",
-    "listed_period": "1 day 11:37:51", "listed": 1, "listed_count": 1,
-    "listed_details": [{"host": "Google Safe Browsing", "website": "",
-                        "details": "Malware (Virus) on Windows"}],
+    "last_checked": "2016-11-07 21:01:33 EST",
+    "first_listed": "2016-11-06 10:14:58 EST",
+    "listed_period": "1 day 11:37:51",
+    "listed": 1,
+    "listed_count": 1,
+    "listed_details": [
+        {"host": "Google Safe Browsing", "website": "", "details": "Malware (Virus) on Windows"}
+    ],
 }
 
 
@@ -57,8 +68,16 @@ def test_listed_as_bool_int_or_string(listed: object) -> None:
 
 
 def test_clean_v3_host_with_empty_strings_is_not_listed() -> None:
-    raw = {**V3_HOST, "listed": 0, "listed_count": 0, "listed_details": [], "first_listed": "",
-           "listed_period": "", "profile": "RPaaaa", "rbl_profile": None}
+    raw = {
+        **V3_HOST,
+        "listed": 0,
+        "listed_count": 0,
+        "listed_details": [],
+        "first_listed": "",
+        "listed_period": "",
+        "profile": "RPaaaa",
+        "rbl_profile": None,
+    }
     host = parse_host(raw, Warnings())
     assert host is not None
     assert (host.listed, host.listings, host.rbls, host.first_listed) == (False, 0, (), None)
@@ -73,8 +92,9 @@ def test_missing_listed_flag_is_inferred_from_details() -> None:
 
 def test_unreadable_fields_warn_and_keep_the_object() -> None:
     warn = Warnings()
-    host = parse_host({**V3_HOST, "last_checked": "yesterday-ish", "listed": "maybe",
-                       "listed_details": "Spamhaus"}, warn)
+    host = parse_host(
+        {**V3_HOST, "last_checked": "yesterday-ish", "listed": "maybe", "listed_details": "Spamhaus"}, warn
+    )
     assert host is not None and host.last_checked is None
     assert {f for _, f, _ in warn} == {"last_checked", "listed", "listed_details"}
 
@@ -87,9 +107,13 @@ def test_object_without_id_is_skipped_with_a_warning() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "kind"),
-    [({"type": "rbl", "host": "1.2.3.4"}, "ip"), ({"host": "10.0.0.0/24"}, "ip_range"),
-     ({"host": "2001:db8::1"}, "ip"), ({"host": "example.com"}, "domain"),
-     ({"type": "ip_range", "host": "x"}, "ip_range")],
+    [
+        ({"type": "rbl", "host": "1.2.3.4"}, "ip"),
+        ({"host": "10.0.0.0/24"}, "ip_range"),
+        ({"host": "2001:db8::1"}, "ip"),
+        ({"host": "example.com"}, "domain"),
+        ({"type": "ip_range", "host": "x"}, "ip_range"),
+    ],
 )
 def test_host_kind_is_bounded(raw: dict[str, str], kind: str) -> None:
     host = parse_host({"id": "HT1", **raw}, Warnings())
@@ -103,13 +127,19 @@ def test_paused_hosts() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("2026-01-02T03:04:05Z", ts("2026-01-02T03:04:05")),
-     ("2026-01-02T03:04:05+02:00", ts("2026-01-02T01:04:05")),
-     ("2026-01-02 03:04:05 PDT", ts("2026-01-02T10:04:05")),
-     ("2026-01-02 03:04:05 +0100", ts("2026-01-02T02:04:05")),
-     ("2026-01-02", ts("2026-01-02T00:00:00")),
-     (1767323045, 1767323045.0), (1767323045000, 1767323045.0), ("1767323045", 1767323045.0),
-     ("", None), (None, None), ("0000-00-00 00:00:00", None)],
+    [
+        ("2026-01-02T03:04:05Z", ts("2026-01-02T03:04:05")),
+        ("2026-01-02T03:04:05+02:00", ts("2026-01-02T01:04:05")),
+        ("2026-01-02 03:04:05 PDT", ts("2026-01-02T10:04:05")),
+        ("2026-01-02 03:04:05 +0100", ts("2026-01-02T02:04:05")),
+        ("2026-01-02", ts("2026-01-02T00:00:00")),
+        (1767323045, 1767323045.0),
+        (1767323045000, 1767323045.0),
+        ("1767323045", 1767323045.0),
+        ("", None),
+        (None, None),
+        ("0000-00-00 00:00:00", None),
+    ],
 )
 def test_dates_in_every_form(value: object, expected: float | None) -> None:
     assert fields.timestamp(value) == expected
@@ -122,8 +152,14 @@ def test_unknown_time_zone_is_unreadable() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("CGa,CGb", ("CGa", "CGb")), (["CGa", "CGb"], ("CGa", "CGb")), ("CGa", ("CGa",)),
-     ([{"id": "CGa"}], ("CGa",)), ("", ()), (None, ())],
+    [
+        ("CGa,CGb", ("CGa", "CGb")),
+        (["CGa", "CGb"], ("CGa", "CGb")),
+        ("CGa", ("CGa",)),
+        ([{"id": "CGa"}], ("CGa",)),
+        ("", ()),
+        (None, ()),
+    ],
 )
 def test_contact_group_as_string_list_or_array(value: object, expected: tuple[str, ...]) -> None:
     assert fields.id_list(value) == expected
@@ -131,9 +167,18 @@ def test_contact_group_as_string_list_or_array(value: object, expected: tuple[st
 
 def test_monitor_with_an_iso_expiry_date() -> None:
     warn = Warnings()
-    monitor = parse_monitor({"id": "CM1", "name": "shop", "hostname": "shop.example.com",
-                             "protocol": "https", "profile": "CP1", "status": "active",
-                             "expiration_date": "2027-01-01T00:00:00+00:00"}, warn)
+    monitor = parse_monitor(
+        {
+            "id": "CM1",
+            "name": "shop",
+            "hostname": "shop.example.com",
+            "protocol": "https",
+            "profile": "CP1",
+            "status": "active",
+            "expiration_date": "2027-01-01T00:00:00+00:00",
+        },
+        warn,
+    )
     assert warn == []
     assert monitor is not None
     assert monitor.port == "443"  # derived from the protocol when absent
@@ -157,13 +202,23 @@ def test_monitor_with_days_only_and_with_nothing() -> None:
 
 @pytest.mark.parametrize(
     ("text", "reason"),
-    [("expiration", "expiration"), ("Certificate expired", "expiration"),
-     ("name_mismatch", "name_mismatch"), ("Hostname mismatch", "name_mismatch"),
-     ("ca_verification", "ca_verification"), ("untrusted root", "ca_verification"),
-     ("chain_integrity", "chain_integrity"), ("Missing intermediate", "chain_integrity"),
-     ("connection", "connection"), ("Connection refused", "connection"),
-     ("dns_caa", "dns_caa"), ("CAA record missing", "dns_caa"),
-     ("invalid certificate", "other"), ("something new", "other"), (None, "other")],
+    [
+        ("expiration", "expiration"),
+        ("Certificate expired", "expiration"),
+        ("name_mismatch", "name_mismatch"),
+        ("Hostname mismatch", "name_mismatch"),
+        ("ca_verification", "ca_verification"),
+        ("untrusted root", "ca_verification"),
+        ("chain_integrity", "chain_integrity"),
+        ("Missing intermediate", "chain_integrity"),
+        ("connection", "connection"),
+        ("Connection refused", "connection"),
+        ("dns_caa", "dns_caa"),
+        ("CAA record missing", "dns_caa"),
+        ("invalid certificate", "other"),
+        ("something new", "other"),
+        (None, "other"),
+    ],
 )
 def test_error_reasons_map_onto_a_bounded_set(text: str | None, reason: str) -> None:
     assert error_reason(text) == reason
@@ -171,9 +226,11 @@ def test_error_reasons_map_onto_a_bounded_set(text: str | None, reason: str) -> 
 
 
 def test_cert_error_monitor_id_in_several_shapes() -> None:
-    for raw in ({"id": "CE1", "monitor_id": "CM1", "error_type": "connection"},
-                {"id": "CE1", "monitor": {"id": "CM1"}, "type": "connection"},
-                {"id": "CE1", "monitor": "CM1", "reason": "connection"}):
+    for raw in (
+        {"id": "CE1", "monitor_id": "CM1", "error_type": "connection"},
+        {"id": "CE1", "monitor": {"id": "CM1"}, "type": "connection"},
+        {"id": "CE1", "monitor": "CM1", "reason": "connection"},
+    ):
         error = parse_cert_error(raw, Warnings())
         assert error is not None and (error.monitor_id, error.reason) == ("CM1", "connection")
     warn = Warnings()
@@ -181,6 +238,151 @@ def test_cert_error_monitor_id_in_several_shapes() -> None:
 
 
 def test_contacts_never_carry_their_address() -> None:
-    item = parse_item("contact", {"id": "CO1", "contact": "ops@example.com", "type": "email",
-                                  "status": "paused"}, Warnings())
+    item = parse_item(
+        "contact",
+        {"id": "CO1", "contact": "ops@example.com", "type": "email", "status": "paused"},
+        Warnings(),
+    )
     assert item is not None and item.name == "" and item.kind == "email" and item.paused
+
+
+@pytest.mark.parametrize(
+    "count",
+    ["Infinity", float("inf"), float("nan"), "1e400", -5, 2**80, 1.5, True, [1], {"n": 1}, "lots", "9" * 400],
+)
+def test_an_unusable_listed_count_costs_only_that_field(count: object) -> None:
+    """Issue 7: `"listed_count": "Infinity"` (or 1e400) crashed every rbl_listings poll. The
+    host is now kept, its count taken from its RBL list, and the field is warned once."""
+    warn = Warnings()
+    host = parse_host({**V3_HOST, "listed_count": count}, warn)
+    assert host is not None and host.listed and host.listings == 1
+    assert host.rbls == ("Google Safe Browsing",)
+    assert [(o, f) for o, f, _ in warn] == [("host", "listed_count")]
+
+
+def test_a_listing_count_under_another_name_is_warned_under_that_name() -> None:
+    raw = {k: v for k, v in V3_HOST.items() if k != "listed_count"} | {"total": "NaN"}
+    warn = Warnings()
+    host = parse_host(raw, warn)
+    assert host is not None and host.listings == 1
+    assert [(o, f) for o, f, _ in warn] == [("host", "total")]
+    assert parse_host({**raw, "total": "3"}, Warnings()).listings == 3  # type: ignore[union-attr]
+
+
+def test_an_impossible_date_costs_only_that_field() -> None:
+    warn = Warnings()
+    host = parse_host({**V3_HOST, "last_checked": "2024-13-45 10:00:00", "first_listed": "9" * 400}, warn)
+    assert host is not None and host.last_checked is None and host.first_listed is None
+    assert host.listings == 1
+    assert {f for _, f, _ in warn} == {"last_checked", "first_listed"}
+
+
+@pytest.mark.parametrize(
+    ("port", "expected", "warned"),
+    [
+        (8443, "8443", False),
+        ("993", "993", False),
+        (993.0, "993", False),
+        (None, "443", False),
+        ("", "443", False),
+        (0, "", True),
+        (65536, "", True),
+        (-443, "", True),
+        (443.5, "", True),
+        ("NaN", "", True),
+        (float("inf"), "", True),
+        (True, "", True),
+        ([443], "", True),
+        ("443/tcp", "", True),
+    ],
+)
+def test_a_port_is_a_whole_number_from_1_to_65535(port: object, expected: str, warned: bool) -> None:
+    warn = Warnings()
+    monitor = parse_monitor({"id": "CM1", "protocol": "https", "port": port, "not_after": "2027-01-01"}, warn)
+    assert monitor is not None and monitor.port == expected
+    assert [(o, f) for o, f, _ in warn] == ([("monitor", "port")] if warned else [])
+
+
+@pytest.mark.parametrize("days", ["NaN", float("inf"), "1e400", True, [3], 2**80])
+def test_unusable_expiry_days_cost_only_that_field(days: object) -> None:
+    warn = Warnings()
+    monitor = parse_monitor({"id": "CM1", "hostname": "a.example", "days_remaining": days}, warn)
+    assert monitor is not None and monitor.expiry_days is None and monitor.hostname == "a.example"
+    assert ("monitor", "days_remaining") in [(o, f) for o, f, _ in warn]
+
+
+ODD = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**60)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(
+        [
+            "NaN",
+            "Infinity",
+            "-1e400",
+            "2024-13-45 10:00:00",
+            "0000-00-00",
+            "9" * 70,
+            "\ud800",
+            "HT" + "0" * 32,
+        ]
+    )
+)
+FIELD_NAMES = st.sampled_from(
+    [
+        "id",
+        "sid",
+        "host",
+        "name",
+        "type",
+        "status",
+        "paused",
+        "listed",
+        "listed_count",
+        "total",
+        "listings",
+        "listed_details",
+        "details",
+        "last_checked",
+        "first_listed",
+        "profile",
+        "port",
+        "protocol",
+        "hostname",
+        "not_after",
+        "expiration_date",
+        "cert_expiry",
+        "expiry_days",
+        "days_remaining",
+        "certificate",
+        "monitor",
+        "monitor_id",
+        "error_type",
+        "contact",
+    ]
+)
+OBJECTS = st.recursive(
+    ODD,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(FIELD_NAMES, children, max_size=5),
+    max_leaves=15,
+)
+
+
+@given(st.dictionaries(FIELD_NAMES, OBJECTS, max_size=12))
+def test_no_parser_raises_on_any_object_and_every_number_is_clean(raw: dict[str, object]) -> None:
+    """Whatever an object holds, a parse returns a record or None, never raises, and every
+    number in the record is finite and in range."""
+    for parse in (parse_host, parse_monitor, parse_cert_error, lambda r, w: parse_item("profile", r, w)):
+        record = parse(raw, Warnings())
+        if record is None:
+            continue
+        for value in (getattr(record, name) for name in record.__slots__):
+            if isinstance(value, float):
+                assert math.isfinite(value)
+            if isinstance(value, int) and not isinstance(value, bool):
+                assert 0 <= value <= fields.MAX_COUNT
+        if hasattr(record, "port") and record.port:
+            assert 1 <= int(record.port) <= 65535

@@ -13,8 +13,11 @@ from tests.conftest import SID, TOKEN, Rig
 
 
 def series(rig: Rig, name: str) -> list[str]:
-    freshness = Freshness(rig.clock.now, dict(rig.scheduler.plan.intervals),  # type: ignore[union-attr]
-                          rig.scheduler.max_ages())
+    freshness = Freshness(
+        rig.clock.now,
+        dict(rig.scheduler.plan.intervals),  # type: ignore[union-attr]
+        rig.scheduler.max_ages(),
+    )
     family = next(f for f in render(dict(rig.store.snapshots()), freshness) if f.name == name)
     return family.body.splitlines()
 
@@ -42,8 +45,9 @@ async def test_a_failed_poll_keeps_the_last_good_data_and_backs_off(
     assert rig.store.snapshot("rbl_listings") is before  # the last good data is kept
     health = rig.store.health("rbl_listings")
     assert health.success is False and health.error == "server_error"
-    retries = [e["retry_in"] for e in logs
-               if e["event"] == "poll.failed" and e["collector"] == "rbl_listings"]
+    retries = [
+        e["retry_in"] for e in logs if e["event"] == "poll.failed" and e["collector"] == "rbl_listings"
+    ]
     assert retries[:3] == [15.0, 30.0, 60.0]  # exponential, capped at the interval
     assert max(retries) == rig.scheduler.interval("rbl_listings")
     assert rig.telemetry.failures.labels("rbl_listings", "server_error")._value.get() > 0
@@ -172,7 +176,6 @@ async def test_wrong_credentials_fail_with_reason_auth(make_rig: Callable[..., R
     assert failed and all(e["reason"] == "auth" for e in failed)
     assert not rig.store.has_data
     assert all(TOKEN not in str(e) for e in logs)
-
 
 
 async def test_a_targeted_refresh_fetches_one_object_once(make_rig: Callable[..., Rig]) -> None:
