@@ -1,11 +1,14 @@
 """Composition root: builds every real object, owns every lifetime, runs the daemon.
 
 Nothing else constructs sessions, tasks or servers; everything else receives what it needs.
+`run` enters every lifetime on one AsyncExitStack, so that whatever fails (a taken port, a
+locked or broken state file), everything started so far is released, in reverse order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,9 +22,9 @@ from exporter.api import HttpTransport, make_session
 from exporter.budget import Ledger
 from exporter.clock import Clock, SystemClock
 from exporter.config import Config, default_state_path, environ, parse_listen_address
-from exporter.demo import Demo, demo_config, send_demo_webhooks, start_demo
+from exporter.demo import DEMO_BASE_URL, Demo, demo_config, running_demo, send_demo_webhooks
 from exporter.errors import ConfigError
-from exporter.persistence import GroupCommit, StateDB, VolatileDB
+from exporter.persistence import GroupCommit, Loaded, Owner, StateDB, VolatileDB
 from exporter.scheduler import Scheduler, Transport
 from exporter.scrape import Scraper
 from exporter.server import ServerParts, build_app
@@ -35,6 +38,8 @@ log = structlog.get_logger("exporter.app")
 
 # Loads the config again (file + environment) for a reload; raises ConfigError.
 ConfigSource = Callable[[], Config]
+ReadyFn = Callable[[int], Awaitable[None]]
+
 
 @dataclass(slots=True)
 class Exporter:
@@ -77,8 +82,11 @@ class Exporter:
             self.webhook_parts.config = config.webhooks  # secrets rotate without a restart
         self.live.reload_ok, self.live.reload_at = True, self.clock.time()
         self.scraper.changed.set()
-        log.info("config.reloaded", budget=config.budget.requests_per_hour,
-                 collectors=[n for n, c in config.collectors.items() if c.enabled])
+        log.info(
+            "config.reloaded",
+            budget=config.budget.requests_per_hour,
+            collectors=[n for n, c in config.collectors.items() if c.enabled],
+        )
         return []
 
 
@@ -88,19 +96,38 @@ def build_exporter(config: Config, transport: Transport, clock: Clock) -> Export
     live = Live(store, ledger, reload_at=clock.time())
     telemetry = Telemetry(live, clock.time)
     scheduler = Scheduler(config, transport, ledger, store, telemetry, live, clock)
-    scraper = Scraper(clock, store, telemetry, clock.time,
-                      lambda: dict(scheduler.plan.intervals) if scheduler.plan else {},
-                      scheduler.max_ages)
+    scraper = Scraper(
+        clock,
+        store,
+        telemetry,
+        clock.time,
+        lambda: dict(scheduler.plan.intervals) if scheduler.plan else {},
+        scheduler.max_ages,
+    )
     store.on_change = scraper.changed.set
     scheduler.refresh_debounce = config.webhooks.refresh_debounce
-    applier = Applier(store, None, clock, scheduler.request_refresh)
+    applier = make_applier(config, store, None, clock, scheduler, telemetry)
     supervisor = Supervisor(clock, lambda task: telemetry.task_restarts.labels(task).inc())
-    exporter = Exporter(config, clock, store, ledger, live, telemetry, scheduler, scraper, applier,
-                        supervisor)
+    exporter = Exporter(
+        config, clock, store, ledger, live, telemetry, scheduler, scraper, applier, supervisor
+    )
     if config.webhooks.enabled or config.webhooks.hetrixtools_token:
-        exporter.webhook_parts = WebhookParts(config.webhooks, GroupCommit(VolatileDB()), applier,
-                                              telemetry, clock)
+        exporter.webhook_parts = WebhookParts(
+            config.webhooks, GroupCommit(VolatileDB()), applier, telemetry, clock
+        )
     return exporter
+
+
+def make_applier(
+    config: Config,
+    store: StateStore,
+    db: StateDB | None,
+    clock: Clock,
+    scheduler: Scheduler,
+    telemetry: Telemetry,
+) -> Applier:
+    """The webhook applier as the app wires it: the one place an Applier is made."""
+    return Applier(store, db, clock, scheduler.request_refresh)
 
 
 class DbJournal:
@@ -129,47 +156,82 @@ class DbJournal:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def attach_state(exporter: Exporter, db: StateDB) -> DbJournal:
-    """Load the state file into a fresh exporter (warm start) and keep the file up to date."""
+async def attach_state(exporter: Exporter, db: StateDB, loaded: Loaded | None = None) -> DbJournal:
+    """Load the state file (or what `db.start` loaded from it) into a fresh exporter (a warm
+    start) and keep the file up to date."""
     now = exporter.clock.time()
-    loaded = await db.load(now)
-    store = exporter.store
+    if loaded is None:
+        loaded = await db.load(now)
+    _restore(exporter, loaded, now)
+    exporter.db = db
+    _replay(exporter, db, loaded)
+    journal = _keep_written(exporter, db)
+    log.info(
+        "state.loaded",
+        path=db.path,
+        snapshots=len(loaded.snapshots),
+        replayed_events=len(loaded.events),
+        ledger=len(loaded.ledger),
+    )
+    return journal
+
+
+def _restore(exporter: Exporter, loaded: Loaded, now: float) -> None:
+    """Stored snapshots (of enabled collectors), webhook state and the hourly ledger."""
     for snapshot in loaded.snapshots:
-        if snapshot.collector in exporter.config.collectors and \
-                exporter.config.collectors[snapshot.collector].enabled:
-            store.replace(snapshot)
-    store.webhooks = loaded.webhooks
+        collector = exporter.config.collectors.get(snapshot.collector)
+        if collector is not None and collector.enabled:
+            exporter.store.replace(snapshot)
+    exporter.store.webhooks = loaded.webhooks
     for ts in loaded.ledger:
         exporter.ledger.record(ts)
     exporter.scheduler.restore(now)
-    exporter.db = db
-    exporter.applier = Applier(store, db, exporter.clock, exporter.scheduler.request_refresh)
+
+
+def _replay(exporter: Exporter, db: StateDB, loaded: Loaded) -> None:
+    """An applier writing to the file folds in the events acknowledged but not yet checkpointed;
+    from now on webhooks are committed to the file."""
+    exporter.applier = make_applier(
+        exporter.config, exporter.store, db, exporter.clock, exporter.scheduler, exporter.telemetry
+    )
     exporter.applier.replay(loaded.events)
     if exporter.webhook_parts is not None:
         exporter.webhook_parts.commit = GroupCommit(db)
         exporter.webhook_parts.applier = exporter.applier
+
+
+def _keep_written(exporter: Exporter, db: StateDB) -> DbJournal:
+    """Snapshot changes and every request sent are written to the file."""
     journal = DbJournal(db)
-    store.journal = journal
+    exporter.store.journal = journal
 
     async def sent(ts: float) -> None:
         await db.record_sends([ts])
 
     exporter.scheduler.journal_send = sent
-    log.info("state.loaded", path=db.path, snapshots=len(loaded.snapshots),
-             replayed_events=len(loaded.events), ledger=len(loaded.ledger))
     return journal
 
 
-def create_app(exporter: Exporter, source: ConfigSource, *, middlewares: tuple[Any, ...] = (),
-               webhooks: bool = True) -> web.Application:
+def create_app(
+    exporter: Exporter, source: ConfigSource, *, middlewares: tuple[Any, ...] = (), webhooks: bool = True
+) -> web.Application:
     """The web app, whose start-up starts the poller and the renderer and whose clean-up stops them."""
 
     async def reload() -> list[str]:
         return await exporter.reload(source)
 
-    app = build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload,
-                                exporter.clock.time, exporter.config.web.telemetry_path,
-                                exporter.supervisor.failing), middlewares)
+    app = build_app(
+        ServerParts(
+            exporter.scraper,
+            exporter.store,
+            exporter.live,
+            reload,
+            exporter.clock.time,
+            exporter.config.web.telemetry_path,
+            exporter.supervisor.failing,
+        ),
+        middlewares,
+    )
     if exporter.webhook_parts is not None and webhooks:
         add_routes(app, exporter.webhook_parts)
 
@@ -189,76 +251,119 @@ def create_app(exporter: Exporter, source: ConfigSource, *, middlewares: tuple[A
     return app
 
 
-async def run(config: Config, source: ConfigSource, *, demo: bool,
-              ready: Callable[[int], Awaitable[None]] | None = None,
-              web_config_file: str | None = None, webhook_listen_address: str | None = None) -> None:
+async def run(
+    config: Config,
+    source: ConfigSource,
+    *,
+    demo: bool,
+    ready: ReadyFn | None = None,
+    web_config_file: str | None = None,
+    webhook_listen_address: str | None = None,
+) -> None:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the config."""
     clock = SystemClock()
-    cleanups: list[Callable[[], Awaitable[None]]] = []
-    simulation: Demo | None = None
-    if demo:
-        simulation = await start_demo(clock)
-        cleanups.append(simulation.runner.cleanup)
-        config = demo_config(config, simulation)
-        base_source = source
-        sim = simulation
-
-        def source() -> Config:
-            return demo_config(base_source(), sim)
-
-        log.info("demo.started", api=simulation.base_url)
-    account_sid, auth_token = config.api.account_sid, config.api.auth_token
-    if not account_sid or not auth_token:  # the CLI checks this; direct callers get it too
-        raise ConfigError("<config>", ["api.account_sid and api.auth_token: required, got nothing"])
-    session = make_session(account_sid, auth_token, config.api.timeout)
-    cleanups.append(session.close)
-    exporter = build_exporter(config, HttpTransport(session, config.api.base_url), clock)
-    db = StateDB(config.state.path or default_state_path(environ(), demo))
-    await db.open()
-    journal = await attach_state(exporter, db)
-
-    async def close_db() -> None:
-        await journal.drain()
-        await db.close()
-
-    cleanups.append(close_db)
-    guard = WebGuard(web_config_file)
-    exporter.web_guard = guard
-    separate = webhook_listen_address is not None
-    app = create_app(exporter, source, middlewares=(guard.middleware,), webhooks=not separate)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    cleanups.insert(0, runner.cleanup)
-    host, port = parse_listen_address(config.web.listen_address)
-    site = web.TCPSite(runner, host or None, port, ssl_context=guard.context)
-    if separate and exporter.webhook_parts is not None:
-        hook_app = web.Application(client_max_size=1024 * 1024)
-        add_routes(hook_app, exporter.webhook_parts)
-        hook_runner = web.AppRunner(hook_app, access_log=None, handle_signals=False)
-        await hook_runner.setup()
-        cleanups.insert(0, hook_runner.cleanup)
-        hook_host, hook_port = parse_listen_address(webhook_listen_address or "")
-        await web.TCPSite(hook_runner, hook_host or None, hook_port).start()
-        log.info("webhooks.listening", listen=webhook_listen_address)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    try:
-        await site.start()
-        log.info("exporter.started", version=__version__, listen=config.web.listen_address,
-                 telemetry_path=config.web.telemetry_path,
-                 budget=config.budget.requests_per_hour)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP,
-                                lambda: asyncio.ensure_future(exporter.reload(source)))
+    async with contextlib.AsyncExitStack() as stack:
+        simulation: Demo | None = None
+        if demo:
+            simulation = await stack.enter_async_context(running_demo(clock, config.state.path))
+            config, source = demo_config(config, simulation), _demo_source(source, simulation)
+            log.info("demo.started", api=simulation.base_url)
+        exporter = await _start_exporter(stack, config, clock, DEMO_BASE_URL if demo else None)
+        exporter.web_guard = WebGuard(web_config_file)
+        port = await _serve(stack, exporter, source, webhook_listen_address)
+        stop = _handle_signals(stack, exporter, source)
         if ready is not None:
             await ready(port)
         if simulation is not None:
-            demo_sim, demo_config_now = simulation, config
-            exporter.supervisor.start(
-                "demo_webhooks", lambda: send_demo_webhooks(demo_sim, demo_config_now, clock, port))
+            sim, demo_now = simulation, config
+            exporter.supervisor.start("demo_webhooks", lambda: send_demo_webhooks(sim, demo_now, clock, port))
+            # stopped first: no webhook connects while the server shuts down
+            stack.push_async_callback(exporter.supervisor.stop, "demo_webhooks")
         await stop.wait()
         log.info("exporter.stopping")
-    finally:
-        for cleanup in cleanups:
-            await cleanup()
+
+
+def _demo_source(source: ConfigSource, simulation: Demo) -> ConfigSource:
+    return lambda: demo_config(source(), simulation)
+
+
+async def _start_exporter(
+    stack: contextlib.AsyncExitStack, config: Config, clock: Clock, owner_url: str | None
+) -> Exporter:
+    """The state file (locked, checked, bound to the account), the API session and the exporter
+    loaded from the file; each released by `stack`."""
+    account_sid, auth_token = config.api.account_sid, config.api.auth_token
+    if not account_sid or not auth_token:  # the CLI checks this; direct callers get it too
+        raise ConfigError("<config>", ["api.account_sid and api.auth_token: required, got nothing"])
+    db = StateDB(config.state.path or default_state_path(environ()), clock.time)
+    stack.push_async_callback(db.close)
+    loaded = await db.start(
+        Owner(account_sid, owner_url or config.api.base_url),
+        clock.time(),
+        if_unreadable=config.state.if_unreadable,
+    )
+    session = make_session(account_sid, auth_token, config.api.timeout)
+    stack.push_async_callback(session.close)
+    exporter = build_exporter(config, HttpTransport(session, config.api.base_url), clock)
+    journal = await attach_state(exporter, db, loaded)
+    stack.push_async_callback(journal.drain)  # before the file closes
+    return exporter
+
+
+async def _serve(
+    stack: contextlib.AsyncExitStack,
+    exporter: Exporter,
+    source: ConfigSource,
+    webhook_listen_address: str | None,
+) -> int:
+    """The web app (whose start-up starts the background tasks) and, when asked, the webhook
+    receiver on its own address; the port of the web app."""
+    guard = exporter.web_guard
+    assert guard is not None  # noqa: S101 - set by run()
+    separate = webhook_listen_address is not None
+    app = create_app(exporter, source, middlewares=(guard.middleware,), webhooks=not separate)
+    if webhook_listen_address is not None and exporter.webhook_parts is not None:
+        hook_app = web.Application(client_max_size=1024 * 1024)
+        add_routes(hook_app, exporter.webhook_parts)
+        await _listen(stack, hook_app, webhook_listen_address, None)
+        log.info("webhooks.listening", listen=webhook_listen_address)
+    port = await _listen(stack, app, exporter.config.web.listen_address, guard.context)
+    config = exporter.config
+    log.info(
+        "exporter.started",
+        version=__version__,
+        listen=config.web.listen_address,
+        telemetry_path=config.web.telemetry_path,
+        budget=config.budget.requests_per_hour,
+    )
+    return port
+
+
+async def _listen(
+    stack: contextlib.AsyncExitStack, app: web.Application, address: str, ssl_context: Any
+) -> int:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    stack.push_async_callback(runner.cleanup)
+    await runner.setup()
+    host, port = parse_listen_address(address)
+    await web.TCPSite(runner, host or None, port, ssl_context=ssl_context).start()
+    return port
+
+
+def _handle_signals(
+    stack: contextlib.AsyncExitStack, exporter: Exporter, source: ConfigSource
+) -> asyncio.Event:
+    """SIGTERM and SIGINT set the returned event; SIGHUP reloads. Handlers removed on exit."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Future[list[str]]] = set()
+
+    def reload() -> None:
+        task = asyncio.ensure_future(exporter.reload(source))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    for sig, handler in ((signal.SIGTERM, stop.set), (signal.SIGINT, stop.set), (signal.SIGHUP, reload)):
+        loop.add_signal_handler(sig, handler)
+        stack.callback(loop.remove_signal_handler, sig)
+    return stop

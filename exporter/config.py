@@ -1,5 +1,10 @@
 """Configuration: `parse` is pure (raw mapping + environment in, Config or every problem out);
-`load` is the only function that reads files."""
+`load`, `read_yaml` and `read_text_file` are the only functions that read files.
+
+A problem names the file, the key and what is wrong; it never echoes the value of a secret key,
+nor raw YAML text (a syntax error is reported by line, column and kind, a section of the wrong
+type by its type), since the text around a mistake is often a token.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +30,12 @@ DEFAULT_SERIES_MAX_AGE = 30 * 86400.0  # see README "Webhook-only series"
 MAX_DURATION = 365 * 86400.0  # a longer interval, timeout or age is a typo, not a wish
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("logfmt", "json", "console")
+IF_UNREADABLE = ("fail", "move_aside")  # what to do with a state file that cannot be read
 
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?"
-                       r"(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
+_DURATION = re.compile(
+    r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?"
+    r"(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$"
+)
 _SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
 
 
@@ -78,6 +86,7 @@ class WebhookConfig:
 @dataclass(frozen=True, slots=True)
 class StateConfig:
     path: str | None = None  # None: the default location (see default_state_path)
+    if_unreadable: str = "fail"  # or "move_aside": rename a broken file and start fresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +122,7 @@ def parse_duration(value: object) -> float:
         raise ValueError("must be a duration like 30s, 15m or 1h")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and value and (m := _DURATION.match(value.strip())) and any(
-        m.groups()
-    ):
+    elif isinstance(value, str) and value and (m := _DURATION.match(value.strip())) and any(m.groups()):
         d, h, mi, s, ms = (float(g) if g else 0.0 for g in m.groups())
         seconds = d * 86400 + h * 3600 + mi * 60 + s + ms / 1000
     else:
@@ -205,7 +212,8 @@ def _cidr_list(value: object) -> tuple[str, ...]:
             ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise ValueError(
-                f"must be a list of IP networks like 173.245.48.0/20 ({item!r} is not)") from None
+                f"must be a list of IP networks like 173.245.48.0/20 ({item!r} is not)"
+            ) from None
     return items
 
 
@@ -282,6 +290,7 @@ SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
     },
     "state": {
         "path": (_optional_text, None),
+        "if_unreadable": (_choice(IF_UNREADABLE), "fail"),
     },
 }
 COLLECTOR_KEYS: dict[str, Checker] = {
@@ -291,7 +300,14 @@ COLLECTOR_KEYS: dict[str, Checker] = {
 }
 
 
-def _unknown(key: str, where: str, known: list[str]) -> str:
+_KEY_SHOWN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,39}$")
+
+
+def _unknown(key: object, where: str, known: list[str]) -> str:
+    """An unknown key is named when it looks like a key; anything else (a pasted token, a line of
+    YAML that lost its colon) is not echoed."""
+    if not isinstance(key, str) or not _KEY_SHOWN.match(key):
+        return f"{where}<a key that is not shown>: unknown key (keys are {', '.join(known)})"
     hint = difflib.get_close_matches(key, known, n=1)
     suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
     return f"{where}{key}: unknown key{suggestion}"
@@ -304,59 +320,89 @@ def _shown(key: str, value: object) -> str:
     return "<hidden>" if key in SECRET_KEYS else repr(value)
 
 
-def parse(raw: object, source: str = "<config>") -> Config:
-    """Turn a decoded YAML document into a Config, or raise ConfigError listing every problem."""
-    problems: list[str] = []
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(source, [f"(top level): must be a mapping of sections, got {raw!r}"])
+def _sid_shown(sid: str) -> str:
+    """A malformed SID is often the token pasted in the wrong place: show its shape only."""
+    return f"{len(sid)} characters starting {sid[:2]!r}"
+
+
+def _kind(value: object) -> str:
+    """A value's type in words, for a section that is not a mapping: never its content."""
+    if isinstance(value, bool):
+        return "true or false"
+    kinds: tuple[tuple[type | tuple[type, ...], str], ...] = (
+        (str, "a string"),
+        ((int, float), "a number"),
+        ((list, tuple), "a list"),
+        (Mapping, "a mapping"),
+    )
+    return next(
+        (text for cls, text in kinds if isinstance(value, cls)), f"a value of type {type(value).__name__}"
+    )
+
+
+def _parse_sections(raw: Mapping[Any, Any], problems: list[str]) -> dict[str, dict[str, Any]]:
     sections: dict[str, dict[str, Any]] = {}
     for name, keys in SECTIONS.items():
         given = raw.get(name) or {}
         values = {k: default for k, (_, default) in keys.items()}
         if not isinstance(given, Mapping):
-            problems.append(f"{name}: must be a mapping, got {given!r}")
+            problems.append(f"{name}: must be a mapping, got {_kind(given)}")
             given = {}
         for key, value in given.items():
             if key not in keys:
-                problems.append(_unknown(str(key), f"{name}.", list(keys)))
+                problems.append(_unknown(key, f"{name}.", list(keys)))
                 continue
             try:
                 values[key] = keys[key][0](value)
             except ValueError as err:
                 problems.append(f"{name}.{key}: {err}, got {_shown(key, value)}")
         sections[name] = values
+    return sections
 
+
+def _parse_collectors(raw: Mapping[Any, Any], problems: list[str]) -> dict[str, CollectorConfig]:
     collectors = _default_collectors()
     given_collectors = raw.get("collectors") or {}
     if not isinstance(given_collectors, Mapping):
-        problems.append(f"collectors: must be a mapping, got {given_collectors!r}")
+        problems.append(f"collectors: must be a mapping, got {_kind(given_collectors)}")
         given_collectors = {}
     for cname, body in given_collectors.items():
         if cname not in collectors:
-            problems.append(_unknown(str(cname), "collectors.", list(collectors)))
+            problems.append(_unknown(cname, "collectors.", list(collectors)))
             continue
         if not isinstance(body, Mapping):
-            problems.append(f"collectors.{cname}: must be a mapping, got {body!r}")
+            problems.append(f"collectors.{cname}: must be a mapping, got {_kind(body)}")
             continue
         current = collectors[cname]
         fields: dict[str, Any] = {
-            "enabled": current.enabled, "interval": current.interval, "max_age": current.max_age
+            "enabled": current.enabled,
+            "interval": current.interval,
+            "max_age": current.max_age,
         }
         for key, value in body.items():
             if key not in COLLECTOR_KEYS:
-                problems.append(_unknown(str(key), f"collectors.{cname}.", list(COLLECTOR_KEYS)))
+                problems.append(_unknown(key, f"collectors.{cname}.", list(COLLECTOR_KEYS)))
                 continue
             try:
                 fields[key] = COLLECTOR_KEYS[key](value)
             except ValueError as err:
                 problems.append(f"collectors.{cname}.{key}: {err}, got {value!r}")
         collectors[cname] = CollectorConfig(**fields)
+    return collectors
 
+
+def parse(raw: object, source: str = "<config>") -> Config:
+    """Turn a decoded YAML document into a Config, or raise ConfigError listing every problem."""
+    problems: list[str] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(source, [f"(top level): must be a mapping of sections, got {_kind(raw)}"])
+    sections = _parse_sections(raw, problems)
+    collectors = _parse_collectors(raw, problems)
     for key in raw:
         if key not in SECTIONS and key != "collectors":
-            problems.append(_unknown(str(key), "", [*SECTIONS, "collectors"]))
+            problems.append(_unknown(key, "", [*SECTIONS, "collectors"]))
 
     budget = sections["budget"]
     if budget["requests_per_hour"] > API_HOURLY_LIMIT and not budget["allow_over_limit"]:
@@ -366,7 +412,9 @@ def parse(raw: object, source: str = "<config>") -> Config:
         )
     sid = sections["api"]["account_sid"]
     if sid is not None and not _SID.match(sid):
-        problems.append(f"api.account_sid: must be 2 letters and 32 hex digits (AC...), got {sid!r}")
+        problems.append(
+            f"api.account_sid: must be 2 letters and 32 hex digits (AC...), got {_sid_shown(sid)}"
+        )
     if not any(c.enabled for c in collectors.values()):
         problems.append("collectors: at least one collector must be enabled, got none")
     if problems:
@@ -400,18 +448,19 @@ def credentials_from_env(
         if value is None and file_path:
             try:
                 value = read_file(file_path).strip() or None
-            except OSError as err:
-                problems.append(f"{var}_FILE: cannot read, got {file_path!r} ({err.strerror})")
+            except (OSError, UnicodeError) as err:
+                problems.append(f"{var}_FILE: cannot read, got {file_path!r} ({_why(err)})")
         found[key] = value or current
         if not found[key]:
             problems.append(
-                f"api.{key}: required, set {var} or {var}_FILE (or api.{key} in the config file), "
-                "got nothing"
+                f"api.{key}: required, set {var} or {var}_FILE (or api.{key} in the config file), got nothing"
             )
     webhooks = webhook_secrets_from_env(config.webhooks, env, read_file, problems)
     sid = found["account_sid"]
     if sid and not _SID.match(sid):
-        problems.append(f"api.account_sid: must be 2 letters and 32 hex digits (AC...), got {sid!r}")
+        problems.append(
+            f"api.account_sid: must be 2 letters and 32 hex digits (AC...), got {_sid_shown(sid)}"
+        )
     if problems:
         raise ConfigError(source, problems)
     token = found["auth_token"]
@@ -421,7 +470,9 @@ def credentials_from_env(
 
 
 def webhook_secrets_from_env(
-    webhooks: WebhookConfig, env: Mapping[str, str], read_file: Callable[[str], str],
+    webhooks: WebhookConfig,
+    env: Mapping[str, str],
+    read_file: Callable[[str], str],
     problems: list[str],
 ) -> WebhookConfig:
     """GENERATORLABS_WEBHOOK_SECRET (comma-separated for rotation) or _FILE (one per line) add to
@@ -434,33 +485,63 @@ def webhook_secrets_from_env(
     elif file_path:
         try:
             secrets += [v.strip() for v in read_file(file_path).splitlines() if v.strip()]
-        except OSError as err:
-            problems.append(f"GENERATORLABS_WEBHOOK_SECRET_FILE: cannot read, got {file_path!r} "
-                            f"({err.strerror})")
+        except (OSError, UnicodeError) as err:
+            problems.append(
+                f"GENERATORLABS_WEBHOOK_SECRET_FILE: cannot read, got {file_path!r} ({_why(err)})"
+            )
     token = env.get("HETRIXTOOLS_WEBHOOK_TOKEN") or webhooks.hetrixtools_token
     if token is not None and len(token) < 16:
         problems.append("HETRIXTOOLS_WEBHOOK_TOKEN: must be at least 16 characters, got <hidden>")
     webhooks = replace(webhooks, hetrixtools_token=token)
     if webhooks.enabled and not secrets:
-        problems.append("webhooks.secrets: required when webhooks.enabled is true, set "
-                        "GENERATORLABS_WEBHOOK_SECRET or GENERATORLABS_WEBHOOK_SECRET_FILE "
-                        "(or webhooks.secrets), got nothing")
+        problems.append(
+            "webhooks.secrets: required when webhooks.enabled is true, set "
+            "GENERATORLABS_WEBHOOK_SECRET or GENERATORLABS_WEBHOOK_SECRET_FILE "
+            "(or webhooks.secrets), got nothing"
+        )
     return replace(webhooks, secrets=tuple(dict.fromkeys(secrets)))
 
 
+def _why(err: OSError | UnicodeError) -> str:
+    """Why a file could not be read, without a byte of its content."""
+    if isinstance(err, UnicodeDecodeError):
+        return f"not UTF-8 text: an invalid byte at offset {err.start}"
+    if isinstance(err, UnicodeError):
+        return "not UTF-8 text"
+    return err.strerror or type(err).__name__
+
+
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+def yaml_problem(err: BaseException) -> str:
+    """Where and what a YAML syntax error is, never the text around it: PyYAML's own message
+    quotes the lines near the mistake, which may hold a token (an unterminated auth_token: "...)."""
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.context_mark or err.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "an unknown place"
+        what = ", ".join(p for p in (err.context, err.problem) if p) or "a syntax error"
+        # PyYAML quotes its own tokens ('<stream end>') and single characters; nothing longer
+        what = _QUOTED.sub(lambda m: m[0] if len(m[1]) <= 2 or m[1].startswith("<") else "'…'", what)
+        return f"not valid YAML at {where}: {what}"
+    if isinstance(err, yaml.reader.ReaderError):
+        return f"not valid YAML: a character it does not allow at offset {err.position}"
+    if isinstance(err, RecursionError):
+        return "not valid YAML: nested too deeply"
+    return f"not valid YAML: a value it holds cannot be read ({type(err).__name__})"
+
+
 def read_yaml(path: str) -> object:
-    """A YAML file's document, or ConfigError naming the file and the line (config files and
-    the web config file alike)."""
+    """A YAML file's document, or ConfigError naming the file, the line and column, and the kind
+    of problem (config files and the web config file alike)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(path, [f"(file): cannot read, got {path!r} ({err.strerror})"]) from err
+    except (OSError, UnicodeError) as err:
+        raise ConfigError(path, [f"(file): cannot read, got {path!r} ({_why(err)})"]) from err
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "somewhere"
-        raise ConfigError(path, [f"(file): not valid YAML at {where}: {err}"]) from err
+    except (yaml.YAMLError, ValueError, RecursionError) as err:  # ValueError: a date like 2024-13-45
+        raise ConfigError(path, [f"(file): {yaml_problem(err)}"]) from None
 
 
 def load(path: str | None) -> Config:
@@ -470,13 +551,13 @@ def load(path: str | None) -> Config:
     return parse(read_yaml(path), path)
 
 
-def default_state_path(env: Mapping[str, str], demo: bool) -> str:
-    """systemd's $STATE_DIRECTORY, else $XDG_STATE_HOME or ~/.local/state, per user."""
-    name = "demo.sqlite" if demo else "state.sqlite"
-    if env.get("STATE_DIRECTORY") and not demo:
-        return str(Path(env["STATE_DIRECTORY"].split(":")[0]) / name)
+def default_state_path(env: Mapping[str, str]) -> str:
+    """systemd's $STATE_DIRECTORY, else $XDG_STATE_HOME or ~/.local/state, per user. (A demo
+    without state.path uses a file of its own, removed on exit: see exporter.demo.)"""
+    if env.get("STATE_DIRECTORY"):
+        return str(Path(env["STATE_DIRECTORY"].split(":")[0]) / "state.sqlite")
     base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME", ".")) / ".local" / "state")
-    return str(Path(base) / "generatorlabs-exporter" / name)
+    return str(Path(base) / "generatorlabs-exporter" / "state.sqlite")
 
 
 def read_text_file(path: str) -> str:

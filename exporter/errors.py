@@ -17,6 +17,25 @@ class ConfigError(ExporterError):
         super().__init__(f"invalid config {source}:\n{lines}")
 
 
+class StateError(ExporterError):
+    """The state file cannot be used: in use by another process, a directory, not writable.
+    One line naming the file and the problem; the CLI exits 1."""
+
+    hint = ""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"state file {path}: {problem}{self.hint}")
+
+
+class StateUnreadable(StateError):
+    """The state file's content is broken or foreign (not SQLite, corrupt, another schema, a bad
+    row). `state.if_unreadable: move_aside` renames it and starts fresh instead of refusing."""
+
+    hint = "; to start fresh, move it away or set state.if_unreadable: move_aside"
+
+
 class ApiError(ExporterError):
     """The API answered, but not with what we need (HTTP or body status_code >= 400, bad JSON)."""
 

@@ -4,13 +4,13 @@ No background task of the exporter may die in silence: the scheduler, the webhoo
 renderer, the demo's webhook sender and the web-config watcher all run under one Supervisor. A
 task that keeps failing (CRASH_LOOP crashes in a row, each after less than STABLE_AFTER seconds
 of running) is reported by `failing()`, which turns `/-/healthy` to 503 so that a liveness probe
-restarts the process. Time comes from the injected clock, so tests run crash loops instantly.
+restarts the process, until the task has run STABLE_AFTER seconds again. Time comes from the
+injected clock, so tests run crash loops instantly. No I/O besides the log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -33,6 +33,7 @@ class _Watch:
     crashes_in_a_row: int = 0
     last_error: str = ""
     logged: frozenset[str] = frozenset()  # error kinds whose traceback was logged already
+    running_since: float | None = None  # None while waiting to restart
 
 
 class Supervisor:
@@ -44,13 +45,15 @@ class Supervisor:
 
     def start(self, name: str, factory: TaskFactory) -> None:
         """Run `factory()` as task `name` until stopped, restarting it whenever it raises."""
+        if name in self._tasks and not self._tasks[name].done():
+            raise RuntimeError(f"task {name} is running already")
         self._watch[name] = _Watch()
         self._tasks[name] = asyncio.create_task(self._keep(name, factory), name=name)
 
     async def _keep(self, name: str, factory: TaskFactory) -> None:
         watch = self._watch[name]
         while True:
-            started = self._clock.monotonic()
+            started = watch.running_since = self._clock.monotonic()
             try:
                 await factory()
             except asyncio.CancelledError:
@@ -60,6 +63,7 @@ class Supervisor:
             else:
                 log.warning("task.returned", task=name)  # a daemon task should never return
                 watch.crashes_in_a_row = 0
+            watch.running_since = None
             delay = min(BACKOFF_FIRST * 2 ** max(watch.crashes_in_a_row - 1, 0), BACKOFF_CAP)
             await self._clock.sleep(delay)
             if self._on_restart is not None:
@@ -71,23 +75,27 @@ class Supervisor:
         watch.last_error = kind
         if kind not in watch.logged:  # the traceback once per distinct error, not per restart
             watch.logged = watch.logged | {kind} if len(watch.logged) < 20 else watch.logged
-            log.error("task.crashed", task=name, error=kind, crashes_in_a_row=watch.crashes_in_a_row,
-                      exc_info=err)
+            log.error(
+                "task.crashed", task=name, error=kind, crashes_in_a_row=watch.crashes_in_a_row, exc_info=err
+            )
         else:
-            log.warning("task.crashed", task=name, error=kind,
-                        crashes_in_a_row=watch.crashes_in_a_row)
+            log.warning("task.crashed", task=name, error=kind, crashes_in_a_row=watch.crashes_in_a_row)
 
     def failing(self) -> dict[str, str]:
-        """Tasks in a crash loop, with their last error: what `/-/healthy` reports."""
-        return {name: w.last_error for name, w in self._watch.items()
-                if w.crashes_in_a_row >= CRASH_LOOP}
+        """Tasks in a crash loop, with their last error: what `/-/healthy` reports. A task that
+        has been running for STABLE_AFTER seconds since its last crash has recovered."""
+        now = self._clock.monotonic()
+        return {
+            name: w.last_error
+            for name, w in self._watch.items()
+            if w.crashes_in_a_row >= CRASH_LOOP
+            and (w.running_since is None or now - w.running_since < STABLE_AFTER)
+        }
 
-    async def stop(self) -> None:
-        """Cancel every task and wait for each to end."""
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
+    async def stop(self, *names: str) -> None:
+        """Cancel the named tasks (none named: every task) and wait for each to end (a
+        cancellation of the caller itself is not swallowed)."""
+        tasks = [self._tasks.pop(n) for n in (names or list(self._tasks)) if n in self._tasks]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 import yaml
 
+from exporter.app import build_exporter
 from exporter.config import (
     COLLECTOR_KEYS,
     SECTIONS,
@@ -19,6 +22,11 @@ from exporter.config import (
 )
 from exporter.endpoints import COLLECTORS
 from exporter.errors import ConfigError
+from exporter.server import ServerParts, build_app
+from exporter.simulator.account import Account
+from exporter.simulator.api import SimulatedApi
+from exporter.simulator.transport import SimulatorTransport
+from tests.conftest import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
 SID = "AC" + "a" * 32
@@ -44,8 +52,16 @@ def test_empty_config_gives_the_documented_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("15m", 900), ("1h", 3600), ("1h30m", 5400), ("2d", 172800), ("500ms", 0.5),
-     (45, 45), ("90", None)],
+    [
+        ("30s", 30),
+        ("15m", 900),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("2d", 172800),
+        ("500ms", 0.5),
+        (45, 45),
+        ("90", None),
+    ],
 )
 def test_durations(text: object, seconds: float | None) -> None:
     if seconds is None:
@@ -61,26 +77,39 @@ def test_format_duration_round_trips() -> None:
 
 
 def test_every_problem_is_reported_at_once_with_key_problem_and_value() -> None:
-    found = problems({
-        "api": {"page_size": 0, "base_url": "ftp://x"},
-        "budget": {"requests_per_hour": "lots"},
-        "collectors": {"rbl_listings": {"interval": "soon"}},
-    })
+    found = problems(
+        {
+            "api": {"page_size": 0, "base_url": "ftp://x"},
+            "budget": {"requests_per_hour": "lots"},
+            "collectors": {"rbl_listings": {"interval": "soon"}},
+        }
+    )
     assert "api.page_size: must be between 1 and 1000, got 0" in found
     assert "api.base_url: must be an http:// or https:// URL, got 'ftp://x'" in found
     assert "budget.requests_per_hour: must be a whole number, got 'lots'" in found
-    assert ("collectors.rbl_listings.interval: must be a duration like 30s, 15m or 1h, got 'soon'"
-            in found)
+    assert "collectors.rbl_listings.interval: must be a duration like 30s, 15m or 1h, got 'soon'" in found
     assert len(found) == 4
 
 
 def test_unknown_keys_get_a_did_you_mean() -> None:
-    found = problems({"budjet": {}, "api": {"page_sise": 10},
-                      "collectors": {"rbl_listing": {}, "cert_errors": {"intreval": "1m"}}})
+    found = problems(
+        {
+            "budjet": {},
+            "api": {"page_sise": 10},
+            "collectors": {"rbl_listing": {}, "cert_errors": {"intreval": "1m"}},
+        }
+    )
     assert "budjet: unknown key (did you mean 'budget'?)" in found
     assert "api.page_sise: unknown key (did you mean 'page_size'?)" in found
     assert "collectors.rbl_listing: unknown key (did you mean 'rbl_listings'?)" in found
     assert "collectors.cert_errors.intreval: unknown key (did you mean 'interval'?)" in found
+
+
+def test_what_to_do_with_an_unreadable_state_file_is_one_of_two_choices() -> None:
+    assert parse({"state": {"if_unreadable": "move_aside"}}).state.if_unreadable == "move_aside"
+    assert problems({"state": {"if_unreadable": "delete"}}) == [
+        "state.if_unreadable: must be one of fail, move_aside, got 'delete'"
+    ]
 
 
 def test_budget_above_the_api_limit_needs_an_explicit_override() -> None:
@@ -102,8 +131,9 @@ def test_auth_token_in_a_bad_config_is_never_echoed() -> None:
 
 
 def test_credentials_come_from_the_environment_first() -> None:
-    config = credentials_from_env(parse({}), {"GENERATORLABS_ACCOUNT_SID": SID,
-                                              "GENERATORLABS_AUTH_TOKEN": TOKEN}, _no_file, "x")
+    config = credentials_from_env(
+        parse({}), {"GENERATORLABS_ACCOUNT_SID": SID, "GENERATORLABS_AUTH_TOKEN": TOKEN}, _no_file, "x"
+    )
     assert (config.api.account_sid, config.api.auth_token) == (SID, TOKEN)
     assert TOKEN not in repr(config)
 
@@ -129,8 +159,9 @@ def test_missing_credentials_say_how_to_set_them() -> None:
 
 def test_malformed_sid_is_named() -> None:
     with pytest.raises(ConfigError, match=r"api.account_sid: must be 2 letters and 32 hex"):
-        credentials_from_env(parse({}), {"GENERATORLABS_ACCOUNT_SID": "nope",
-                                         "GENERATORLABS_AUTH_TOKEN": TOKEN}, _no_file, "x")
+        credentials_from_env(
+            parse({}), {"GENERATORLABS_ACCOUNT_SID": "nope", "GENERATORLABS_AUTH_TOKEN": TOKEN}, _no_file, "x"
+        )
 
 
 def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
@@ -156,8 +187,7 @@ def test_webhook_secrets_from_the_environment_and_refusal_without_one(tmp_path: 
     enabled = parse({"webhooks": {"enabled": True}})
     with pytest.raises(ConfigError, match=r"webhooks\.secrets: required when webhooks\.enabled is true"):
         credentials_from_env(enabled, env, _no_file, "x")
-    config = credentials_from_env(enabled, {**env, "GENERATORLABS_WEBHOOK_SECRET": "new,old"},
-                                  _no_file, "x")
+    config = credentials_from_env(enabled, {**env, "GENERATORLABS_WEBHOOK_SECRET": "new,old"}, _no_file, "x")
     assert config.webhooks.secrets == ("new", "old")
     (tmp_path / "s").write_text("secret-one\nsecret-two\n")
     files = {**env, "GENERATORLABS_WEBHOOK_SECRET_FILE": str(tmp_path / "s")}
@@ -169,10 +199,84 @@ def test_webhook_secrets_from_the_environment_and_refusal_without_one(tmp_path: 
 
 
 def test_webhook_keys_are_checked() -> None:
-    found = problems({"webhooks": {"secrets": "", "hetrixtools_token": "short",
-                                   "hetrixtools_allowed_cidrs": ["nope"], "max_body_bytes": 10}})
-    assert ("webhooks.hetrixtools_token: must be at least 16 characters (it is the only thing "
-            "guarding the URL), got <hidden>") in found
-    assert any(p.startswith("webhooks.hetrixtools_allowed_cidrs: must be a list of IP networks")
-               for p in found)
+    found = problems(
+        {
+            "webhooks": {
+                "secrets": "",
+                "hetrixtools_token": "short",
+                "hetrixtools_allowed_cidrs": ["nope"],
+                "max_body_bytes": 10,
+            }
+        }
+    )
+    assert (
+        "webhooks.hetrixtools_token: must be at least 16 characters (it is the only thing "
+        "guarding the URL), got <hidden>"
+    ) in found
+    assert any(
+        p.startswith("webhooks.hetrixtools_allowed_cidrs: must be a list of IP networks") for p in found
+    )
     assert "webhooks.max_body_bytes: must be a number of bytes from 1024 to 67108864, got 10" in found
+
+
+BROKEN_YAML = f'api:\n  auth_token: "tok_{TOKEN}\nbudget: {{}}\n'
+BROKEN_SECTION = f"webhooks:\n  - whsec_{TOKEN}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            BROKEN_YAML,
+            "(file): not valid YAML at line 2, column 15: while scanning a quoted scalar, "
+            "found unexpected end of stream",
+        ),
+        (BROKEN_SECTION, "webhooks: must be a mapping, got a list"),
+    ],
+)
+async def test_a_failed_reload_names_the_problem_not_the_text(
+    aiohttp_client: Any, clock: FakeClock, tmp_path: Path, text: str, problem: str
+) -> None:
+    """Both the 400 answer of POST /-/reload and the config.reload_failed log line."""
+    path = tmp_path / "c.yaml"
+    path.write_text("{}\n")
+    config = load(str(path)).with_credentials(SID, TOKEN)
+    api = SimulatedApi(Account(2, 1, clock.now), SID, TOKEN)
+    exporter = build_exporter(config, SimulatorTransport(api, clock, SID, TOKEN), clock)
+
+    async def reload() -> list[str]:
+        return await exporter.reload(lambda: load(str(path)).with_credentials(SID, TOKEN))
+
+    client = await aiohttp_client(
+        build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload, clock.time))
+    )
+    path.write_text(text)
+    with structlog.testing.capture_logs() as logs:
+        response = await client.post("/-/reload")
+    body = await response.text()
+    assert response.status == 400
+    assert body == f"config not reloaded, old config kept:\n  - {problem}\n"
+    assert [(e["event"], e["problems"]) for e in logs] == [("config.reload_failed", [problem])]
+    assert TOKEN not in body + repr(logs)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("api:\n  timeout: 2024-13-45\n", "not valid YAML: a value it holds cannot be read (ValueError)"),
+        ("api:\n  auth_token: tok\x00en\n", "not valid YAML: a character it does not allow at offset 22"),
+        ("api: " + "[" * 5000, "not valid YAML: nested too deeply"),
+        (
+            "api:\n  auth_token: *secret_alias\n",
+            "not valid YAML at line 2, column 15: found undefined alias '…'",
+        ),
+    ],
+)
+def test_any_unreadable_yaml_is_a_config_error_without_its_text(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load(str(path))
+    assert info.value.problems == [f"(file): {problem}"]

@@ -25,16 +25,33 @@ HX_TOKEN = "hx-durability-token-0123456789"
 
 def start(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "webhooks": {"enabled": True, "secrets": [SECRET], "hetrixtools_token": HX_TOKEN},
-        "state": {"path": str(tmp_path / "state.sqlite")},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "webhooks": {"enabled": True, "secrets": [SECRET], "hetrixtools_token": HX_TOKEN},
+                "state": {"path": str(tmp_path / "state.sqlite")},
+            }
+        )
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
     log = (tmp_path / "exporter.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--demo", "--config.file", str(config),
-         "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json"],
-        stdout=subprocess.DEVNULL, stderr=log, env=env)
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--demo",
+            "--config.file",
+            str(config),
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            "--log.format",
+            "json",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        env=env,
+    )
     log.close()
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: get(base + "/-/ready")[0] == 200, "the exporter to be ready")
@@ -59,15 +76,32 @@ async def burst(base: str, process: subprocess.Popen[bytes], total: int, kill_af
             i = queue.get_nowait()
             try:
                 if i % 2:
-                    chunk = [{"monitor": f"kill-{i}.example", "label": "burst", "blacklisted_now": "1",
-                              "blacklisted_on": [{"rbl": "zen.spamhaus.org", "delist": "x"}]}]
+                    chunk = [
+                        {
+                            "monitor": f"kill-{i}.example",
+                            "label": "burst",
+                            "blacklisted_now": "1",
+                            "blacklisted_on": [{"rbl": "zen.spamhaus.org", "delist": "x"}],
+                        }
+                    ]
                     r = await session.post(f"{base}/webhooks/hetrixtools/{HX_TOKEN}", json=chunk)
                 else:
-                    body = json.dumps({"event_sid": f"TA{i:032x}", "event_type": "expiring.plan.alert",
-                                       "event_date": "2026-01-01T00:00:00Z", "plan": {}}).encode()
-                    r = await session.post(f"{base}/webhooks/generatorlabs", data=body, headers={
-                        "Content-Type": "application/json",
-                        "X-Webhook-Signature": sign(body, SECRET, int(time.time()))})
+                    body = json.dumps(
+                        {
+                            "event_sid": f"TA{i:032x}",
+                            "event_type": "expiring.plan.alert",
+                            "event_date": "2026-01-01T00:00:00Z",
+                            "plan": {},
+                        }
+                    ).encode()
+                    r = await session.post(
+                        f"{base}/webhooks/generatorlabs",
+                        data=body,
+                        headers={
+                            "Content-Type": "application/json",
+                            "X-Webhook-Signature": sign(body, SECRET, int(time.time())),
+                        },
+                    )
                 if r.status in (200, 204):
                     acked.add(i)
                     if len(acked) == kill_after:
@@ -97,12 +131,23 @@ def test_sigkill_mid_burst_loses_no_acknowledged_webhook(tmp_path: Path) -> None
         assert plans >= len([i for i in acked if i % 2 == 0])
         # and replay protection survived: an acknowledged event is still a duplicate
         i = min(i for i in acked if i % 2 == 0)
-        body = json.dumps({"event_sid": f"TA{i:032x}", "event_type": "expiring.plan.alert",
-                           "event_date": "2026-01-01T00:00:00Z", "plan": {}}).encode()
+        body = json.dumps(
+            {
+                "event_sid": f"TA{i:032x}",
+                "event_type": "expiring.plan.alert",
+                "event_date": "2026-01-01T00:00:00Z",
+                "plan": {},
+            }
+        ).encode()
 
-        request = urllib.request.Request(base + "/webhooks/generatorlabs", data=body, headers={
-            "Content-Type": "application/json",
-            "X-Webhook-Signature": sign(body, SECRET, int(time.time()))})
+        request = urllib.request.Request(
+            base + "/webhooks/generatorlabs",
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Webhook-Signature": sign(body, SECRET, int(time.time())),
+            },
+        )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200 and b"duplicate" in response.read()
     finally:
@@ -122,12 +167,12 @@ def test_restarts_keep_the_hourly_ledger_and_spend_no_burst(tmp_path: Path) -> N
             if sent_before:
                 # warm start: stored data is served at once, and polls resume when due
                 assert value(text, "generatorlabs_api_requests_total") <= 2
-                assert 'generatorlabs_rbl_hosts 120' in text
-            wait_for(lambda: "generatorlabs_up 1.0" in get(base + "/metrics")[1],
-                     "every collector to have data")
+                assert "generatorlabs_rbl_hosts 120" in text
+            wait_for(
+                lambda: "generatorlabs_up 1.0" in get(base + "/metrics")[1], "every collector to have data"
+            )
             _, text = get(base + "/metrics")
             sent_before += value(text, "generatorlabs_api_requests_total")
         finally:
             stop(process)
     assert sent_before >= 6
-

@@ -1,0 +1,392 @@
+"""The state file belongs to one account and one process, and a broken one never aborts with a
+traceback: real exporter processes, and StateDB itself where a process would be slow to set up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+import yaml
+
+from exporter.app import attach_state, build_exporter
+from exporter.config import parse
+from exporter.overlay import WebhookState
+from exporter.persistence import Incoming, Loaded, Owner, StateDB, VolatileDB, encode_snapshot
+from exporter.records import Host
+from exporter.simulator.account import Account
+from exporter.simulator.api import SimulatedApi
+from exporter.simulator.transport import SimulatorTransport
+from exporter.state import Snapshot
+from tests.conftest import START, TOKEN, FakeClock
+from tests.test_demo import DEADLINE, ROOT, free_port, get, wait_for
+
+SID_A, SID_B = "AC" + "a" * 32, "AC" + "b" * 32
+API = "https://api.generatorlabs.com/4.0"
+EVENT_KEY = "TA" + "e" * 32
+
+
+def hosts(n: int) -> dict[str, Host]:
+    made = (
+        Host(f"RH{i:032x}", f"192.0.2.{i % 250}", f"host {i}", "ip", "", False, False, 0, (), START, None)
+        for i in range(n)
+    )
+    return {h.id: h for h in made}
+
+
+def event(key: str = EVENT_KEY) -> Incoming:
+    return Incoming("generatorlabs", (key,), b'{"event_sid": "x"}', START, START + 86400)
+
+
+async def fill(path: Path, owner: Owner | None, n: int = 3) -> None:
+    """A state file as an exporter leaves it: a snapshot, webhook state, an acknowledged event not
+    yet folded in (with its replay key) and a request in the hourly ledger."""
+    db = StateDB(str(path))
+    await db.open(owner)
+    await db.save_snapshot(Snapshot("rbl_hosts", hosts(n), START, START, n))
+    state = WebhookState()
+    state.balance = 12.5
+    await db.checkpoint(state, START)
+    await db.accept([event()])
+    await db.record_sends([START])
+    await db.close()
+
+
+async def reopen(path: Path, owner: Owner) -> tuple[Loaded, bool, list[dict[str, object]]]:
+    """What a start with `owner` loads, whether the stored event is still a replay, the logs."""
+    with structlog.testing.capture_logs() as logs:
+        db = StateDB(str(path))
+        try:
+            loaded = await db.start(owner, START + 60)
+            replay = (await db.accept([event()]))[0] is None
+        finally:
+            await db.close()
+    return loaded, replay, logs
+
+
+async def test_the_same_account_gets_all_its_state_back(tmp_path: Path) -> None:
+    await fill(tmp_path / "s.sqlite", Owner(SID_A, API))
+    loaded, replay, logs = await reopen(tmp_path / "s.sqlite", Owner(SID_A, API))
+    assert [len(s.items) for s in loaded.snapshots] == [3]
+    assert loaded.webhooks.balance == 12.5 and len(loaded.events) == 1
+    assert replay and loaded.ledger == [START]
+    assert logs == []
+
+
+async def test_another_account_starts_afresh_with_one_log_line(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "s.sqlite"
+    await fill(path, Owner(SID_A, API))
+    loaded, replay, logs = await reopen(path, Owner(SID_B, API))
+    assert loaded.snapshots == [] and loaded.events == [] and loaded.ledger == []
+    assert loaded.webhooks.balance is None
+    assert not replay  # the other account's replay keys went too
+    assert logs == [
+        {
+            "event": "state.discarded",
+            "log_level": "warning",
+            "path": str(path),
+            "old_account": SID_A,
+            "new_account": SID_B,
+            "old_base_url": API,
+            "new_base_url": API,
+            "ledger": "discarded",
+        }
+    ]
+    # and the new account's exporter serves none of the old account's hosts
+    api = SimulatedApi(Account(2, 1, clock.now), SID_B, TOKEN)
+    exporter = build_exporter(
+        parse({}).with_credentials(SID_B, TOKEN), SimulatorTransport(api, clock, SID_B, TOKEN), clock
+    )
+    db = StateDB(str(path))
+    try:
+        await db.open(Owner(SID_B, API))
+        with structlog.testing.capture_logs():
+            await attach_state(exporter, db)
+        assert not exporter.store.has_data
+    finally:
+        await db.close()
+
+
+async def test_another_base_url_keeps_only_the_request_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    await fill(path, Owner(SID_A, API))
+    staging = "https://user:pass@staging.example/4.0"
+    loaded, replay, logs = await reopen(path, Owner(SID_A, staging))
+    assert loaded.snapshots == [] and loaded.events == [] and not replay
+    assert loaded.ledger == [START]  # the hourly limit belongs to the API application
+    assert [(e["event"], e["ledger"], e["new_base_url"]) for e in logs] == [
+        ("state.discarded", "kept", "https://staging.example/4.0")
+    ]
+    assert "pass" not in repr(logs) and b"pass@" not in path.read_bytes()
+
+
+OLD_SCHEMA = """
+CREATE TABLE snapshots (collector TEXT PRIMARY KEY, fetched_at REAL, confirmed_at REAL,
+                        total INTEGER, body TEXT);
+CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, received REAL, body BLOB);
+CREATE TABLE seen (key TEXT PRIMARY KEY, expires REAL);
+CREATE TABLE ledger (ts REAL);
+CREATE INDEX ledger_ts ON ledger (ts);
+"""
+
+
+async def test_a_file_of_the_previous_version_is_adopted_by_the_first_account(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.executescript(OLD_SCHEMA)
+        conn.execute(
+            "INSERT INTO snapshots VALUES ('rbl_hosts', ?, ?, 2, ?)",
+            (START, START, encode_snapshot(Snapshot("rbl_hosts", hosts(2), START, START))),
+        )
+        conn.execute("INSERT INTO seen VALUES (?, ?)", (EVENT_KEY, START + 86400))
+    loaded, replay, logs = await reopen(path, Owner(SID_A, API))
+    assert [len(s.items) for s in loaded.snapshots] == [2] and replay
+    assert [(e["event"], e["account"]) for e in logs] == [("state.adopted", SID_A)]
+    _, _, logs = await reopen(path, Owner(SID_B, API))  # from now on it is SID_A's
+    assert [(e["event"], e["old_account"]) for e in logs] == [("state.discarded", SID_A)]
+
+
+async def test_a_set_aside_event_is_never_replayed(tmp_path: Path, clock: FakeClock) -> None:
+    db = StateDB(str(tmp_path / "s.sqlite"), clock.time)
+    await db.open(Owner(SID_A, API))
+    try:
+        first, second = await db.accept([event("TA" + "1" * 32), event("TA" + "2" * 32)])
+        assert first is not None and second is not None
+        await db.set_aside(first, "total: not a finite number")
+        await db.set_aside(12345, "no such event")  # nothing to move: nothing happens
+        assert [seq for seq, _, _ in (await db.load(clock.now)).events] == [second]
+        row = db.conn.execute("SELECT seq, reason, at FROM set_aside").fetchall()
+        assert row == [(first, "total: not a finite number", clock.now)]
+        assert (await db.accept([event("TA" + "1" * 32)])) == [None]  # still a replay
+    finally:
+        await db.close()
+    loaded, _, _ = await reopen(tmp_path / "s.sqlite", Owner(SID_A, API))
+    assert [seq for seq, _, _ in loaded.events] == [second]
+    await VolatileDB().set_aside(1, "nothing is stored")
+
+
+# ---- through the real process -----------------------------------------------------------------
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GENERATORLABS_", "HETRIX"))}
+    return {**env, **extra}
+
+
+def exporter_args(tmp_path: Path, state: dict[str, str], port: int | None = None) -> list[str]:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"state": state}))
+    return [
+        sys.executable,
+        "-m",
+        "exporter",
+        "--demo",
+        "--config.file",
+        str(config),
+        "--web.listen-address",
+        f"127.0.0.1:{port or free_port()}",
+        "--log.format",
+        "json",
+    ]
+
+
+def fails_to_start(args: list[str], env: dict[str, str] | None = None) -> str:
+    """Run the exporter, expecting it to refuse to start: its last line of stderr."""
+    result = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        cwd=ROOT,
+        env=env or environment(),
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr, result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=out, cwd=ROOT, env=env or environment()
+        )
+    port = args[args.index("--web.listen-address") + 1]
+    wait_for(lambda: get(f"http://{port}/-/ready")[0] == 200, "the exporter to be ready")
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=DEADLINE) == 0
+
+
+def update(path: Path, sql: str) -> None:
+    asyncio.run(fill(path, None, n=300))  # several pages, so that a cut loses some
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(sql)
+
+
+def truncate(path: Path) -> None:
+    asyncio.run(fill(path, None, n=300))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def foreign(path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
+
+
+BROKEN: dict[str, tuple[Callable[[Path], None], str]] = {
+    "garbage": (
+        lambda p: p.write_bytes(b"\x00not sqlite\xff" * 400),
+        "not a readable SQLite database (file is not a database)",
+    ),
+    "truncated": (truncate, "not a readable SQLite database (database disk image is malformed)"),
+    "foreign schema": (foreign, "not a generatorlabs-exporter state file (it has other tables: 'users')"),
+    "bad JSON": (
+        lambda p: update(p, "UPDATE snapshots SET body = '{\"items\": [['"),
+        "the stored rbl_hosts snapshot is unusable: its body is not valid JSON",
+    ),
+    "wrong shape": (
+        lambda p: update(p, 'UPDATE snapshots SET body = \'{"items": [["RH1", 5]]}\''),
+        "the stored rbl_hosts snapshot is unusable: an item is not a list of 11 fields",
+    ),
+    "wrong type": (
+        lambda p: update(p, "UPDATE snapshots SET body = json_replace(body, '$.items[0][7]', 'many')"),
+        "the stored rbl_hosts snapshot is unusable: an item's listings has the wrong type",
+    ),
+    "bad webhook state": (
+        lambda p: update(p, "UPDATE kv SET value = '{\"hosts\": ' WHERE key = 'webhooks'"),
+        "the stored webhook state is unusable (JSONDecodeError)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_a_broken_state_file_is_refused_in_one_line(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "state.sqlite"
+    make, problem = BROKEN[case]
+    make(path)
+    before = path.read_bytes()
+    line = fails_to_start(exporter_args(tmp_path, {"path": str(path)}))
+    assert line == (
+        f"generatorlabs-exporter: state file {path}: {problem}; to start fresh, move it "
+        "away or set state.if_unreadable: move_aside"
+    )
+    assert path.read_bytes() == before  # refused, not repaired
+
+
+def test_move_aside_keeps_the_broken_file_and_starts_fresh(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    path.write_bytes(b"\x00not sqlite\xff" * 400)
+    log = tmp_path / "exporter.log"
+    process = start(exporter_args(tmp_path, {"path": str(path), "if_unreadable": "move_aside"}), log)
+    stop(process)
+    (moved,) = tmp_path.glob("state.sqlite.broken-*")
+    assert moved.read_bytes() == b"\x00not sqlite\xff" * 400
+    lines = [json.loads(x) for x in log.read_text().splitlines() if '"state.moved_aside"' in x]
+    assert [(x["path"], x["moved_to"], x["level"]) for x in lines] == [(str(path), str(moved), "warning")]
+    loaded, _, _ = asyncio.run(reopen(path, Owner("AC" + "de30" * 8, "demo://simulator/4.0")))
+    assert loaded.snapshots  # the fresh file was written by the run
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """`path` cannot be written, even by root (the tests may run as root: chattr +i)."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    chattr = shutil.which("chattr")
+    if (
+        chattr is None
+        or subprocess.run([chattr, "+i", str(path)], capture_output=True, check=False).returncode
+    ):
+        pytest.skip("cannot make a path read-only for root here (chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def test_an_unusable_state_path_is_refused_and_never_moved(tmp_path: Path) -> None:
+    asked = {"if_unreadable": "move_aside"}  # moving would not help: never done for these
+    directory = tmp_path / "dir.sqlite"
+    directory.mkdir()
+    line = fails_to_start(exporter_args(tmp_path, {**asked, "path": str(directory)}))
+    assert line == f"generatorlabs-exporter: state file {directory}: is a directory, not a file"
+
+    written = tmp_path / "written.sqlite"
+    asyncio.run(fill(written, None))
+    with read_only(written):
+        line = fails_to_start(exporter_args(tmp_path, {**asked, "path": str(written)}))
+    assert line == (
+        f"generatorlabs-exporter: state file {written}: cannot be written "
+        "(attempt to write a readonly database)"
+    )
+
+    locked_dir = tmp_path / "ro"
+    locked_dir.mkdir()
+    with read_only(locked_dir):
+        line = fails_to_start(exporter_args(tmp_path, {**asked, "path": str(locked_dir / "s.sqlite")}))
+    assert line.startswith(
+        f"generatorlabs-exporter: state file {locked_dir / 's.sqlite'}: cannot "
+        f"create its lock file {locked_dir / 's.sqlite.lock'} ("
+    )
+    assert list(tmp_path.glob("*.broken-*")) == []
+
+
+def test_a_second_process_on_the_same_file_refuses_to_start(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    first = start(exporter_args(tmp_path, {"path": str(path)}), tmp_path / "first.log")
+    try:
+        line = fails_to_start(exporter_args(tmp_path, {"path": str(path)}))
+        assert line == (
+            f"generatorlabs-exporter: state file {path}: in use by process {first.pid} "
+            f"(it holds {path}.lock); one exporter per state file"
+        )
+        first.send_signal(signal.SIGKILL)  # the kernel releases the lock of a crashed process
+        first.wait(timeout=DEADLINE)
+        second = start(exporter_args(tmp_path, {"path": str(path)}), tmp_path / "second.log")
+        stop(second)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=DEADLINE)
+
+
+def test_two_demos_never_share_a_state_file(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = environment(TMPDIR=str(tmp), XDG_STATE_HOME=str(tmp_path / "xdg"))
+    demos = [
+        [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{free_port()}"]
+        for _ in range(2)
+    ]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, args in enumerate(demos):
+            processes.append(start(args, tmp_path / f"demo{i}.log", env))
+        assert len(list(tmp.glob("generatorlabs-exporter-demo-*/demo.sqlite"))) == 2
+    finally:
+        for process in processes:
+            stop(process)
+    assert list(tmp.iterdir()) == []  # each demo removed its own state file
+    assert not (tmp_path / "xdg").exists()
