@@ -27,7 +27,7 @@ from exporter.errors import ConfigError
 from exporter.persistence import GroupCommit, Loaded, Owner, StateDB, VolatileDB
 from exporter.scheduler import Scheduler, Transport
 from exporter.scrape import Scraper
-from exporter.server import ServerParts, build_app
+from exporter.server import ConnectionGuard, ServerParts, build_app, serve
 from exporter.state import Snapshot, StateStore
 from exporter.supervisor import Supervisor
 from exporter.telemetry import Live, Telemetry
@@ -322,12 +322,13 @@ async def _serve(
     assert guard is not None  # noqa: S101 - set by run()
     separate = webhook_listen_address is not None
     app = create_app(exporter, source, middlewares=(guard.middleware,), webhooks=not separate)
+    connections = ConnectionGuard()  # one cap for both listeners
     if webhook_listen_address is not None and exporter.webhook_parts is not None:
         hook_app = web.Application(client_max_size=1024 * 1024)
         add_routes(hook_app, exporter.webhook_parts)
-        await _listen(stack, hook_app, webhook_listen_address, None)
+        await _listen(stack, hook_app, webhook_listen_address, None, connections)
         log.info("webhooks.listening", listen=webhook_listen_address)
-    port = await _listen(stack, app, exporter.config.web.listen_address, guard.context)
+    port = await _listen(stack, app, exporter.config.web.listen_address, guard.context, connections)
     config = exporter.config
     log.info(
         "exporter.started",
@@ -340,14 +341,17 @@ async def _serve(
 
 
 async def _listen(
-    stack: contextlib.AsyncExitStack, app: web.Application, address: str, ssl_context: Any
+    stack: contextlib.AsyncExitStack,
+    app: web.Application,
+    address: str,
+    ssl_context: Any,
+    connections: ConnectionGuard,
 ) -> int:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    stack.push_async_callback(runner.cleanup)
-    await runner.setup()
+    """Serve `app` on `address` with the server's limits (exporter.server); the bound port."""
     host, port = parse_listen_address(address)
-    await web.TCPSite(runner, host or None, port, ssl_context=ssl_context).start()
-    return port
+    listener = await serve(app, host or None, port, ssl_context=ssl_context, guard=connections)
+    stack.push_async_callback(listener.cleanup)
+    return listener.port
 
 
 def _handle_signals(

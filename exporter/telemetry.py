@@ -1,5 +1,6 @@
 """The exporter's own metrics: counters and a histogram on a private prometheus_client registry,
-plus a collector that reads the scheduler, ledger and plan at scrape time (no I/O)."""
+plus a collector that reads the scheduler, ledger, plan and the last render's health at scrape
+time (no I/O)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.budget import Ledger
+from exporter.exposition import RenderStats
 from exporter.metrics import BY_NAME
 from exporter.planner import Plan
 from exporter.state import StateStore
@@ -61,9 +63,15 @@ def _counter(name: str, registry: CollectorRegistry) -> Counter:
 
 
 class SelfCollector(Collector):
-    def __init__(self, live: Live, now: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        live: Live,
+        now: Callable[[], float],
+        exposition: Callable[[], RenderStats | None] = lambda: None,
+    ) -> None:
         self._live = live
         self._now = now
+        self._exposition = exposition
 
     def collect(self) -> Iterator[Metric]:
         live, now = self._live, self._now()
@@ -97,14 +105,25 @@ class SelfCollector(Collector):
         backoff = live.ledger.backoff_until
         yield _gauge("generatorlabs_api_backoff_until_timestamp_seconds", backoff if backoff > now else 0)
         yield _gauge("generatorlabs_budget_requests_per_hour", live.ledger.per_hour)
-        yield _gauge("generatorlabs_budget_planned_requests_per_hour",
-                     live.plan.requests_per_hour if live.plan else 0)
+        yield _gauge(
+            "generatorlabs_budget_planned_requests_per_hour", live.plan.requests_per_hour if live.plan else 0
+        )
         yield _gauge("generatorlabs_budget_used_requests", live.ledger.used(now))
         yield _gauge("generatorlabs_config_last_reload_successful", 1 if live.reload_ok else 0)
         yield _gauge("generatorlabs_config_last_reload_success_timestamp_seconds", live.reload_at)
         info = _gauge("generatorlabs_exporter_build_info")
         info.add_metric([__version__, platform.python_version()], 1)
         yield info
+        stats = self._exposition()
+        if stats is not None:  # from the first render on, every object kind and label, 0 or not
+            skipped = _gauge("generatorlabs_exposition_skipped_objects")
+            for kind, n in sorted(stats.skipped.items()):
+                skipped.add_metric([kind], n)
+            truncated = _gauge("generatorlabs_exposition_truncated_label_values")
+            for label, n in sorted(stats.truncated.items()):
+                truncated.add_metric([label], n)
+            yield skipped
+            yield truncated
 
 
 class Telemetry:
@@ -114,8 +133,9 @@ class Telemetry:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = _counter("generatorlabs_api_requests_total", self.registry)
         spec = BY_NAME["generatorlabs_api_request_duration_seconds"]
-        self.latency = Histogram(spec.name, spec.help, list(spec.labels), buckets=LATENCY_BUCKETS,
-                                 registry=self.registry)
+        self.latency = Histogram(
+            spec.name, spec.help, list(spec.labels), buckets=LATENCY_BUCKETS, registry=self.registry
+        )
         self.failures = _counter("generatorlabs_collector_failures_total", self.registry)
         self.parse_warnings = _counter("generatorlabs_parse_warnings_total", self.registry)
         self.webhook_requests = _counter("generatorlabs_webhook_requests_total", self.registry)
@@ -130,7 +150,8 @@ class Telemetry:
         for kind in FORGETTABLE:
             for reason in FORGET_REASONS:
                 self.forgotten.labels(kind, reason)
-        self.registry.register(SelfCollector(live, now))
+        self.exposition: RenderStats | None = None  # the last render's health (exporter.scrape)
+        self.registry.register(SelfCollector(live, now, lambda: self.exposition))
         self._warned: set[tuple[str, str]] = set()
 
     def parse_warning(self, obj: str, fld: str) -> bool:

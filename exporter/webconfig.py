@@ -5,6 +5,10 @@ bcrypt basic auth and response headers for the exporter's own endpoints.
 settings, re-reads the file when it changes (checked at most once a second) or on reload, and
 keeps the old settings when a new file is bad. Webhook paths are authenticated by their
 signature or token, never by basic auth.
+
+Whatever a client sends as Authorization, the answer is 200 or 401, never an error: a header
+that is not `Basic <base64 of UTF-8 user:password>`, and a password longer than bcrypt's 72
+bytes (bcrypt refuses those; the toolkit's Go bcrypt does too), are simply wrong credentials.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import re
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,17 +40,39 @@ CLIENT_AUTH = {
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
-TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
-                "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
-TLS_KEYS = {"cert_file", "key_file", "cert", "key", "client_auth_type", "client_ca_file",
-            "client_allowed_sans", "min_version", "max_version", "cipher_suites",
-            "curve_preferences", "prefer_server_cipher_suites"}
+TLS_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+TLS_KEYS = {
+    "cert_file",
+    "key_file",
+    "cert",
+    "key",
+    "client_auth_type",
+    "client_ca_file",
+    "client_allowed_sans",
+    "min_version",
+    "max_version",
+    "cipher_suites",
+    "curve_preferences",
+    "prefer_server_cipher_suites",
+}
 HTTP_KEYS = {"http2", "headers"}
 # the toolkit allows these response headers only
-HEADERS = {"Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
-           "X-XSS-Protection", "Content-Security-Policy"}
+HEADERS = {
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+    "X-XSS-Protection",
+    "Content-Security-Policy",
+}
 TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}
 WATCH_EVERY = 1.0  # seconds between checks of the file's modification time
+BCRYPT_MAX_PASSWORD = 72  # bytes: bcrypt reads no more, and refuses longer passwords
+BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,20 +116,20 @@ def parse(raw: object, source: str, base: Path) -> WebConfig:
         problems += [f"http_server_config.{k}: unknown key" for k in http_raw if k not in HTTP_KEYS]
         for name, value in (http_raw.get("headers") or {}).items():
             if name not in HEADERS:
-                problems.append(f"http_server_config.headers.{name}: not an allowed header "
-                                f"(one of {', '.join(sorted(HEADERS))})")
+                problems.append(
+                    f"http_server_config.headers.{name}: not an allowed header "
+                    f"(one of {', '.join(sorted(HEADERS))})"
+                )
             else:
                 headers[name] = str(value)
     users: dict[str, bytes] = {}
     users_raw = raw.get("basic_auth_users") or {}
     if not isinstance(users_raw, Mapping):
-        problems.append(f"basic_auth_users: must be a mapping of user to bcrypt hash, "
-                        f"got {users_raw!r}")
+        problems.append(f"basic_auth_users: must be a mapping of user to bcrypt hash, got {users_raw!r}")
     else:
         for user, hashed in users_raw.items():
-            if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
-                problems.append(f"basic_auth_users.{user}: must be a bcrypt hash ($2b$...), "
-                                "got <hidden>")
+            if not isinstance(hashed, str) or not BCRYPT_HASH.fullmatch(hashed):
+                problems.append(f"basic_auth_users.{user}: must be a bcrypt hash ($2b$...), got <hidden>")
             else:
                 users[str(user)] = hashed.encode()
     if problems:
@@ -114,28 +141,38 @@ def _tls(raw: Mapping[str, Any], base: Path, problems: list[str]) -> TLSConfig |
     problems += [f"tls_server_config.{k}: unknown key" for k in raw if k not in TLS_KEYS]
     cert, key = raw.get("cert_file"), raw.get("key_file")
     if not cert or not key:
-        problems.append("tls_server_config: cert_file and key_file are both required, got "
-                        f"cert_file={cert!r} key_file={key!r}")
+        problems.append(
+            "tls_server_config: cert_file and key_file are both required, got "
+            f"cert_file={cert!r} key_file={key!r}"
+        )
         return None
     auth = raw.get("client_auth_type", "NoClientCert")
     if auth not in CLIENT_AUTH:
-        problems.append(f"tls_server_config.client_auth_type: must be one of "
-                        f"{', '.join(CLIENT_AUTH)}, got {auth!r}")
+        problems.append(
+            f"tls_server_config.client_auth_type: must be one of {', '.join(CLIENT_AUTH)}, got {auth!r}"
+        )
     ca = raw.get("client_ca_file")
     if auth in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert") and not ca:
         problems.append(f"tls_server_config.client_ca_file: required with client_auth_type {auth}")
     for k in ("min_version", "max_version"):
         if raw.get(k) is not None and raw[k] not in TLS_VERSIONS:
-            problems.append(f"tls_server_config.{k}: must be one of {', '.join(TLS_VERSIONS)}, "
-                            f"got {raw[k]!r}")
+            problems.append(
+                f"tls_server_config.{k}: must be one of {', '.join(TLS_VERSIONS)}, got {raw[k]!r}"
+            )
 
     def resolve(p: str) -> str:
         path = Path(p)
         return str(path if path.is_absolute() else base / path)
 
-    return TLSConfig(resolve(cert), resolve(key), auth, resolve(ca) if ca else None,
-                     tuple(raw.get("client_allowed_sans") or ()), raw.get("min_version") or "TLS12",
-                     raw.get("max_version"))
+    return TLSConfig(
+        resolve(cert),
+        resolve(key),
+        auth,
+        resolve(ca) if ca else None,
+        tuple(raw.get("client_allowed_sans") or ()),
+        raw.get("min_version") or "TLS12",
+        raw.get("max_version"),
+    )
 
 
 def load(path: str) -> WebConfig:
@@ -220,19 +257,27 @@ class WebGuard:
         users = self.config.users
         if not users:
             return True
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Basic "):
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "basic":
             return False
         try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
         except (ValueError, UnicodeDecodeError, binascii.Error):
+            return False
+        user, colon, password = decoded.partition(":")
+        secret = password.encode()
+        if not colon or len(secret) > BCRYPT_MAX_PASSWORD:
             return False
         key = hashlib.sha256(f"{user}\0{password}".encode()).hexdigest()
         if key in self._verified:
             return True
         hashed = users.get(user)
-        # bcrypt is slow on purpose: keep it off the event loop
-        if hashed is None or not await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed):
+        if hashed is None:
+            return False
+        try:  # bcrypt is slow on purpose: keep it off the event loop
+            if not await asyncio.to_thread(bcrypt.checkpw, secret, hashed):
+                return False
+        except ValueError:  # bcrypt refuses the input: not these credentials
             return False
         self._verified.add(key)
         return True
@@ -242,13 +287,18 @@ class WebGuard:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         tls = self.config.tls
-        if tls is not None and tls.client_allowed_sans and not (
-                _client_sans(request) & set(tls.client_allowed_sans)):
+        if (
+            tls is not None
+            and tls.client_allowed_sans
+            and not (_client_sans(request) & set(tls.client_allowed_sans))
+        ):
             return web.Response(status=403, text="client certificate not allowed\n")
         if not request.path.startswith("/webhooks/") and not await self._authorised(request):
             response: web.StreamResponse = web.Response(
-                status=401, text="Unauthorized\n",
-                headers={"WWW-Authenticate": 'Basic realm="generatorlabs-exporter"'})
+                status=401,
+                text="Unauthorized\n",
+                headers={"WWW-Authenticate": 'Basic realm="generatorlabs-exporter"'},
+            )
         else:
             response = await handler(request)
         for name, value in self.config.headers.items():

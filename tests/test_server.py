@@ -42,8 +42,16 @@ def app_for(exporter, source=None) -> web.Application:  # type: ignore[no-untype
     async def reload() -> list[str]:
         return await exporter.reload(source or (lambda: exporter.config))
 
-    return build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload,
-                                 exporter.clock.time, exporter.config.web.telemetry_path))
+    return build_app(
+        ServerParts(
+            exporter.scraper,
+            exporter.store,
+            exporter.live,
+            reload,
+            exporter.clock.time,
+            exporter.config.web.telemetry_path,
+        )
+    )
 
 
 async def test_ready_only_once_data_is_loaded(aiohttp_client, setup) -> None:  # type: ignore[no-untyped-def]
@@ -81,8 +89,9 @@ async def test_openmetrics_when_negotiated(aiohttp_client, setup) -> None:  # ty
     exporter, _ = setup
     await poll(exporter)
     client = await aiohttp_client(app_for(exporter))
-    response = await client.get("/metrics", headers={
-        "Accept": "application/openmetrics-text; version=1.0.0,text/plain;q=0.5"})
+    response = await client.get(
+        "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0,text/plain;q=0.5"}
+    )
     assert response.headers["Content-Type"].startswith("application/openmetrics-text")
     body = await response.text()
     assert body.endswith("# EOF\n") and body.count("# EOF") == 1
@@ -93,8 +102,7 @@ async def test_gzip_when_asked(aiohttp_client, setup) -> None:  # type: ignore[n
     exporter, _ = setup
     await poll(exporter)
     client = await aiohttp_client(app_for(exporter))
-    response = await client.get("/metrics", headers={"Accept-Encoding": "gzip"},
-                                auto_decompress=False)
+    response = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
     assert response.headers["Content-Encoding"] == "gzip"
     text = gzip.decompress(await response.read()).decode()
     assert "generatorlabs_rbl_hosts 30" in text and "generatorlabs_up 1.0" in text
@@ -147,3 +155,119 @@ async def test_custom_telemetry_path(aiohttp_client, clock: FakeClock) -> None: 
     client = await aiohttp_client(create_app(exporter, lambda: config))
     assert (await client.get("/prom")).status == 200
     assert (await client.get("/metrics")).status == 404
+
+
+async def test_a_nan_balance_and_an_unrenderable_host_cost_only_themselves(  # type: ignore[no-untyped-def]
+    aiohttp_client, setup
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from exporter.records import Host
+    from exporter.state import Snapshot
+
+    exporter, _ = setup
+    await poll(exporter)
+    webhooks = exporter.store.webhooks
+    webhooks.balance, webhooks.balance_threshold = float("nan"), float("inf")  # a signed alert said so
+    hosts = exporter.store.snapshot("rbl_hosts")
+    broken = Host(
+        "HT" + "e" * 32,
+        "192.0.2.7",
+        "odd",
+        "ip",
+        "",
+        False,
+        False,
+        "many",  # type: ignore[arg-type]
+        (),
+        None,
+        None,
+    )
+    exporter.store.replace(
+        Snapshot(
+            "rbl_hosts",
+            {**hosts.items, broken.id: broken},
+            hosts.fetched_at,
+            hosts.confirmed_at,
+            hosts.total,
+            hosts.item_times,
+        )
+    )
+    client = await aiohttp_client(app_for(exporter))
+    for _ in range(2):  # and again: the scrape stays up for good
+        response = await client.get("/metrics")
+        assert response.status == 200
+        body = await response.text()
+        assert "generatorlabs_billing_balance_usd NaN\n" in body
+        assert "generatorlabs_billing_balance_threshold_usd +Inf\n" in body
+        assert body.count("generatorlabs_rbl_host_info{") == 30  # every other host is there
+        assert broken.id not in body
+        assert 'generatorlabs_exposition_skipped_objects{object="host"} 1.0' in body
+        assert 'generatorlabs_exposition_truncated_label_values{label="name"} 0.0' in body
+        assert {f.name for f in text_string_to_metric_families(body)} >= {
+            "generatorlabs_rbl_host_info",
+            "generatorlabs_exposition_skipped_objects",
+        }
+
+
+PROMETHEUS_2 = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+PROMETHEUS_3 = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+    "application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;"
+    "escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
+
+
+@pytest.mark.parametrize(
+    ("accept", "openmetrics"),
+    [
+        (PROMETHEUS_2, True),
+        (PROMETHEUS_3, True),
+        ("application/openmetrics-text", True),
+        ("application/openmetrics-text;q=0, text/plain", False),
+        ("application/openmetrics-text; q=0.0", False),
+        ("text/plain;q=0.5, application/openmetrics-text;q=0.4", False),
+        ("text/plain;q=0.4, application/openmetrics-text;q=0.5", True),
+        ("application/openmetrics-text;q=nan, text/plain", False),
+        ("application/openmetrics-text;q=2", False),
+        ("application/openmetrics-text;version=9.9.9", False),
+        ("*/*", False),
+        ("", False),
+    ],
+)
+async def test_the_format_follows_the_accept_weights(  # type: ignore[no-untyped-def]
+    aiohttp_client, setup, accept: str, openmetrics: bool
+) -> None:
+    exporter, _ = setup
+    client = await aiohttp_client(app_for(exporter))
+    response = await client.get("/metrics", headers={"Accept": accept})
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith(
+        "application/openmetrics-text" if openmetrics else "text/plain"
+    )
+    assert (await response.text()).endswith("# EOF\n") is openmetrics
+
+
+async def test_head_answers_the_length_of_the_body_without_it(aiohttp_client, setup) -> None:  # type: ignore[no-untyped-def]
+    exporter, _ = setup
+    await poll(exporter)
+    client = await aiohttp_client(app_for(exporter))
+    headers = {"Accept-Encoding": "identity"}
+    body = await (await client.get("/metrics", headers=headers)).read()
+    head = await client.head("/metrics", headers=headers)
+    assert head.status == 200
+    assert int(head.headers["Content-Length"]) == len(body)
+    assert await head.read() == b""
+
+
+def test_a_scrape_hands_out_the_cached_render_itself_not_a_copy(setup) -> None:  # type: ignore[no-untyped-def]
+    exporter, _ = setup
+    cache = exporter.scraper.render_now()
+    plain = exporter.scraper.expose("", "identity")
+    assert plain.parts[0] is cache.body(False)
+    zipped = exporter.scraper.expose("", "gzip")
+    assert zipped.parts[0] is cache.gzip(False).pieces(b"")[0]
+    assert gzip.decompress(zipped.body) == plain.body
