@@ -325,7 +325,7 @@ def _sid_shown(sid: str) -> str:
     return f"{len(sid)} characters starting {sid[:2]!r}"
 
 
-def _kind(value: object) -> str:
+def kind_of(value: object) -> str:
     """A value's type in words, for a section that is not a mapping: never its content."""
     if isinstance(value, bool):
         return "true or false"
@@ -346,7 +346,7 @@ def _parse_sections(raw: Mapping[Any, Any], problems: list[str]) -> dict[str, di
         given = raw.get(name) or {}
         values = {k: default for k, (_, default) in keys.items()}
         if not isinstance(given, Mapping):
-            problems.append(f"{name}: must be a mapping, got {_kind(given)}")
+            problems.append(f"{name}: must be a mapping, got {kind_of(given)}")
             given = {}
         for key, value in given.items():
             if key not in keys:
@@ -364,14 +364,14 @@ def _parse_collectors(raw: Mapping[Any, Any], problems: list[str]) -> dict[str, 
     collectors = _default_collectors()
     given_collectors = raw.get("collectors") or {}
     if not isinstance(given_collectors, Mapping):
-        problems.append(f"collectors: must be a mapping, got {_kind(given_collectors)}")
+        problems.append(f"collectors: must be a mapping, got {kind_of(given_collectors)}")
         given_collectors = {}
     for cname, body in given_collectors.items():
         if cname not in collectors:
             problems.append(_unknown(cname, "collectors.", list(collectors)))
             continue
         if not isinstance(body, Mapping):
-            problems.append(f"collectors.{cname}: must be a mapping, got {_kind(body)}")
+            problems.append(f"collectors.{cname}: must be a mapping, got {kind_of(body)}")
             continue
         current = collectors[cname]
         fields: dict[str, Any] = {
@@ -397,7 +397,7 @@ def parse(raw: object, source: str = "<config>") -> Config:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(source, [f"(top level): must be a mapping of sections, got {_kind(raw)}"])
+        raise ConfigError(source, [f"(top level): must be a mapping of sections, got {kind_of(raw)}"])
     sections = _parse_sections(raw, problems)
     collectors = _parse_collectors(raw, problems)
     for key in raw:

@@ -28,7 +28,7 @@ import bcrypt
 import structlog
 from aiohttp import web
 
-from exporter.config import read_yaml
+from exporter.config import kind_of, read_yaml
 from exporter.errors import ConfigError
 
 log = structlog.get_logger("exporter.webconfig")
@@ -99,22 +99,26 @@ def parse(raw: object, source: str, base: Path) -> WebConfig:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(source, [f"(top level): must be a mapping, got {raw!r}"])
+        raise ConfigError(source, [f"(top level): must be a mapping, got {kind_of(raw)}"])
     problems += [f"{k}: unknown key" for k in raw if k not in TOP_KEYS]
     tls = None
     tls_raw = raw.get("tls_server_config")
     if tls_raw is not None:
         if not isinstance(tls_raw, Mapping):
-            problems.append(f"tls_server_config: must be a mapping, got {tls_raw!r}")
+            problems.append(f"tls_server_config: must be a mapping, got {kind_of(tls_raw)}")
         else:
             tls = _tls(tls_raw, base, problems)
     headers: dict[str, str] = {}
     http_raw = raw.get("http_server_config") or {}
     if not isinstance(http_raw, Mapping):
-        problems.append(f"http_server_config: must be a mapping, got {http_raw!r}")
+        problems.append(f"http_server_config: must be a mapping, got {kind_of(http_raw)}")
     else:
         problems += [f"http_server_config.{k}: unknown key" for k in http_raw if k not in HTTP_KEYS]
-        for name, value in (http_raw.get("headers") or {}).items():
+        headers_raw = http_raw.get("headers") or {}
+        if not isinstance(headers_raw, Mapping):
+            problems.append(f"http_server_config.headers: must be a mapping, got {kind_of(headers_raw)}")
+            headers_raw = {}
+        for name, value in headers_raw.items():
             if name not in HEADERS:
                 problems.append(
                     f"http_server_config.headers.{name}: not an allowed header "
@@ -125,7 +129,7 @@ def parse(raw: object, source: str, base: Path) -> WebConfig:
     users: dict[str, bytes] = {}
     users_raw = raw.get("basic_auth_users") or {}
     if not isinstance(users_raw, Mapping):
-        problems.append(f"basic_auth_users: must be a mapping of user to bcrypt hash, got {users_raw!r}")
+        problems.append(f"basic_auth_users: must be a mapping of user to bcrypt hash, got {kind_of(users_raw)}")
     else:
         for user, hashed in users_raw.items():
             if not isinstance(hashed, str) or not BCRYPT_HASH.fullmatch(hashed):
@@ -140,25 +144,37 @@ def parse(raw: object, source: str, base: Path) -> WebConfig:
 def _tls(raw: Mapping[str, Any], base: Path, problems: list[str]) -> TLSConfig | None:
     problems += [f"tls_server_config.{k}: unknown key" for k in raw if k not in TLS_KEYS]
     cert, key = raw.get("cert_file"), raw.get("key_file")
-    if not cert or not key:
+    if not isinstance(cert, str) or not cert or not isinstance(key, str) or not key:
         problems.append(
-            "tls_server_config: cert_file and key_file are both required, got "
-            f"cert_file={cert!r} key_file={key!r}"
+            "tls_server_config: cert_file and key_file are both required as paths, got "
+            f"cert_file as {kind_of(cert)} and key_file as {kind_of(key)}"
         )
         return None
     auth = raw.get("client_auth_type", "NoClientCert")
-    if auth not in CLIENT_AUTH:
+    if not isinstance(auth, str) or auth not in CLIENT_AUTH:
         problems.append(
-            f"tls_server_config.client_auth_type: must be one of {', '.join(CLIENT_AUTH)}, got {auth!r}"
+            f"tls_server_config.client_auth_type: must be one of {', '.join(CLIENT_AUTH)}, "
+            f"got {auth!r}"[:300]
         )
+        auth = "NoClientCert"
     ca = raw.get("client_ca_file")
+    if ca is not None and not isinstance(ca, str):
+        problems.append(f"tls_server_config.client_ca_file: must be a path, got {kind_of(ca)}")
+        ca = None
     if auth in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert") and not ca:
         problems.append(f"tls_server_config.client_ca_file: required with client_auth_type {auth}")
     for k in ("min_version", "max_version"):
-        if raw.get(k) is not None and raw[k] not in TLS_VERSIONS:
+        value = raw.get(k)
+        if value is not None and (not isinstance(value, str) or value not in TLS_VERSIONS):
             problems.append(
-                f"tls_server_config.{k}: must be one of {', '.join(TLS_VERSIONS)}, got {raw[k]!r}"
+                f"tls_server_config.{k}: must be one of {', '.join(TLS_VERSIONS)}, got {value!r}"[:300]
             )
+    sans = raw.get("client_allowed_sans") or []
+    if not isinstance(sans, list) or not all(isinstance(v, str) for v in sans):
+        problems.append("tls_server_config.client_allowed_sans: must be a list of names, got "
+                        f"{kind_of(sans)}")
+    if problems:
+        return None
 
     def resolve(p: str) -> str:
         path = Path(p)

@@ -419,3 +419,27 @@ def test_a_malformed_bcrypt_hash_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         parse({"basic_auth_users": {"u": "$2b$10$short"}}, "web.yml", tmp_path)
     assert info.value.problems == ["basic_auth_users.u: must be a bcrypt hash ($2b$...), got <hidden>"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        ["$2b$04$" + "s" * 53],
+        {"basic_auth_users": ["$2b$04$" + "s" * 53]},
+        {"tls_server_config": ["$2b$04$" + "s" * 53]},
+        {"http_server_config": "$2b$04$" + "s" * 53},
+        {"http_server_config": {"headers": ["$2b$04$" + "s" * 53]}},
+        {"tls_server_config": {"cert_file": ["a"], "key_file": {"b": 1}}},
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "client_auth_type": ["x"]}},
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "min_version": {"TLS12": 1}}},
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "client_ca_file": 7}},
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "client_allowed_sans": "x"}},
+    ],
+)
+def test_wrong_types_are_config_errors_that_never_echo_the_value(tmp_path: Path, raw: object) -> None:
+    """Wrong types anywhere give a ConfigError naming the key (never a crash), and a section of
+    the wrong type is described by its type, never printed (it may hold password hashes)."""
+    with pytest.raises(ConfigError) as info:
+        parse(raw, "web.yml", tmp_path)
+    assert info.value.problems
+    assert "$2b$" not in str(info.value)
