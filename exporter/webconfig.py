@@ -129,7 +129,9 @@ def parse(raw: object, source: str, base: Path) -> WebConfig:
     users: dict[str, bytes] = {}
     users_raw = raw.get("basic_auth_users") or {}
     if not isinstance(users_raw, Mapping):
-        problems.append(f"basic_auth_users: must be a mapping of user to bcrypt hash, got {kind_of(users_raw)}")
+        problems.append(
+            f"basic_auth_users: must be a mapping of user to bcrypt hash, got {kind_of(users_raw)}"
+        )
     else:
         for user, hashed in users_raw.items():
             if not isinstance(hashed, str) or not BCRYPT_HASH.fullmatch(hashed):
@@ -153,8 +155,7 @@ def _tls(raw: Mapping[str, Any], base: Path, problems: list[str]) -> TLSConfig |
     auth = raw.get("client_auth_type", "NoClientCert")
     if not isinstance(auth, str) or auth not in CLIENT_AUTH:
         problems.append(
-            f"tls_server_config.client_auth_type: must be one of {', '.join(CLIENT_AUTH)}, "
-            f"got {auth!r}"[:300]
+            f"tls_server_config.client_auth_type: must be one of {', '.join(CLIENT_AUTH)}, got {auth!r}"[:300]
         )
         auth = "NoClientCert"
     ca = raw.get("client_ca_file")
@@ -171,8 +172,9 @@ def _tls(raw: Mapping[str, Any], base: Path, problems: list[str]) -> TLSConfig |
             )
     sans = raw.get("client_allowed_sans") or []
     if not isinstance(sans, list) or not all(isinstance(v, str) for v in sans):
-        problems.append("tls_server_config.client_allowed_sans: must be a list of names, got "
-                        f"{kind_of(sans)}")
+        problems.append(
+            f"tls_server_config.client_allowed_sans: must be a list of names, got {kind_of(sans)}"
+        )
     if problems:
         return None
 
