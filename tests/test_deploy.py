@@ -72,6 +72,8 @@ def test_systemd_unit_is_hardened() -> None:
         assert service.get(key) == value, key
     assert "LoadCredential" in service and service["CapabilityBoundingSet"] == ""
     assert "--config.file" in service["ExecStart"]
+    # the connection cap follows the open-file limit: a unit must raise systemd's default of 1024
+    assert int(service["LimitNOFILE"]) >= 8192
 
 
 def manifests() -> list[dict[str, object]]:
