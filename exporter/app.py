@@ -32,7 +32,7 @@ from exporter.state import Snapshot, StateStore
 from exporter.supervisor import Supervisor
 from exporter.telemetry import Live, Telemetry
 from exporter.webconfig import WebGuard
-from exporter.webhook import Applier, WebhookParts, add_routes
+from exporter.webhook import Applier, WebhookParts, add_admin_routes, add_routes
 
 log = structlog.get_logger("exporter.app")
 
@@ -80,6 +80,7 @@ class Exporter:
         self.scheduler.refresh_debounce = config.webhooks.refresh_debounce
         if self.webhook_parts is not None:
             self.webhook_parts.config = config.webhooks  # secrets rotate without a restart
+        self.applier.series_max_age = config.webhooks.series_max_age
         self.live.reload_ok, self.live.reload_at = True, self.clock.time()
         self.scraper.changed.set()
         log.info(
@@ -127,7 +128,14 @@ def make_applier(
     telemetry: Telemetry,
 ) -> Applier:
     """The webhook applier as the app wires it: the one place an Applier is made."""
-    return Applier(store, db, clock, scheduler.request_refresh)
+    return Applier(
+        store,
+        db,
+        clock,
+        scheduler.request_refresh,
+        telemetry=telemetry,
+        series_max_age=config.webhooks.series_max_age,
+    )
 
 
 class DbJournal:
@@ -194,7 +202,9 @@ def _replay(exporter: Exporter, db: StateDB, loaded: Loaded) -> None:
     exporter.applier = make_applier(
         exporter.config, exporter.store, db, exporter.clock, exporter.scheduler, exporter.telemetry
     )
-    exporter.applier.replay(loaded.events)
+    aside = exporter.applier.replay(loaded.events)
+    if aside:
+        log.warning("state.events_set_aside", path=db.path, count=len(aside))
     if exporter.webhook_parts is not None:
         exporter.webhook_parts.commit = GroupCommit(db)
         exporter.webhook_parts.applier = exporter.applier
@@ -232,8 +242,10 @@ def create_app(
         ),
         middlewares,
     )
-    if exporter.webhook_parts is not None and webhooks:
-        add_routes(app, exporter.webhook_parts)
+    if exporter.webhook_parts is not None:
+        add_admin_routes(app, exporter.webhook_parts)  # on this listener even when webhooks aren't
+        if webhooks:
+            add_routes(app, exporter.webhook_parts)
 
     async def background(_: web.Application) -> AsyncIterator[None]:
         supervisor = exporter.supervisor

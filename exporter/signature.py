@@ -2,21 +2,29 @@
 "Webhook Verification"; evidence §9, identical in all five official SDKs).
 
 HMAC-SHA256 with the signing secret (UTF-8 bytes, as-is) over `"{t}." + raw body`, lowercase hex,
-constant-time comparison. The timestamp check runs before the HMAC, and a non-numeric `t` is
-rejected (the Node SDK's NaN passes its check; ours does not). Several secrets may be valid at
-once (rotation; each portal webhook endpoint has its own).
+constant-time comparison of bytes. The header is read strictly before any secret is used: at
+most MAX_HEADER characters, `t` of 1 to MAX_T_DIGITS ASCII digits ("²".isdigit() is True, so
+isdigit() alone is not enough), each `v1` exactly 64 ASCII hex digits, nothing else. Anything
+else is `malformed_signature`, never an exception from `int()` or `hmac.compare_digest` (which
+raises TypeError on non-ASCII text). The timestamp check runs before the HMAC. Several secrets
+may be valid at once (rotation; each portal webhook endpoint has its own).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter.errors import ExporterError
 
 DEFAULT_TOLERANCE = 300.0
+MAX_HEADER = 1024  # characters: room for `t=` and a dozen v1 values during a rotation
+MAX_T_DIGITS = 12  # a Unix time in seconds has 10 digits until the year 2286
+MAX_SIGNATURES = 8  # v1 values in one header
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")  # matched with fullmatch on ASCII-checked text
 
 
 class SignatureError(ExporterError):
@@ -39,37 +47,59 @@ def sign(body: bytes, secret: str, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def parse_header(header: str) -> tuple[str, list[str]]:
-    """`t=..,v1=..` split on `,` then on the first `=`; every v1 is kept (rotation may send two)."""
+def _malformed(why: str) -> SignatureError:
+    return SignatureError("malformed_signature", f"malformed X-Webhook-Signature header: {why}")
+
+
+def parse_header(header: str) -> tuple[int, list[bytes]]:
+    """`t=..,v1=..` split on `,` then on the first `=`: the timestamp and every v1 (rotation may
+    send two) as lowercase ASCII bytes. Unknown keys are ignored; a second `t`, an empty or
+    oversized header, a non-digit `t` or a v1 that is not 64 hex digits is malformed."""
+    if len(header) > MAX_HEADER:
+        raise _malformed(f"over {MAX_HEADER} characters")
+    if not header.isascii():
+        raise _malformed("not ASCII")
     t: str | None = None
-    v1: list[str] = []
+    v1: list[bytes] = []
     for part in header.split(","):
         key, sep, value = part.strip().partition("=")
         if not sep:
             continue
+        value = value.strip()
         if key == "t":
-            t = value.strip()
+            if t is not None:
+                raise _malformed("more than one t")
+            t = value
         elif key == "v1":
-            v1.append(value.strip())
+            if not _HEX64.fullmatch(value):
+                raise _malformed("v1 is not 64 hex digits")
+            v1.append(value.lower().encode("ascii"))
     if t is None or not v1:
-        raise SignatureError("malformed_signature", "malformed X-Webhook-Signature header")
-    return t, v1
+        raise _malformed("t and v1 are required")
+    if len(v1) > MAX_SIGNATURES:
+        raise _malformed(f"more than {MAX_SIGNATURES} v1 values")
+    if not (0 < len(t) <= MAX_T_DIGITS and t.isdigit()):  # ASCII checked above
+        raise _malformed("timestamp is not a number of seconds")
+    return int(t), v1
 
 
-def verify(header: str | None, body: bytes, secrets: Sequence[str], *, now: float,
-           tolerance: float = DEFAULT_TOLERANCE) -> Verified:
+def verify(
+    header: str | None,
+    body: bytes,
+    secrets: Sequence[str],
+    *,
+    now: float,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> Verified:
     if not header:
         raise SignatureError("missing_signature", "missing X-Webhook-Signature header")
-    t, candidates = parse_header(header)
-    if not t.isdigit():
-        raise SignatureError("malformed_signature", "X-Webhook-Signature timestamp is not a number")
-    timestamp = int(t)
+    timestamp, candidates = parse_header(header)
     if tolerance > 0 and abs(now - timestamp) > tolerance:
         raise SignatureError("stale_timestamp", f"timestamp outside the {tolerance:g}s window")
     message = f"{timestamp}.".encode() + body
     for secret in secrets:
-        expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+        expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest().encode("ascii")
         for candidate in candidates:
-            if hmac.compare_digest(expected, candidate.lower()):
-                return Verified(timestamp, expected)
+            if hmac.compare_digest(expected, candidate):
+                return Verified(timestamp, expected.decode("ascii"))
     raise SignatureError("bad_signature", "signature does not match")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import structlog
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter, attach_state, build_exporter
 from exporter.config import parse
@@ -24,7 +25,7 @@ from exporter.signature import sign
 from exporter.simulator.account import Account
 from exporter.simulator.api import SimulatedApi
 from exporter.simulator.transport import SimulatorTransport
-from exporter.webhook import add_routes
+from exporter.webhook import add_admin_routes, add_routes
 from tests.conftest import SID, TOKEN, FakeClock
 
 SECRET = "whsec_test_secret_value"
@@ -32,11 +33,17 @@ HX_TOKEN = "hx-token-0123456789abcdef"
 
 
 class Harness:
-    def __init__(self, exporter: Exporter, client: TestClient, clock: FakeClock) -> None:
+    def __init__(self, exporter: Exporter, client: TestClient[Any, Any], clock: FakeClock) -> None:
         self.exporter, self.client, self.clock = exporter, client, clock
 
-    async def post(self, body: dict[str, Any] | bytes, *, secret: str = SECRET, t: int | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, str]:
+    async def post(
+        self,
+        body: dict[str, Any] | bytes,
+        *,
+        secret: str = SECRET,
+        t: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         stamp = int(self.clock.now) if t is None else t
         h = {"Content-Type": "application/json", "X-Webhook-Signature": sign(raw, secret, stamp)}
@@ -44,27 +51,65 @@ class Harness:
         response = await self.client.post("/webhooks/generatorlabs", data=raw, headers=h)
         return response.status, await response.text()
 
-    async def metrics(self) -> str:
+    async def hetrix(self, body: list[Any] | bytes) -> tuple[int, str]:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        response = await self.client.post(
+            f"/webhooks/hetrixtools/{HX_TOKEN}", data=raw, headers={"Content-Type": "application/json"}
+        )
+        return response.status, await response.text()
+
+    async def settle(self) -> None:
         for _ in range(50):  # let the applier (off the request path) catch up
             await asyncio.sleep(0)
+
+    async def metrics(self) -> str:
+        await self.settle()
         self.exporter.scraper.render_now()
-        return await (await self.client.get("/metrics")).text()
+        response = await self.client.get("/metrics")
+        assert response.status == 200
+        return await response.text()
+
+
+def sample(text: str, metric: str, /, **labels: str) -> float | None:
+    """The value of one sample on /metrics (parsed, so the exposition must be valid)."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == metric and s.labels == labels:
+                return float(s.value)
+    return None
 
 
 def event(event_type: str, sid: str = "TA" + "1" * 32, **fields: Any) -> dict[str, Any]:
     # 15:00Z is after the fake clock's start (14:13:20Z), so events are newer than the first polls
-    return {"event_sid": sid, "event_type": event_type, "event_date": "2026-09-21T15:00:00+00:00",
-            **fields}
+    return {"event_sid": sid, "event_type": event_type, "event_date": "2026-09-21T15:00:00+00:00", **fields}
 
 
-async def make_harness(aiohttp_client: Callable[..., Any], clock: FakeClock, path: Path,
-                       raw: dict[str, Any] | None = None) -> tuple[Harness, StateDB, asyncio.Task[None]]:
-    config = parse(raw or {"webhooks": {"enabled": True, "secrets": [SECRET, "older_secret_value"],
-                                        "hetrixtools_token": HX_TOKEN}}).with_credentials(SID, TOKEN)
+async def make_harness(
+    aiohttp_client: Callable[..., Any],
+    clock: FakeClock,
+    path: Path,
+    raw: dict[str, Any] | None = None,
+    on_open: Callable[[StateDB], None] | None = None,
+) -> tuple[Harness, StateDB, asyncio.Task[None]]:
+    """The exporter on a simulated account, warm-started from the state file at `path`, with the
+    webhook receivers and admin routes on a real aiohttp server and the applier running.
+    `on_open` sees the opened state file before the start-up replay."""
+    config = parse(
+        raw
+        or {
+            "webhooks": {
+                "enabled": True,
+                "secrets": [SECRET, "older_secret_value"],
+                "hetrixtools_token": HX_TOKEN,
+            }
+        }
+    ).with_credentials(SID, TOKEN)
     api = SimulatedApi(Account(20, 6, clock.now), SID, TOKEN)
     exporter = build_exporter(config, SimulatorTransport(api, clock, SID, TOKEN), clock)
     db = StateDB(str(path))
     await db.open()
+    if on_open is not None:
+        on_open(db)
     with structlog.testing.capture_logs():
         await attach_state(exporter, db)
         end = clock.now + 20
@@ -77,13 +122,16 @@ async def make_harness(aiohttp_client: Callable[..., Any], clock: FakeClock, pat
     app = build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload, clock.time))
     assert exporter.webhook_parts is not None
     add_routes(app, exporter.webhook_parts)
+    add_admin_routes(app, exporter.webhook_parts)
     client = await aiohttp_client(app)
     task = asyncio.create_task(exporter.applier.run())
     return Harness(exporter, client, clock), db, task
 
 
 @pytest.fixture
-async def harness(aiohttp_client, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Harness]:  # type: ignore[no-untyped-def]
+async def harness(
+    aiohttp_client: Callable[..., Any], clock: FakeClock, tmp_path: Path
+) -> AsyncIterator[Harness]:
     h, db, task = await make_harness(aiohttp_client, clock, tmp_path / "state.sqlite")
     yield h
     task.cancel()
@@ -113,16 +161,24 @@ def rejected(text: str, reason: str) -> float:
 
 async def test_host_listed_shows_on_the_next_scrape(harness: Harness) -> None:
     hid = host_id(harness, listed=False)
-    status, _ = await harness.post(event("rbl.host.listed", host={"id": hid}, listed=True, total=2,
-                                         details=[{"host": "Spamhaus ZEN"}, {"host": "SpamCop"}]))
+    status, _ = await harness.post(
+        event(
+            "rbl.host.listed",
+            host={"id": hid},
+            listed=True,
+            total=2,
+            details=[{"host": "Spamhaus ZEN"}, {"host": "SpamCop"}],
+        )
+    )
     assert status == 204
     text = await harness.metrics()
     assert f'generatorlabs_rbl_host_listed{{host_id="{hid}"}} 1' in text
     assert f'generatorlabs_rbl_host_listings{{host_id="{hid}"}} 2' in text
     assert f'generatorlabs_rbl_listing_info{{host_id="{hid}",rbl="SpamCop"}} 1' in text
     assert 'generatorlabs_webhook_events_total{event="rbl.host.listed"} 1' in text
-    status, _ = await harness.post(event("rbl.host.delisted", sid="TA" + "2" * 32, host={"id": hid},
-                                         listed=False, total=0, details=[]))
+    status, _ = await harness.post(
+        event("rbl.host.delisted", sid="TA" + "2" * 32, host={"id": hid}, listed=False, total=0, details=[])
+    )
     text = await harness.metrics()
     assert f'generatorlabs_rbl_host_listed{{host_id="{hid}"}} 0' in text
     assert f'host_id="{hid}",rbl=' not in text
@@ -143,8 +199,11 @@ async def test_check_events_move_last_checked(harness: Harness) -> None:
         (lambda h: {"X-Webhook-Signature": "t=abc,v1=00"}, 401, "malformed_signature"),
         (lambda h: {"X-Webhook-Signature": "v1=00"}, 401, "malformed_signature"),
         (lambda h: {"X-Webhook-Signature": sign(b"{}", SECRET, int(h.clock.now))}, 401, "bad_signature"),
-        (lambda h: {"X-Webhook-Signature": sign(b"x", SECRET, int(h.clock.now) - 301)}, 401,
-         "stale_timestamp"),
+        (
+            lambda h: {"X-Webhook-Signature": sign(b"x", SECRET, int(h.clock.now) - 301)},
+            401,
+            "stale_timestamp",
+        ),
         (lambda h: {"Content-Type": "text/plain"}, 415, "content_type"),
     ],
 )
@@ -178,8 +237,14 @@ async def test_malformed_oversized_and_wrong_method(harness: Harness) -> None:
     status, text = await harness.post(event("rbl.host.listed"))  # no host object
     assert status == 400 and "'host' must be an object" in text
     big = json.dumps(event("other.thing", padding="x" * (1024 * 1024))).encode()
-    response = await harness.client.post("/webhooks/generatorlabs", data=io.BytesIO(big), headers={
-        "Content-Type": "application/json", "X-Webhook-Signature": sign(big, SECRET, int(harness.clock.now))})
+    response = await harness.client.post(
+        "/webhooks/generatorlabs",
+        data=io.BytesIO(big),
+        headers={
+            "Content-Type": "application/json",
+            "X-Webhook-Signature": sign(big, SECRET, int(harness.clock.now)),
+        },
+    )
     assert response.status == 413
     assert (await harness.client.get("/webhooks/generatorlabs")).status == 405
     text = await harness.metrics()
@@ -210,8 +275,11 @@ async def test_unknown_event_types_are_accepted_as_other(harness: Harness) -> No
 
 async def test_unknown_ids_ask_for_a_refresh_and_invent_no_series(harness: Harness) -> None:
     stranger = "HT" + "e" * 32
-    assert (await harness.post(event("rbl.host.listed", host={"id": stranger}, listed=True,
-                                     total=1, details=[{"host": "PSBL"}])))[0] == 204
+    assert (
+        await harness.post(
+            event("rbl.host.listed", host={"id": stranger}, listed=True, total=1, details=[{"host": "PSBL"}])
+        )
+    )[0] == 204
     text = await harness.metrics()
     assert stranger not in text
     assert ("host", stranger) in harness.exporter.scheduler._wanted
@@ -219,21 +287,41 @@ async def test_unknown_ids_ask_for_a_refresh_and_invent_no_series(harness: Harne
 
 async def test_certificate_events(harness: Harness) -> None:
     mid = monitor_id(harness)
-    await harness.post(event("cert.expiration.trigger", sid="TA" + "a" * 32, monitor={"id": mid},
-                             expiry_days=14))
-    await harness.post(event("cert.error.trigger", sid="TA" + "b" * 32, monitor={"id": mid},
-                             errors=[{"error_type": "name_mismatch"}],
-                             current_errors=[{"error_type": "name_mismatch"}, {"error_type": "connection"}]))
-    await harness.post(event("cert.changed", sid="TA" + "c" * 32, monitor={"id": mid},
-                             previous_fingerprint="SHA256:aa", new_fingerprint="SHA256:bb"))
+    await harness.post(
+        event("cert.expiration.trigger", sid="TA" + "a" * 32, monitor={"id": mid}, expiry_days=14)
+    )
+    await harness.post(
+        event(
+            "cert.error.trigger",
+            sid="TA" + "b" * 32,
+            monitor={"id": mid},
+            errors=[{"error_type": "name_mismatch"}],
+            current_errors=[{"error_type": "name_mismatch"}, {"error_type": "connection"}],
+        )
+    )
+    await harness.post(
+        event(
+            "cert.changed",
+            sid="TA" + "c" * 32,
+            monitor={"id": mid},
+            previous_fingerprint="SHA256:aa",
+            new_fingerprint="SHA256:bb",
+        )
+    )
     text = await harness.metrics()
     assert f'generatorlabs_cert_expiry_days{{monitor_id="{mid}"}} 14' in text
     assert f'generatorlabs_cert_active_errors{{monitor_id="{mid}"}} 2' in text
     assert f'generatorlabs_cert_error_info{{monitor_id="{mid}",reason="name_mismatch"}} 1' in text
     assert f'generatorlabs_cert_changes_total{{monitor_id="{mid}"}} 1' in text
-    await harness.post(event("cert.error.resolve", sid="TA" + "d" * 32, monitor={"id": mid},
-                             resolved_errors=[{"error_type": "name_mismatch"}, {"error_type": "connection"}],
-                             current_errors=[]))
+    await harness.post(
+        event(
+            "cert.error.resolve",
+            sid="TA" + "d" * 32,
+            monitor={"id": mid},
+            resolved_errors=[{"error_type": "name_mismatch"}, {"error_type": "connection"}],
+            current_errors=[],
+        )
+    )
     text = await harness.metrics()
     assert f'generatorlabs_cert_active_errors{{monitor_id="{mid}"}} 0' in text
     assert f'generatorlabs_cert_error_info{{monitor_id="{mid}"' not in text
@@ -241,35 +329,59 @@ async def test_certificate_events(harness: Harness) -> None:
 
 async def test_agent_and_billing_events(harness: Harness) -> None:
     agent = {"id": "AG" + "1" * 32, "name": "eu-west"}
-    await harness.post(event("agent.timeout", sid="TA" + "e" * 32, agent=agent,
-                             instances=[{"id": "i-1"}, {"id": "i-2"}], timeout_minutes=15))
-    await harness.post(event("billing.balance.alert", sid="TA" + "f" * 32, balance="12.34",
-                             alert_threshold="15.00"))
+    await harness.post(
+        event(
+            "agent.timeout",
+            sid="TA" + "e" * 32,
+            agent=agent,
+            instances=[{"id": "i-1"}, {"id": "i-2"}],
+            timeout_minutes=15,
+        )
+    )
+    await harness.post(
+        event("billing.balance.alert", sid="TA" + "f" * 32, balance="12.34", alert_threshold="15.00")
+    )
     text = await harness.metrics()
     assert f'generatorlabs_agent_timed_out{{agent_id="{agent["id"]}"}} 1' in text
     assert f'generatorlabs_agent_timed_out_instances{{agent_id="{agent["id"]}"}} 2' in text
     assert "generatorlabs_billing_balance_usd 12.34" in text
     assert "generatorlabs_billing_balance_threshold_usd 15" in text
-    await harness.post(event("agent.timeout.resolve", sid="TA" + "9" * 32, agent=agent,
-                             instances=[{"id": "i-1"}, {"id": "i-2"}], timeout_minutes=15))
+    await harness.post(
+        event(
+            "agent.timeout.resolve",
+            sid="TA" + "9" * 32,
+            agent=agent,
+            instances=[{"id": "i-1"}, {"id": "i-2"}],
+            timeout_minutes=15,
+        )
+    )
     text = await harness.metrics()
     assert f'generatorlabs_agent_timed_out{{agent_id="{agent["id"]}"}} 0' in text
 
 
 def chunk(n: int, listed: int = 2, start: int = 0) -> bytes:
-    return json.dumps([{
-        "monitor": f"203.0.113.{i}", "label": f"mx {i}", "blacklisted_before": "0",
-        "blacklisted_now": str(listed),
-        "blacklisted_on": [{"rbl": f"rbl{j}.example", "delist": "https://x"} for j in range(listed)] or None,
-        "links": {"report_link": "https://hetrixtools.com/report/x/"},
-    } for i in range(start, start + n)]).encode()
+    return json.dumps(
+        [
+            {
+                "monitor": f"203.0.113.{i}",
+                "label": f"mx {i}",
+                "blacklisted_before": "0",
+                "blacklisted_now": str(listed),
+                "blacklisted_on": [{"rbl": f"rbl{j}.example", "delist": "https://x"} for j in range(listed)]
+                or None,
+                "links": {"report_link": "https://hetrixtools.com/report/x/"},
+            }
+            for i in range(start, start + n)
+        ]
+    ).encode()
 
 
 async def test_hetrixtools_chunks_are_applied_idempotently(harness: Harness) -> None:
     url = f"/webhooks/hetrixtools/{HX_TOKEN}"
     for _ in range(2):  # the sender retries on timeouts: same state either way
-        response = await harness.client.post(url, data=chunk(100),
-                                             headers={"Content-Type": "application/json"})
+        response = await harness.client.post(
+            url, data=chunk(100), headers={"Content-Type": "application/json"}
+        )
         assert response.status == 200
     await harness.client.post(url, data=chunk(1, listed=0, start=5))
     text = await harness.metrics()
@@ -293,18 +405,24 @@ async def test_hetrixtools_bad_token_and_bad_body(harness: Harness) -> None:
 
 
 async def test_hetrixtools_source_allowlist_and_trusted_proxies(
-    aiohttp_client, clock: FakeClock, tmp_path: Path  # type: ignore[no-untyped-def]
+    aiohttp_client: Callable[..., Any], clock: FakeClock, tmp_path: Path
 ) -> None:
-    raw = {"webhooks": {"hetrixtools_token": HX_TOKEN, "hetrixtools_allowed_cidrs": ["198.51.100.0/24"],
-                        "trusted_proxies": ["127.0.0.0/8"]}}
+    raw = {
+        "webhooks": {
+            "hetrixtools_token": HX_TOKEN,
+            "hetrixtools_allowed_cidrs": ["198.51.100.0/24"],
+            "trusted_proxies": ["127.0.0.0/8"],
+        }
+    }
     h, db, task = await make_harness(aiohttp_client, clock, tmp_path / "s.sqlite", raw)
     try:
         url = f"/webhooks/hetrixtools/{HX_TOKEN}"
         assert (await h.client.post(url, data=chunk(1))).status == 403  # 127.0.0.1 itself
         ok = await h.client.post(url, data=chunk(1), headers={"X-Forwarded-For": "198.51.100.7"})
         assert ok.status == 200
-        spoof = await h.client.post(url, data=chunk(1), headers={
-            "X-Forwarded-For": "198.51.100.7, 192.0.2.1"})  # the right-most untrusted hop decides
+        spoof = await h.client.post(
+            url, data=chunk(1), headers={"X-Forwarded-For": "198.51.100.7, 192.0.2.1"}
+        )  # the right-most untrusted hop decides
         assert spoof.status == 403
         assert (await h.client.post("/webhooks/generatorlabs", data=b"{}")).status == 404  # disabled
     finally:
@@ -313,7 +431,7 @@ async def test_hetrixtools_source_allowlist_and_trusted_proxies(
 
 
 async def test_state_and_replay_protection_survive_a_restart(
-    aiohttp_client, clock: FakeClock, tmp_path: Path  # type: ignore[no-untyped-def]
+    aiohttp_client: Callable[..., Any], clock: FakeClock, tmp_path: Path
 ) -> None:
     path = tmp_path / "state.sqlite"
     first, db, task = await make_harness(aiohttp_client, clock, path)
@@ -340,8 +458,16 @@ async def test_state_and_replay_protection_survive_a_restart(
 async def test_a_later_poll_reconciles_what_a_webhook_said(harness: Harness) -> None:
     hid = host_id(harness, listed=False)  # the simulator keeps it clean
     now = datetime.fromtimestamp(harness.clock.now, UTC).isoformat()
-    status, _ = await harness.post(event("rbl.host.listed", host={"id": hid}, listed=True, total=1,
-                                         details=[{"host": "PSBL"}], event_date=now))
+    status, _ = await harness.post(
+        event(
+            "rbl.host.listed",
+            host={"id": hid},
+            listed=True,
+            total=1,
+            details=[{"host": "PSBL"}],
+            event_date=now,
+        )
+    )
     assert status == 204
     assert f'generatorlabs_rbl_host_listed{{host_id="{hid}"}} 1' in await harness.metrics()
     with structlog.testing.capture_logs():
