@@ -25,6 +25,9 @@ limits, all in `Limits` (defaults below), and who enforces each:
   alive connection is between requests is read from aiohttp's handler; if that ever cannot be
   read, such connections count as busy and are not evicted.)
 - TLS_HANDSHAKE_TIMEOUT (asyncio): a TLS handshake that does not finish in time is dropped.
+- LINGERING_TIME (aiohttp): after answering a request whose body was not read (a 413, a 408 from
+  a webhook body that arrives too slowly, see exporter.webhook.BODY_TIMEOUT), the rest of the
+  body is read and dropped for at most this long before the connection closes.
 - handler_cancellation stays off: a handler (a webhook being stored) finishes even if its client
   goes away, so that what was acknowledged or not stays clear.
 
@@ -62,6 +65,10 @@ WRITE_TIMEOUT = 30.0
 """Seconds a response may wait for a client that does not read before the client is dropped.
 A scrape that takes longer has timed out at Prometheus's end anyway (scrape_timeout <= interval)."""
 TLS_HANDSHAKE_TIMEOUT = 10.0
+LINGERING_TIME = 2.0
+"""Seconds a connection keeps reading (and dropping) a request body it answered before reading
+(a 413, a 408): long enough for the client to see the answer rather than a reset, short enough
+that a slow sender is gone soon (aiohttp's default is 10 s)."""
 MAX_LINE_SIZE = 4096
 """Bytes in the request line: our paths are short; a longer line is an attack or a mistake."""
 MAX_FIELD_SIZE = 8190
@@ -118,6 +125,7 @@ class Limits:
     head_timeout: float = HEAD_TIMEOUT
     write_timeout: float = WRITE_TIMEOUT
     tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT
+    lingering_time: float = LINGERING_TIME
     max_line_size: int = MAX_LINE_SIZE
     max_field_size: int = MAX_FIELD_SIZE
     max_headers: int = MAX_HEADERS
@@ -128,6 +136,7 @@ class Limits:
         """aiohttp's own knobs (web.AppRunner keyword arguments)."""
         return {
             "keepalive_timeout": self.keepalive_timeout,
+            "lingering_time": self.lingering_time,
             "max_line_size": self.max_line_size,
             "max_field_size": self.max_field_size,
             "max_headers": self.max_headers,

@@ -46,6 +46,10 @@ log = structlog.get_logger("exporter.webhook")
 CHECKPOINT_EVERY = 1.0  # seconds between folding applied events into the stored state
 SWEEP_EVERY = 60.0  # clock seconds between two max-age sweeps of webhook-only objects
 IDLE_WAKE = 300.0  # event-loop seconds without a webhook after which the applier sweeps anyway
+# Event-loop seconds to receive a whole body once its head is in: HetrixTools' 512 KB chunks take
+# well under a second; a body trickled in slower is answered 408 and its connection closed, so
+# slow senders cannot fill the server's connection cap.
+BODY_TIMEOUT = 30.0
 RefreshFn = Callable[[str, str, float], bool]
 Item = Event | list[HetrixMonitor] | Forget
 
@@ -336,13 +340,18 @@ async def _body(request: web.Request, parts: WebhookParts, source: str) -> bytes
         return await _refuse(request, parts, source, 413, "too_large", too_large)
     chunks, size = [], 0
     try:
-        async for piece in request.content.iter_any():  # read(n) may stop at what is buffered
-            size += len(piece)
-            if size > limit:
-                response = _reject(parts, source, 413, "too_large", too_large)
-                response.force_close()
-                return response
-            chunks.append(piece)
+        async with asyncio.timeout(BODY_TIMEOUT):
+            async for piece in request.content.iter_any():  # read(n) may stop at what is buffered
+                size += len(piece)
+                if size > limit:
+                    response = _reject(parts, source, 413, "too_large", too_large)
+                    response.force_close()
+                    return response
+                chunks.append(piece)
+    except TimeoutError:  # a body trickled in slowly must not hold a connection for ever
+        response = _reject(parts, source, 408, "timeout", f"body not received within {BODY_TIMEOUT:g}s")
+        response.force_close()
+        return response
     except web.RequestPayloadError as err:  # e.g. `Content-Encoding: gzip` on a body that is not
         response = _reject(
             parts,

@@ -715,3 +715,29 @@ async def test_random_hetrixtools_chunks_never_get_a_5xx(
     if response.status == 200:
         assert (await response.text()).startswith("accepted ")
     await assert_still_healthy(harness, canary)
+
+
+@pytest.mark.parametrize("path", ["/webhooks/generatorlabs", f"/webhooks/hetrixtools/{HX_TOKEN}"])
+async def test_a_body_trickled_too_slowly_is_408_and_the_connection_closed(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """A sender that announces a body and never finishes it cannot hold a connection (and so a
+    place under the server's connection cap) for ever."""
+    monkeypatch.setattr(webhook, "BODY_TIMEOUT", 0.2)  # event-loop seconds; 30 s in production
+    reader, writer = await asyncio.open_connection(harness.client.host, harness.client.port)
+    body = b'{"event_sid": "TA'
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"X-Webhook-Signature: {sign(body, SECRET, int(harness.clock.now))}\r\n"
+        "Content-Length: 4096\r\n\r\n"
+    )
+    writer.write(head.encode() + body)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    writer.close()
+    await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b"Connection: close" in answer
+    metrics = await harness.metrics()
+    source = "generatorlabs" if "generatorlabs" in path else "hetrixtools"
+    assert sample(metrics, "generatorlabs_webhook_rejected_total", source=source, reason="timeout") == 1
