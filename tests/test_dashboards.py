@@ -4,10 +4,12 @@ Prometheus (Debian's) that has scraped the exporter running in demo mode."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -78,7 +80,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     exporter_port, prom_port = free_port(), free_port()
     secret = "whsec_dashboard_test_secret"
     (home / "config.yaml").write_text(yaml.safe_dump({
-        "webhooks": {"enabled": True, "secrets": [secret]},
+        "webhooks": {"enabled": True, "secrets": [secret], "hetrixtools_token": HX_TOKEN},
         "state": {"path": str(home / "state.sqlite")}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
     with (home / "exporter.log").open("wb") as log:
@@ -107,6 +109,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with pytest.raises(urllib.error.HTTPError) as rejected:
             urllib.request.urlopen(request, timeout=5)
         assert rejected.value.code == 401
+        send_hostile_webhooks(exporter_url, secret)
         wait_for(lambda: series(base, 'count_over_time(generatorlabs_rbl_hosts[1m]) >= 8')
                  and series(base, "generatorlabs_agent_info")
                  and series(base, "hetrixtools_blacklist_monitor_info"), "Prometheus to scrape enough")
@@ -115,6 +118,53 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for process in (prom, exporter):
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=DEADLINE)
+
+
+HX_TOKEN = "hx-dashboard-token-0123456789"
+HOSTILE_TEXT = "\ud800 lone surrogate, NUL \x00, bell \x07, \"quotes\", back\\slash,\nnewline " + "x" * 5000
+HOSTILE_AGENT = "AG" + "e" * 32
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def send_hostile_webhooks(exporter_url: str, secret: str) -> None:
+    """Text no label should ever hold, through both receivers, and values no gauge may take."""
+    def signed(event: dict[str, Any]) -> int:
+        body = json.dumps(event).encode()  # json escapes the lone surrogate as \ud800
+        return post(exporter_url + "/webhooks/generatorlabs", body,
+                    {"X-Webhook-Signature": sign(body, secret, int(time.time()))})
+
+    base = {"event_date": "2026-01-01T00:00:00Z"}
+    assert signed({**base, "event_sid": "TA" + "e" * 32, "event_type": "agent.timeout",
+                   "agent": {"id": HOSTILE_AGENT, "name": HOSTILE_TEXT}, "instances": ["i-1"]}) == 204
+    assert signed({**base, "event_sid": "TA" + "f" * 32, "event_type": "billing.balance.alert",
+                   "balance": "NaN", "alert_threshold": "Infinity"}) == 400
+    chunk = [{"monitor": "hostile-\u2028.example", "label": HOSTILE_TEXT, "blacklisted_now": "1",
+              "blacklisted_on": [{"rbl": HOSTILE_TEXT, "delist": "x"}]},
+             {"monitor": "infinite.example", "label": "", "blacklisted_now": "inf", "blacklisted_on": None}]
+    assert post(f"{exporter_url}/webhooks/hetrixtools/{HX_TOKEN}", json.dumps(chunk).encode(), {}) == 200
+
+
+def test_prometheus_ingests_hostile_label_values_with_every_scrape_up(prometheus: str) -> None:
+    """Debian's Prometheus scrapes the exporter after hostile webhooks: each scrape succeeds
+    (up stays 1) and the odd objects are there, their label values made safe."""
+    wait_for(lambda: series(prometheus, f'generatorlabs_agent_info{{agent_id="{HOSTILE_AGENT}"}}')
+             and series(prometheus, 'hetrixtools_blacklist_monitor_info{monitor=~"hostile-.*"}'),
+             "Prometheus to scrape the hostile objects")
+    up = series(prometheus, 'min_over_time(up{job="generatorlabs"}[10m])')
+    assert [float(r["value"][1]) for r in up] == [1.0]
+    agent = series(prometheus, f'generatorlabs_agent_info{{agent_id="{HOSTILE_AGENT}"}}')[0]["metric"]
+    assert "\ufffd" in agent["name"] and len(agent["name"]) <= 1100  # replaced, cut at 1,024 characters
+    assert not series(prometheus, 'hetrixtools_blacklist_monitor_info{monitor="infinite.example"}')
+    balances = series(prometheus, "generatorlabs_billing_balance_usd")  # the demo's own events
+    assert all(math.isfinite(float(r["value"][1])) for r in balances)
 
 
 def series(base: str, expr: str) -> list[Any]:
