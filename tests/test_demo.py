@@ -154,7 +154,10 @@ def test_readme_documents_every_metric_flag_key_and_endpoint() -> None:
     missing += [f"collectors.<name>.{k}" for k in COLLECTOR_KEYS
                 if f"`collectors.<name>.{k}`" not in readme]
     missing += [c for c in COLLECTORS if f"`{c}`" not in readme]
-    missing += [e for e in ("/metrics", "/-/healthy", "/-/ready", "/-/reload") if f"`{e}`" not in readme]
+    endpoints = ("/metrics", "/-/healthy", "/-/ready", "/-/reload", "/webhooks/generatorlabs",
+                 "/webhooks/hetrixtools/<token>", "/-/webhooks/hetrixtools/monitors/<monitor>",
+                 "/-/webhooks/agents/<agent_id>")
+    missing += [e for e in endpoints if f"`{e}`" not in readme]
     assert missing == []
 
 
