@@ -22,11 +22,13 @@ import yaml
 
 from exporter.endpoints import ENDPOINTS
 from exporter.errors import ConfigError
+from exporter.fields import shorten
 
 DEFAULT_BASE_URL = "https://api.generatorlabs.com/4.0"
 DEFAULT_LISTEN_ADDRESS = ":9816"
 API_HOURLY_LIMIT = 1000
 DEFAULT_SERIES_MAX_AGE = 30 * 86400.0  # see README "Webhook-only series"
+MAX_REQUESTS_PER_HOUR = 1_000_000  # even with allow_over_limit: a larger budget is a typo
 MAX_DURATION = 365 * 86400.0  # a longer interval, timeout or age is a typo, not a wish
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("logfmt", "json", "console")
@@ -121,7 +123,7 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("must be a duration like 30s, 15m or 1h")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = _finite(value, "must be a finite duration of at most 365d")
     elif isinstance(value, str) and value and (m := _DURATION.match(value.strip())) and any(m.groups()):
         d, h, mi, s, ms = (float(g) if g else 0.0 for g in m.groups())
         seconds = d * 86400 + h * 3600 + mi * 60 + s + ms / 1000
@@ -154,13 +156,27 @@ def _int_range(lo: int, hi: int | None = None) -> Callable[[object], int]:
     return check
 
 
+def _finite(value: int | float, problem: str) -> float:
+    """A YAML number as a float; `.inf`, `.nan` and integers too large for a float (400 digits
+    raise OverflowError in float() and math.isfinite()) are ValueError(problem)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(problem) from None
+    if not math.isfinite(number):
+        raise ValueError(problem)
+    return number
+
+
 def _number_range(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[object], float]:
     def check(value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("must be a number")
-        if not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
-            raise ValueError(f"must be {'more than' if lo_open else 'at least'} {lo:g} and at most {hi:g}")
-        return float(value)
+        problem = f"must be {'more than' if lo_open else 'at least'} {lo:g} and at most {hi:g}"
+        number = _finite(value, problem)
+        if number > hi or number < lo or (lo_open and number == lo):
+            raise ValueError(problem)
+        return number
 
     return check
 
@@ -195,6 +211,34 @@ def _optional_text(value: object) -> str | None:
     return value.strip()
 
 
+def unusable_secret(text: str) -> bool:
+    """A secret, token or password that cannot be sent or compared: it holds a control character
+    or a lone surrogate (YAML's "\ud800", or an environment variable with undecodable bytes),
+    which would make every HTTP header or HMAC built from it fail."""
+    return not text.isprintable()  # False for control characters and for lone surrogates
+
+
+def _secret(value: object) -> str | None:
+    text = _optional_text(value)
+    if text is not None and unusable_secret(text):
+        raise ValueError("must be printable text (no control characters or lone surrogates)")
+    return text
+
+
+def _secret_list(value: object) -> tuple[str, ...]:
+    items = _text_list(value)
+    if any(unusable_secret(item) for item in items):
+        raise ValueError("must be printable text (no control characters or lone surrogates)")
+    return items
+
+
+def _file_path(value: object) -> str | None:
+    path = _optional_text(value)
+    if path is not None and ("\0" in path or any("\ud800" <= c <= "\udfff" for c in path)):
+        raise ValueError("must be a file path (no NUL or lone surrogates)")
+    return path
+
+
 def _text_list(value: object) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -224,7 +268,7 @@ def _size(value: object) -> int:
 
 
 def _token(value: object) -> str | None:
-    token = _optional_text(value)
+    token = _secret(value)
     if token is not None and len(token) < 16:
         raise ValueError("must be at least 16 characters (it is the only thing guarding the URL)")
     return token
@@ -261,10 +305,10 @@ SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
         "page_size": (_int_range(1, 1000), 100),
         "timeout": (parse_duration, 30.0),
         "account_sid": (_optional_text, None),
-        "auth_token": (_optional_text, None),
+        "auth_token": (_secret, None),
     },
     "budget": {
-        "requests_per_hour": (_int_range(1), 900),
+        "requests_per_hour": (_int_range(1, MAX_REQUESTS_PER_HOUR), 900),
         "allow_over_limit": (_boolean, False),
         "requests_per_second": (_number_range(0.0, 50.0, lo_open=True), 5.0),
         "reserve": (_number_range(0.0, 0.9), 0.1),
@@ -279,7 +323,7 @@ SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
     },
     "webhooks": {
         "enabled": (_boolean, False),
-        "secrets": (_text_list, ()),
+        "secrets": (_secret_list, ()),
         "tolerance": (parse_duration, 300.0),
         "max_body_bytes": (_size, 1024 * 1024),
         "refresh_debounce": (parse_duration, 60.0),
@@ -289,7 +333,7 @@ SECTIONS: dict[str, dict[str, tuple[Checker, Any]]] = {
         "series_max_age": (parse_duration, DEFAULT_SERIES_MAX_AGE),
     },
     "state": {
-        "path": (_optional_text, None),
+        "path": (_file_path, None),
         "if_unreadable": (_choice(IF_UNREADABLE), "fail"),
     },
 }
@@ -317,7 +361,7 @@ SECRET_KEYS = {"auth_token", "secrets", "hetrixtools_token"}
 
 
 def _shown(key: str, value: object) -> str:
-    return "<hidden>" if key in SECRET_KEYS else repr(value)
+    return "<hidden>" if key in SECRET_KEYS else shorten(value)
 
 
 def _sid_shown(sid: str) -> str:
@@ -386,7 +430,7 @@ def _parse_collectors(raw: Mapping[Any, Any], problems: list[str]) -> dict[str, 
             try:
                 fields[key] = COLLECTOR_KEYS[key](value)
             except ValueError as err:
-                problems.append(f"collectors.{cname}.{key}: {err}, got {value!r}")
+                problems.append(f"collectors.{cname}.{key}: {err}, got {_shown(key, value)}")
         collectors[cname] = CollectorConfig(**fields)
     return collectors
 
@@ -455,6 +499,11 @@ def credentials_from_env(
             problems.append(
                 f"api.{key}: required, set {var} or {var}_FILE (or api.{key} in the config file), got nothing"
             )
+    token = found["auth_token"]
+    if token and unusable_secret(token):
+        problems.append(
+            "api.auth_token: must be printable text (no control characters or lone surrogates), got <hidden>"
+        )
     webhooks = webhook_secrets_from_env(config.webhooks, env, read_file, problems)
     sid = found["account_sid"]
     if sid and not _SID.match(sid):
@@ -463,7 +512,6 @@ def credentials_from_env(
         )
     if problems:
         raise ConfigError(source, problems)
-    token = found["auth_token"]
     if sid is None or token is None:  # unreachable: each missing value added a problem above
         raise ConfigError(source, ["api: credentials missing"])
     return replace(config.with_credentials(sid, token), webhooks=webhooks)
@@ -489,9 +537,19 @@ def webhook_secrets_from_env(
             problems.append(
                 f"GENERATORLABS_WEBHOOK_SECRET_FILE: cannot read, got {file_path!r} ({_why(err)})"
             )
+    if any(unusable_secret(secret) for secret in secrets):
+        problems.append(
+            "GENERATORLABS_WEBHOOK_SECRET: must be printable text (no control characters "
+            "or lone surrogates), got <hidden>"
+        )
     token = env.get("HETRIXTOOLS_WEBHOOK_TOKEN") or webhooks.hetrixtools_token
     if token is not None and len(token) < 16:
         problems.append("HETRIXTOOLS_WEBHOOK_TOKEN: must be at least 16 characters, got <hidden>")
+    elif token is not None and unusable_secret(token):
+        problems.append(
+            "HETRIXTOOLS_WEBHOOK_TOKEN: must be printable text (no control characters "
+            "or lone surrogates), got <hidden>"
+        )
     webhooks = replace(webhooks, hetrixtools_token=token)
     if webhooks.enabled and not secrets:
         problems.append(

@@ -51,7 +51,7 @@ def boolean(value: object) -> bool | None:
         return value
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
-            raise Unreadable(f"not a boolean: {_short(value)}")
+            raise Unreadable(f"not a boolean: {shorten(value)}")
         return value != 0
     if isinstance(value, str):
         word = value.strip().lower()
@@ -59,7 +59,7 @@ def boolean(value: object) -> bool | None:
             return True
         if word in FALSE_WORDS:
             return False
-    raise Unreadable(f"not a boolean: {_short(value)}")
+    raise Unreadable(f"not a boolean: {shorten(value)}")
 
 
 def number(value: object) -> float | None:
@@ -73,7 +73,7 @@ def number(value: object) -> float | None:
     if isinstance(value, int):
         if -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
             return float(value)
-        raise Unreadable(f"number out of range: {_short(value)}")
+        raise Unreadable(f"number out of range: {shorten(value)}")
     if isinstance(value, float):
         return _finite(value)
     if isinstance(value, str) and len(value) <= MAX_TEXT_NUMBER:
@@ -83,7 +83,7 @@ def number(value: object) -> float | None:
             pass
         else:
             return _finite(parsed)
-    raise Unreadable(f"not a number: {_short(value)}")
+    raise Unreadable(f"not a number: {shorten(value)}")
 
 
 def _finite(value: float) -> float:
@@ -98,12 +98,12 @@ def count(value: object) -> int | None:
     if parsed is None:
         return None
     if parsed < 0 or parsed > MAX_COUNT or not parsed.is_integer():
-        raise Unreadable(f"not a count from 0 to {MAX_COUNT}: {_short(value)}")
+        raise Unreadable(f"not a count from 0 to {MAX_COUNT}: {shorten(value)}")
     return int(parsed)
 
 
-def _short(value: object) -> str:
-    """A value for an error message: never more than 60 characters of it."""
+def shorten(value: object) -> str:
+    """A value for an error or log message: its repr, never more than 60 characters of it."""
     shown = repr(value)
     return shown if len(shown) <= 60 else shown[:57] + "..."
 
@@ -116,7 +116,7 @@ def id_list(value: object) -> tuple[str, ...]:
         return tuple(t for v in value if (t := text(v if not isinstance(v, dict) else v.get("id"))))
     if isinstance(value, str):
         return tuple(p.strip() for p in value.split(",") if p.strip())
-    raise Unreadable(f"not a list of ids: {_short(value)}")
+    raise Unreadable(f"not a list of ids: {shorten(value)}")
 
 
 def timestamp(value: object) -> float | None:
@@ -130,9 +130,9 @@ def timestamp(value: object) -> float | None:
     if isinstance(value, int | float):
         return _epoch(value)
     if not isinstance(value, str):
-        raise Unreadable(f"not a date: {_short(value)}")
+        raise Unreadable(f"not a date: {shorten(value)}")
     if len(value) > MAX_TEXT_NUMBER:
-        raise Unreadable(f"not a date: {_short(value)}")
+        raise Unreadable(f"not a date: {shorten(value)}")
     return _parse_date(value)
 
 
@@ -145,9 +145,9 @@ def _epoch(value: int | float) -> float | None:
     try:
         seconds = float(value) / 1000.0 if value > 1e11 else float(value)
     except OverflowError:
-        raise Unreadable(f"date out of range: {_short(value)}") from None
+        raise Unreadable(f"date out of range: {shorten(value)}") from None
     if seconds > MAX_TIMESTAMP:
-        raise Unreadable(f"date out of range: {_short(value)}")
+        raise Unreadable(f"date out of range: {shorten(value)}")
     return seconds
 
 
@@ -164,11 +164,11 @@ def _parse_date(value: str) -> float | None:
     except (ValueError, OverflowError) as err:  # e.g. month 13, day 45, year 0
         if isinstance(err, Unreadable):
             raise
-        raise Unreadable(f"not a date: {_short(value)} ({err})") from None
+        raise Unreadable(f"not a date: {shorten(value)} ({err})") from None
     if seconds is None or seconds <= 0:
         return None
     if seconds > MAX_TIMESTAMP:
-        raise Unreadable(f"date out of range: {_short(value)}")
+        raise Unreadable(f"date out of range: {shorten(value)}")
     return seconds
 
 
@@ -185,7 +185,7 @@ def _parse_date_text(raw: str, value: str) -> float | None:
         return parsed.timestamp()
     m = _V3_DATE.match(raw)
     if not m:
-        raise Unreadable(f"not a date: {_short(value)}")
+        raise Unreadable(f"not a date: {shorten(value)}")
     day, clock, zone = m.groups()
     base = datetime.fromisoformat(f"{day}T{clock}")
     if zone is None:
@@ -197,5 +197,5 @@ def _parse_date_text(raw: str, value: str) -> float | None:
     elif zone.upper() in TZ_OFFSETS_HOURS:
         offset = timedelta(hours=TZ_OFFSETS_HOURS[zone.upper()])
     else:
-        raise Unreadable(f"unknown time zone {zone!r} in {_short(value)}")
+        raise Unreadable(f"unknown time zone {zone!r} in {shorten(value)}")
     return base.replace(tzinfo=timezone(offset)).timestamp()

@@ -125,7 +125,14 @@ def parse(raw: object, source: str, base: Path) -> WebConfig:
                     f"(one of {', '.join(sorted(HEADERS))})"
                 )
             else:
-                headers[name] = str(value)
+                text = str(value)
+                if not text.isprintable():  # CR/LF would be header injection: aiohttp refuses to send
+                    problems.append(
+                        f"http_server_config.headers.{name}: must be printable text on one line "
+                        "(no control characters)"
+                    )
+                else:
+                    headers[name] = text
     users: dict[str, bytes] = {}
     users_raw = raw.get("basic_auth_users") or {}
     if not isinstance(users_raw, Mapping):

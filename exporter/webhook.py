@@ -50,6 +50,11 @@ IDLE_WAKE = 300.0  # event-loop seconds without a webhook after which the applie
 # well under a second; a body trickled in slower is answered 408 and its connection closed, so
 # slow senders cannot fill the server's connection cap.
 BODY_TIMEOUT = 30.0
+DRAIN_TIMEOUT = 2.0  # event-loop seconds to read and drop the body of a request refused before it
+# Webhook bodies being received at once, at most. Both listeners share one connection cap
+# (exporter.server); without this, senders trickling bodies could hold every connection for
+# BODY_TIMEOUT and leave none for /metrics. Past it a webhook gets 503 (the senders retry).
+MAX_BODIES_IN_FLIGHT = 64
 RefreshFn = Callable[[str, str, float], bool]
 Item = Event | list[HetrixMonitor] | Forget
 
@@ -269,6 +274,7 @@ class WebhookParts:
     applier: Applier
     telemetry: Telemetry
     clock: Clock
+    bodies_in_flight: int = 0  # see MAX_BODIES_IN_FLIGHT
 
 
 WEBHOOKS = web.AppKey("webhooks", WebhookParts)
@@ -293,9 +299,9 @@ async def _refuse(
     request: web.Request, parts: WebhookParts, source: str, status: int, reason: str, text: str, **fields: Any
 ) -> web.Response:
     """A rejection before the body was read. The body is read and dropped first (at most
-    max_body_bytes, as aiohttp would after the answer): a body that cannot be decoded would
-    otherwise raise inside aiohttp after our answer. The connection is closed when the body is
-    too large or cannot be decoded."""
+    max_body_bytes within DRAIN_TIMEOUT, as aiohttp would after the answer): a body that cannot
+    be decoded would otherwise raise inside aiohttp after our answer. The connection is closed
+    when the body is too large, too slow or cannot be decoded."""
     response = _reject(parts, source, status, reason, text, **fields)
     limit = parts.config.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -303,12 +309,13 @@ async def _refuse(
         return response
     size = 0
     try:
-        async for piece in request.content.iter_any():
-            size += len(piece)
-            if size > limit:
-                response.force_close()
-                break
-    except web.RequestPayloadError:
+        async with asyncio.timeout(DRAIN_TIMEOUT):
+            async for piece in request.content.iter_any():
+                size += len(piece)
+                if size > limit:
+                    response.force_close()
+                    break
+    except (web.RequestPayloadError, TimeoutError):
         _ended(request, response)
     return response
 
@@ -338,6 +345,21 @@ async def _body(request: web.Request, parts: WebhookParts, source: str) -> bytes
     too_large = f"body over {limit} bytes"
     if request.content_length is not None and request.content_length > limit:
         return await _refuse(request, parts, source, 413, "too_large", too_large)
+    if parts.bodies_in_flight >= MAX_BODIES_IN_FLIGHT:
+        response = _reject(parts, source, 503, "busy", "too many webhook bodies in flight, retry later")
+        response.headers["Retry-After"] = "5"
+        response.force_close()
+        return response
+    parts.bodies_in_flight += 1
+    try:
+        return await _read_body(request, parts, source, limit, too_large)
+    finally:
+        parts.bodies_in_flight -= 1
+
+
+async def _read_body(
+    request: web.Request, parts: WebhookParts, source: str, limit: int, too_large: str
+) -> bytes | web.Response:
     chunks, size = [], 0
     try:
         async with asyncio.timeout(BODY_TIMEOUT):

@@ -280,3 +280,69 @@ def test_any_unreadable_yaml_is_a_config_error_without_its_text(
     with pytest.raises(ConfigError) as info:
         load(str(path))
     assert info.value.problems == [f"(file): {problem}"]
+
+
+HUGE = 10**400  # YAML reads 400 digits as an int that float() and math.isfinite() refuse
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"budget": {"requests_per_second": HUGE}},
+        {"budget": {"reserve": -HUGE}},
+        {"budget": {"requests_per_hour": HUGE, "allow_over_limit": True}},
+        {"api": {"timeout": HUGE}},
+        {"api": {"page_size": HUGE}},
+        {"webhooks": {"tolerance": HUGE}},
+        {"webhooks": {"series_max_age": HUGE}},
+        {"webhooks": {"max_body_bytes": HUGE}},
+        {"collectors": {"rbl_hosts": {"interval": HUGE}}},
+        {"collectors": {"cert_errors": {"max_age": -HUGE}}},
+        {"api": {"timeout": "9" * 400 + "s"}},
+    ],
+)
+def test_huge_numbers_are_config_problems_naming_the_key(raw: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(raw)
+    [problem] = info.value.problems
+    section = next(iter(raw))
+    assert problem.startswith(f"{section}.")
+    assert len(problem) < 200  # the value is shown shortened, never 400 digits
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"api": {"auth_token": "token-\ud800"}}, "api.auth_token"),
+        ({"webhooks": {"secrets": ["fine-secret", "line\r\nbreak"]}}, "webhooks.secrets"),
+        ({"webhooks": {"hetrixtools_token": "a" * 16 + "\x00"}}, "webhooks.hetrixtools_token"),
+        ({"state": {"path": "/var/lib/x\x00y.sqlite"}}, "state.path"),
+    ],
+)
+def test_secrets_and_paths_that_could_never_be_used_are_config_problems(
+    raw: dict[str, Any], key: str
+) -> None:
+    """A lone surrogate or control character in a secret would make every HMAC or header built
+    from it raise; a NUL in a path makes every open() raise. Secrets stay hidden."""
+    with pytest.raises(ConfigError) as info:
+        parse(raw)
+    [problem] = info.value.problems
+    assert problem.startswith(f"{key}: ")
+    assert "\ud800" not in problem and "break" not in problem
+
+
+def test_secrets_from_the_environment_are_checked_the_same_way() -> None:
+    env = {
+        "GENERATORLABS_ACCOUNT_SID": "AC" + "1" * 32,
+        "GENERATORLABS_AUTH_TOKEN": "token\udcff",  # an undecodable byte, as os.environ gives it
+        "GENERATORLABS_WEBHOOK_SECRET": "secret\udcff",
+        "HETRIXTOOLS_WEBHOOK_TOKEN": "hx-token-0123456789\x07",
+    }
+    with pytest.raises(ConfigError) as info:
+        credentials_from_env(parse({}), env, lambda path: "", "<env>")
+    assert [p.split(":")[0] for p in info.value.problems] == [
+        "api.auth_token",
+        "GENERATORLABS_WEBHOOK_SECRET",
+        "HETRIXTOOLS_WEBHOOK_TOKEN",
+    ]
+    assert all(p.endswith("got <hidden>") for p in info.value.problems)

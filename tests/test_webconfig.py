@@ -443,3 +443,15 @@ def test_wrong_types_are_config_errors_that_never_echo_the_value(tmp_path: Path,
         parse(raw, "web.yml", tmp_path)
     assert info.value.problems
     assert "$2b$" not in str(info.value)
+
+
+def test_a_header_value_with_a_line_break_is_a_config_error(tmp_path: Path) -> None:
+    """aiohttp refuses to send a header holding CR/LF, which would break every response."""
+    with pytest.raises(ConfigError) as info:
+        parse(
+            {"http_server_config": {"headers": {"X-Frame-Options": "DENY\r\nSet-Cookie: x=1"}}},
+            "web.yml",
+            tmp_path,
+        )
+    [problem] = info.value.problems
+    assert problem.startswith("http_server_config.headers.X-Frame-Options: must be printable text")

@@ -741,3 +741,59 @@ async def test_a_body_trickled_too_slowly_is_408_and_the_connection_closed(
     metrics = await harness.metrics()
     source = "generatorlabs" if "generatorlabs" in path else "hetrixtools"
     assert sample(metrics, "generatorlabs_webhook_rejected_total", source=source, reason="timeout") == 1
+
+
+async def trickle_start(
+    h: Harness, path: str, content_type: str = "application/json"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A request whose head announces 4 KB of body, of which only a few bytes are sent."""
+    reader, writer = await asyncio.open_connection(h.client.host, h.client.port)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+        "X-Webhook-Signature: t=1,v1=00\r\nContent-Length: 4096\r\n\r\n"
+    )
+    writer.write(head.encode() + b'{"ev')
+    await writer.drain()
+    return reader, writer
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "status"),
+    [
+        ("/webhooks/generatorlabs", "text/plain", b"415"),
+        ("/webhooks/hetrixtools/wrong-token-0123456789", "application/json", b"401"),
+    ],
+)
+async def test_a_refused_request_whose_body_trickles_is_answered_and_closed(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, path: str, content_type: str, status: bytes
+) -> None:
+    """Refusals read and drop the body before answering, but only for DRAIN_TIMEOUT: a sender
+    that never finishes its body cannot hold the connection."""
+    monkeypatch.setattr(webhook, "DRAIN_TIMEOUT", 0.2)  # event-loop seconds; 2 s in production
+    reader, writer = await trickle_start(harness, path, content_type)
+    answer = await asyncio.wait_for(reader.read(), timeout=10)  # read() ends when the server closes
+    writer.close()
+    await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 " + status)
+
+
+async def test_webhook_bodies_in_flight_are_capped_and_metrics_still_answers(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Senders trickling bodies hold at most MAX_BODIES_IN_FLIGHT connections; the next webhook
+    is told to come back (503, Retry-After) at once, and /metrics is served meanwhile."""
+    monkeypatch.setattr(webhook, "MAX_BODIES_IN_FLIGHT", 2)
+    held = [await trickle_start(harness, "/webhooks/generatorlabs") for _ in range(2)]
+    for _ in range(100):  # let the server start reading both bodies
+        await asyncio.sleep(0)
+    assert harness.exporter.webhook_parts is not None
+    assert harness.exporter.webhook_parts.bodies_in_flight == 2
+    refused = await harness.client.post(
+        f"/webhooks/hetrixtools/{HX_TOKEN}", data=b"[]", headers={"Content-Type": "application/json"}
+    )
+    assert refused.status == 503 and refused.headers["Retry-After"] == "5"
+    metrics = await harness.metrics()
+    assert sample(metrics, "generatorlabs_webhook_rejected_total", source="hetrixtools", reason="busy") == 1
+    for _, writer in held:
+        writer.close()
+        await writer.wait_closed()
