@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import json
 import math
 import os
@@ -128,14 +129,15 @@ def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _fits(kind: Any, value: object) -> bool:
+def _checker(kind: Any) -> Callable[[object], bool]:
     """Whether a JSON value fits a record field's type (str, bool, int, float, X | None,
-    tuple[X, ...]); numbers must be finite."""
+    tuple[X, ...]); numbers must be finite. Built once per field, not per row."""
     if typing.get_origin(kind) in (types.UnionType, typing.Union):
-        return any(_fits(k, value) for k in typing.get_args(kind))
+        options = [_checker(k) for k in typing.get_args(kind)]
+        return lambda v: any(check(v) for check in options)
     if typing.get_origin(kind) is tuple:
-        inner = typing.get_args(kind)[0]
-        return isinstance(value, list) and all(_fits(inner, v) for v in value)
+        inner = _checker(typing.get_args(kind)[0])
+        return lambda v: isinstance(v, list) and all(inner(x) for x in v)
     checks: dict[Any, Callable[[object], bool]] = {
         type(None): lambda v: v is None,
         str: lambda v: isinstance(v, str),
@@ -143,17 +145,21 @@ def _fits(kind: Any, value: object) -> bool:
         float: _finite,
         int: lambda v: isinstance(v, int) and not isinstance(v, bool),
     }
-    check = checks.get(kind)
-    return check is None or check(value)
+    return checks.get(kind, lambda v: True)
+
+
+@functools.cache
+def _field_checks(cls: type) -> tuple[tuple[str, Callable[[object], bool]], ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, _checker(hints[f.name])) for f in fields(cls))
 
 
 def _record(cls: type, row: object) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
-    if not isinstance(row, list) or len(row) != len(names):
-        raise ValueError(f"an item is not a list of {len(names)} fields")
-    for name, value in zip(names, row, strict=True):
-        if not _fits(hints[name], value):
+    checks = _field_checks(cls)
+    if not isinstance(row, list) or len(row) != len(checks):
+        raise ValueError(f"an item is not a list of {len(checks)} fields")
+    for (name, check), value in zip(checks, row, strict=True):
+        if not check(value):
             raise ValueError(f"an item's {name} has the wrong type")
     return cls(*(tuple(v) if isinstance(v, list) else v for v in row))
 
@@ -322,6 +328,9 @@ class StateDB:
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as err:
             raise self._failed(err) from err
+        # Text that is not UTF-8 (a damaged or hand-edited file) reads as U+FFFD instead of
+        # raising mid-query: the checks below then find the row unusable and say so.
+        conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
         try:
             existed = self._inspect(conn)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -525,11 +534,15 @@ class StateDB:
     def _checkpoint(self, state_json: str, last_seq: int, now: float) -> None:
         c = self.conn
         c.execute("BEGIN")
-        c.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('webhooks', ?)", (state_json,))
-        c.execute("DELETE FROM events WHERE seq <= ?", (last_seq,))
-        c.execute("DELETE FROM seen WHERE expires < ?", (now,))
-        c.execute("DELETE FROM ledger WHERE ts <= ?", (now - 3600,))
-        c.execute("COMMIT")
+        try:
+            c.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('webhooks', ?)", (state_json,))
+            c.execute("DELETE FROM events WHERE seq <= ?", (last_seq,))
+            c.execute("DELETE FROM seen WHERE expires < ?", (now,))
+            c.execute("DELETE FROM ledger WHERE ts <= ?", (now - 3600,))
+            c.execute("COMMIT")
+        except BaseException:  # never leave the connection inside a transaction (disk full, busy)
+            c.execute("ROLLBACK")
+            raise
 
     async def checkpoint(self, state: WebhookState, now: float) -> None:
         """Fold applied events into the stored webhook state and forget what has expired."""

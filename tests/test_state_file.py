@@ -176,6 +176,30 @@ async def test_a_set_aside_event_is_never_replayed(tmp_path: Path, clock: FakeCl
     await VolatileDB().set_aside(1, "nothing is stored")
 
 
+async def test_a_failed_checkpoint_leaves_webhooks_and_the_ledger_writable(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A checkpoint that fails half-way (disk full, a busy file) is rolled back: webhooks are
+    still committed and acknowledged afterwards, and the next checkpoint succeeds."""
+    db = StateDB(str(tmp_path / "s.sqlite"), clock.time)
+    await db.open(Owner(SID_A, API))
+    try:
+        db.conn.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON kv WHEN NEW.key = 'webhooks' "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+            await db.checkpoint(WebhookState(), clock.now)
+        assert (await db.accept([event("TA" + "3" * 32)]))[0] is not None
+        await db.record_sends([clock.now])
+        db.conn.execute("DROP TRIGGER full")
+        await db.checkpoint(WebhookState(), clock.now)
+    finally:
+        await db.close()
+    loaded, _, _ = await reopen(tmp_path / "s.sqlite", Owner(SID_A, API))
+    assert loaded.ledger == [clock.now]
+
+
 # ---- through the real process -----------------------------------------------------------------
 
 
@@ -267,6 +291,10 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str]] = {
     "wrong type": (
         lambda p: update(p, "UPDATE snapshots SET body = json_replace(body, '$.items[0][7]', 'many')"),
         "the stored rbl_hosts snapshot is unusable: an item's listings has the wrong type",
+    ),
+    "not UTF-8": (
+        lambda p: update(p, "UPDATE snapshots SET body = CAST(X'7B22FF22C0AF' AS TEXT)"),
+        "the stored rbl_hosts snapshot is unusable: its body is not valid JSON",
     ),
     "bad webhook state": (
         lambda p: update(p, "UPDATE kv SET value = '{\"hosts\": ' WHERE key = 'webhooks'"),

@@ -37,6 +37,7 @@ class Flaky:
         self.clock = clock
         self.runs_for = runs_for
         self.failing = True
+        self.message = "boom"
         self.starts: list[float] = []
         self.cancelled = False
 
@@ -46,7 +47,7 @@ class Flaky:
             if self.runs_for:
                 await self.clock.sleep(self.runs_for)
             if self.failing:
-                raise RuntimeError("boom")
+                raise RuntimeError(self.message)
             await asyncio.Event().wait()  # a healthy daemon task runs until cancelled
         except asyncio.CancelledError:
             self.cancelled = True
@@ -176,4 +177,33 @@ async def test_healthy_answers_503_naming_the_failing_task_and_200_once_it_recov
         await until(lambda: not exporter.supervisor.failing())
         response = await client.get("/-/healthy")
         assert response.status == 200
+        await exporter.supervisor.stop()
+
+
+async def test_healthy_stays_readable_whatever_the_error_says(
+    aiohttp_client: Any, exporter: Exporter, clock: FakeClock
+) -> None:
+    """An exception's message may carry hostile text (a lone surrogate); /-/healthy still
+    answers 503 with it escaped, never a 500."""
+
+    async def reload() -> list[str]:
+        return []
+
+    parts = ServerParts(
+        exporter.scraper,
+        exporter.store,
+        exporter.live,
+        reload,
+        clock.time,
+        failing=exporter.supervisor.failing,
+    )
+    client = await aiohttp_client(build_app(parts))
+    flaky = Flaky(clock)
+    flaky.message = "bad id \udcff\x00 from a webhook"
+    with structlog.testing.capture_logs():
+        exporter.supervisor.start("applier", flaky)
+        await until(lambda: bool(exporter.supervisor.failing()))
+        response = await client.get("/-/healthy")
+        assert response.status == 503
+        assert "applier: RuntimeError: bad id \\udcff\\x00 from a webhook" in await response.text()
         await exporter.supervisor.stop()
