@@ -19,8 +19,9 @@ from collections.abc import Mapping
 import aiohttp
 
 from exporter import __version__
-from exporter.envelope import RawResponse, clean
+from exporter.envelope import RawResponse
 from exporter.errors import ApiError
+from exporter.fields import loggable
 
 USER_AGENT = f"generatorlabs-exporter/{__version__}"
 MAX_BODY = 64 * 1024 * 1024  # a page of 1,000 hosts is about 420 KB; refuse absurd bodies
@@ -91,4 +92,4 @@ class HttpTransport:
             raise
         except aiohttp.ClientError as err:
             # the message names the host and the error class, never the credentials
-            raise ApiError(route, None, clean(f"{type(err).__name__}: {err}"), "network") from err
+            raise ApiError(route, None, loggable(f"{type(err).__name__}: {err}"), "network") from err

@@ -24,7 +24,6 @@ from exporter import fields, ratelimit
 from exporter.errors import ApiError, RateLimited
 
 MAX_PAGES = 100_000  # 10 million objects at page_size 100; more is a broken envelope
-MAX_DETAIL = 200  # characters of server text in an error message
 _ABSENT = object()
 
 
@@ -44,16 +43,6 @@ class Page:
     dropped: int = 0  # list entries that were not objects (the caller counts them as warnings)
 
 
-def clean(text: str, limit: int = MAX_DETAIL) -> str:
-    """Server text fit for a log line: at most `limit` characters, printable, valid UTF-8 (lone
-    surrogates and control characters become '?')."""
-    cut = text[:limit]
-    if cut.isprintable() and cut.isascii():
-        return cut
-    safe = cut.encode("utf-8", "replace").decode("utf-8", "replace")
-    return "".join(ch if ch.isprintable() else "?" for ch in safe)
-
-
 def _reason(status: int) -> str:
     if 300 <= status < 400:
         return "redirect"
@@ -70,7 +59,7 @@ def _message(body: object) -> str:
     if isinstance(body, Mapping):
         message = body.get("status_message")
         if isinstance(message, str):
-            return clean(message)
+            return fields.loggable(message)
     return ""
 
 
@@ -92,7 +81,7 @@ def check_status(endpoint: str, response: RawResponse, now: float) -> None:
         raise ApiError(
             endpoint,
             status,
-            f"the API answered a redirect to {clean(location, 120)!r}; redirects are "
+            f"the API answered a redirect to {fields.loggable(location, 120)!r}; redirects are "
             "never followed: set api.base_url to the final address",
             "redirect",
         )
@@ -127,7 +116,7 @@ def _shown(value: object) -> str:
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         text = value[:40] if isinstance(value, str) else value
         try:
-            return clean(repr(text), 40)
+            return fields.loggable(repr(text), 40)
         except ValueError:  # an int too long to print
             return "a huge number"
     return f"a {type(value).__name__}"
@@ -144,7 +133,9 @@ def _body(endpoint: str, response: RawResponse, now: float) -> Mapping[str, Any]
     try:
         body = _json(response.body)
     except (ValueError, UnicodeDecodeError) as err:
-        raise ApiError(endpoint, response.status, f"body is not JSON ({clean(str(err))})", "decode") from err
+        raise ApiError(
+            endpoint, response.status, f"body is not JSON ({fields.loggable(str(err))})", "decode"
+        ) from err
     if not isinstance(body, Mapping):
         raise ApiError(endpoint, response.status, f"body is a {type(body).__name__}, not an object", "decode")
     code = _status_code(body)
@@ -228,7 +219,11 @@ def decode_count(endpoint: str, response: RawResponse, now: float) -> int:
     try:
         count = fields.count(value) if isinstance(value, str | int | float) else None
     except fields.Unreadable as err:
-        raise ApiError(endpoint, response.status, f"not a count ({clean(str(err))})", "decode") from None
+        raise ApiError(
+            endpoint, response.status, f"not a count ({fields.loggable(str(err))})", "decode"
+        ) from None
     if count is None:
-        raise ApiError(endpoint, response.status, f"not a number: {clean(repr(text[:40]))}", "decode")
+        raise ApiError(
+            endpoint, response.status, f"not a number: {fields.loggable(repr(text[:40]))}", "decode"
+        )
     return count

@@ -149,12 +149,6 @@ class Forget:
         return json.dumps({"kind": self.kind, "id": self.ident}).encode()
 
 
-def _show(value: object) -> str:
-    """A value for a message: repr (lone surrogates and control characters escaped), cut."""
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
-
-
 def decode_json(body: bytes) -> Any:
     """JSON in UTF-8 (RFC 8259), or MalformedEvent: invalid UTF-8 (raw surrogates included,
     which json.loads alone would let through), deep nesting and numbers of thousands of digits
@@ -174,19 +168,19 @@ def decode_json(body: bytes) -> Any:
 def _ident(value: object, field: str, pattern: re.Pattern[str] | None = None) -> str:
     """An id: text, stripped, 1 to MAX_ID_CHARS characters, of the documented form if any."""
     if not isinstance(value, str) or not value.strip():
-        raise MalformedEvent(f"{field}: must be a non-empty string, got {_show(value)}", field)
+        raise MalformedEvent(f"{field}: must be a non-empty string, got {fields.shorten(value)}", field)
     ident = value.strip()
     if len(ident) > MAX_ID_CHARS:
         raise MalformedEvent(f"{field}: longer than {MAX_ID_CHARS} characters", field)
     if pattern is not None and not pattern.fullmatch(ident):
-        raise MalformedEvent(f"{field}: not a documented id: {_show(ident)}", field)
+        raise MalformedEvent(f"{field}: not a documented id: {fields.shorten(ident)}", field)
     return ident
 
 
 def _object_id(body: Mapping[str, Any], key: str, pattern: re.Pattern[str] | None) -> str:
     obj = body.get(key)
     if not isinstance(obj, Mapping):
-        raise MalformedEvent(f"'{key}' must be an object with an id, got {_show(obj)}", key)
+        raise MalformedEvent(f"'{key}' must be an object with an id, got {fields.shorten(obj)}", key)
     return _ident(obj.get("id"), key, pattern)
 
 
@@ -202,7 +196,7 @@ def _list(body: Mapping[str, Any], key: str) -> list[Any] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise MalformedEvent(f"{key}: must be an array, got {_show(value)}", key)
+        raise MalformedEvent(f"{key}: must be an array, got {fields.shorten(value)}", key)
     if len(value) > MAX_LIST_ITEMS:
         raise MalformedEvent(f"{key}: more than {MAX_LIST_ITEMS} entries", key)
     return value
@@ -254,7 +248,7 @@ def _error_reasons(items: list[Any] | None) -> tuple[str, ...]:
             text = fields.text(item)
         else:
             raise MalformedEvent(
-                f"current_errors: entries must be objects, got {_show(item)}", "current_errors"
+                f"current_errors: entries must be objects, got {fields.shorten(item)}", "current_errors"
             )
         out.append(error_reason(text))
     return tuple(out)
@@ -272,7 +266,7 @@ def _agent_name(body: Mapping[str, Any]) -> str | None:
     agent = body.get("agent")
     name = agent.get("name") if isinstance(agent, Mapping) else None
     if isinstance(name, bool) or not isinstance(name, str | int | float | None):
-        raise MalformedEvent(f"agent: name must be text, got {_show(name)}", "agent")
+        raise MalformedEvent(f"agent: name must be text, got {fields.shorten(name)}", "agent")
     return fields.text(name)
 
 
@@ -338,22 +332,22 @@ class _Skip(Exception):
 
 def _hetrix_item(item: object) -> HetrixMonitor:
     if not isinstance(item, Mapping):
-        raise _Skip("item", f"must be an object, got {_show(item)}")
+        raise _Skip("item", f"must be an object, got {fields.shorten(item)}")
     monitor = item.get("monitor")
     if not isinstance(monitor, str) or not monitor.strip():
-        raise _Skip("monitor", f"must be a non-empty string, got {_show(monitor)}")
+        raise _Skip("monitor", f"must be a non-empty string, got {fields.shorten(monitor)}")
     if len(monitor.strip()) > MAX_ID_CHARS:
         raise _Skip("monitor", f"longer than {MAX_ID_CHARS} characters")
     label = item.get("label")
     if isinstance(label, bool) or not isinstance(label, str | int | float | None):
-        raise _Skip("label", f"must be text, got {_show(label)}")
+        raise _Skip("label", f"must be text, got {fields.shorten(label)}")
     try:
         now = fields.count(item.get("blacklisted_now"))
     except Unreadable as err:
         raise _Skip("blacklisted_now", str(err)) from None
     listed_on = item.get("blacklisted_on")
     if listed_on is not None and not isinstance(listed_on, list):
-        raise _Skip("blacklisted_on", f"must be an array or null, got {_show(listed_on)}")
+        raise _Skip("blacklisted_on", f"must be an array or null, got {fields.shorten(listed_on)}")
     if listed_on is not None and len(listed_on) > MAX_LIST_ITEMS:
         raise _Skip("blacklisted_on", f"more than {MAX_LIST_ITEMS} entries")
     rbls = tuple(

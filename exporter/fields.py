@@ -13,9 +13,29 @@ from datetime import UTC, datetime, timedelta, timezone
 
 # US zone abbreviations seen in v3 samples (`2016-11-07 21:01:33 EST`) and the common others.
 TZ_OFFSETS_HOURS = {
-    "UTC": 0, "GMT": 0, "Z": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7,
-    "MDT": -6, "PST": -8, "PDT": -7, "AKST": -9, "AKDT": -8, "HST": -10, "BST": 1, "CET": 1,
-    "CEST": 2, "EET": 2, "EEST": 3, "IST": 5.5, "JST": 9, "AEST": 10, "AEDT": 11,
+    "UTC": 0,
+    "GMT": 0,
+    "Z": 0,
+    "EST": -5,
+    "EDT": -4,
+    "CST": -6,
+    "CDT": -5,
+    "MST": -7,
+    "MDT": -6,
+    "PST": -8,
+    "PDT": -7,
+    "AKST": -9,
+    "AKDT": -8,
+    "HST": -10,
+    "BST": 1,
+    "CET": 1,
+    "CEST": 2,
+    "EET": 2,
+    "EEST": 3,
+    "IST": 5.5,
+    "JST": 9,
+    "AEST": 10,
+    "AEDT": 11,
 }
 _V3_DATE = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.\d+)?(?:\s+([A-Za-z]{1,5}|[+-]\d{2}:?\d{2}))?$"
@@ -100,6 +120,17 @@ def count(value: object) -> int | None:
     if parsed < 0 or parsed > MAX_COUNT or not parsed.is_integer():
         raise Unreadable(f"not a count from 0 to {MAX_COUNT}: {shorten(value)}")
     return int(parsed)
+
+
+def loggable(text: str, limit: int = 200) -> str:
+    """Text from outside, fit for a log line or an HTTP answer: printable, with control
+    characters and lone surrogates escaped (`\\x00`, `\\udcff`) so that it always encodes, and
+    at most `limit` characters long (cut with "...")."""
+    if not text[: limit + 1].isprintable():
+        text = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[: limit + 1]
+        )
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def shorten(value: object) -> str:

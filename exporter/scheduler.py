@@ -36,8 +36,9 @@ from exporter.budget import Ledger
 from exporter.clock import Clock, sleep_or_event
 from exporter.config import Config
 from exporter.endpoints import ENDPOINTS, Endpoint, Tier
-from exporter.envelope import RawResponse, clean, decode_count, decode_page
+from exporter.envelope import RawResponse, decode_count, decode_page
 from exporter.errors import ApiError, RateLimited
+from exporter.fields import loggable
 from exporter.planner import Demand, Plan, make_plan
 from exporter.ratelimit import from_headers
 from exporter.records import Warn, parse_cert_error, parse_host, parse_item, parse_monitor
@@ -247,7 +248,7 @@ class Scheduler:
         return True
 
     def _invalid_id(self, kind: str, object_id: object) -> None:
-        shown = clean(repr(object_id) if isinstance(object_id, str) else type(object_id).__name__, 80)
+        shown = loggable(repr(object_id) if isinstance(object_id, str) else type(object_id).__name__, 80)
         if kind not in self._logged_bad_ids:  # once per kind at info, then at debug
             self._logged_bad_ids.add(kind)
             log.info(
@@ -339,12 +340,12 @@ class Scheduler:
 
     def _warn(self, obj: str, fld: str, detail: str) -> None:
         if self._telemetry.parse_warning(obj, fld):
-            log.warning("parse.warning", object=obj, field=fld, detail=clean(detail))
+            log.warning("parse.warning", object=obj, field=fld, detail=loggable(detail))
 
     def _internal_error(self, err: Exception, where: str, route: str) -> str:
         """Log an unexpected exception: the traceback once per distinct error, then one line.
         Returns the error's short description."""
-        kind = clean(f"{type(err).__name__}: {err}")
+        kind = loggable(f"{type(err).__name__}: {err}")
         if kind not in self._logged_errors and len(self._logged_errors) < MAX_LOGGED_ERRORS:
             self._logged_errors.add(kind)
             log.error("poll.internal_error", where=where, route=route, error=kind, exc_info=err)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from exporter.clock import Clock
+from exporter.fields import loggable
 
 log = structlog.get_logger("exporter.supervisor")
 
@@ -71,9 +72,9 @@ class Supervisor:
 
     def _crashed(self, name: str, watch: _Watch, err: Exception, ran: float) -> None:
         watch.crashes_in_a_row = 1 if ran >= STABLE_AFTER else watch.crashes_in_a_row + 1
-        # ASCII with escapes: the text goes into a log line and the /-/healthy answer, and an
-        # exception's message may hold anything (a lone surrogate from hostile input)
-        kind = f"{type(err).__name__}: {str(err)[:200]}".encode("unicode_escape").decode("ascii")
+        # the text goes into a log line and the /-/healthy answer, and an exception's message
+        # may hold anything (a lone surrogate from hostile input)
+        kind = loggable(f"{type(err).__name__}: {err}", 200)
         watch.last_error = kind
         if kind not in watch.logged:  # the traceback once per distinct error, not per restart
             watch.logged = watch.logged | {kind} if len(watch.logged) < 20 else watch.logged

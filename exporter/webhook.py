@@ -36,6 +36,7 @@ from exporter.events import (
     parse_event,
     parse_forget,
 )
+from exporter.fields import loggable
 from exporter.persistence import GroupCommit, Incoming, StateDB
 from exporter.signature import SignatureError, verify
 from exporter.state import StateStore
@@ -57,13 +58,6 @@ DRAIN_TIMEOUT = 2.0  # event-loop seconds to read and drop the body of a request
 MAX_BODIES_IN_FLIGHT = 64
 RefreshFn = Callable[[str, str, float], bool]
 Item = Event | list[HetrixMonitor] | Forget
-
-
-def _safe(text: str, limit: int = 300) -> str:
-    """Text from outside, fit for a log line or an answer: cut, and encodable (lone surrogates
-    and other unencodable characters become backslash escapes)."""
-    cut = text if len(text) <= limit else text[: limit - 3] + "..."
-    return cut.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _source(item: Item) -> str:
@@ -135,11 +129,11 @@ class Applier:
             try:
                 self._unknown(item)
             except Exception as err:  # a refresh request is a nicety; the event stays applied
-                log.error("webhook.refresh_request_failed", error=_safe(repr(err)), exc_info=err)
+                log.error("webhook.refresh_request_failed", error=loggable(repr(err)), exc_info=err)
         return True
 
     def _put_aside(self, seq: int, source: str, reason: str, err: BaseException | None) -> None:
-        reason = _safe(reason, 500)
+        reason = loggable(reason, 500)
         self._to_set_aside.append((seq, reason))
         self.set_aside += 1
         if self._telemetry is not None and source in WEBHOOK_SOURCES:
@@ -150,13 +144,13 @@ class Applier:
         if self._store.webhooks.forget(item.kind, item.ident):
             if self._telemetry is not None:
                 self._telemetry.forgotten.labels(item.kind, "request").inc()
-            log.info("webhook.forgotten", kind=item.kind, id=_safe(item.ident, 100), reason="request")
+            log.info("webhook.forgotten", kind=item.kind, id=loggable(item.ident, 100), reason="request")
 
     def _unknown(self, event: Event) -> None:
         if event.type == "other" and event.raw_type not in self._logged_other:
             if len(self._logged_other) < 100:
                 self._logged_other.add(event.raw_type)
-            log.warning("webhook.unknown_event_type", event_type=_safe(event.raw_type, 80))
+            log.warning("webhook.unknown_event_type", event_type=loggable(event.raw_type, 80))
         ident, kind = event.object_id, None
         collectors: tuple[str, ...] = ()
         if event.type.startswith("rbl."):
@@ -290,9 +284,9 @@ def _reject(
         source=source,
         reason=reason,
         status=status,
-        **{k: _safe(v) if isinstance(v, str) else v for k, v in fields.items()},
+        **{k: loggable(v) if isinstance(v, str) else v for k, v in fields.items()},
     )
-    return web.Response(status=status, text=_safe(text) + "\n")
+    return web.Response(status=status, text=loggable(text) + "\n")
 
 
 async def _refuse(
@@ -489,7 +483,7 @@ async def hetrixtools(request: web.Request) -> web.Response:
     if chunk.unusable:  # items, and none usable: a format problem the operator must see
         return _reject(parts, "hetrixtools", 400, "malformed", chunk.summary(), detail=chunk.summary())
     if chunk.skipped:
-        log.warning("webhook.items_skipped", source="hetrixtools", detail=_safe(chunk.summary()))
+        log.warning("webhook.items_skipped", source="hetrixtools", detail=loggable(chunk.summary()))
     now = parts.clock.time()
     seq = await parts.commit.submit(Incoming("hetrixtools", (), body, now, now))
     assert seq is not None  # noqa: S101 - chunks carry no replay keys: always new
@@ -527,7 +521,7 @@ async def _forget(request: web.Request, kind: str, ident: str) -> web.Response:
     seq = await parts.commit.submit(Incoming("forget", (), item.to_json(), now, now))
     assert seq is not None  # noqa: S101 - forget records carry no replay keys: always new
     parts.applier.submit(seq, item)
-    log.info("webhook.forget_requested", kind=kind, id=_safe(ident, 100), seq=seq)
+    log.info("webhook.forget_requested", kind=kind, id=loggable(ident, 100), seq=seq)
     return web.Response(status=204)
 
 
