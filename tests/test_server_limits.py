@@ -207,7 +207,7 @@ async def test_oversized_heads_get_400_at_once_not_a_hang(app_factory, head: byt
 
 
 async def test_clients_that_never_read_hold_one_chunk_each_and_are_dropped(app_factory) -> None:  # type: ignore[no-untyped-def]
-    limits = Limits(write_timeout=1.0)
+    limits = Limits(write_timeout=3.0)  # room for all ten to stall before the first is dropped
     async with (
         listening(app_factory, limits) as listener,
         connections(listener.port, 10, rcvbuf=4096) as stuck,
@@ -231,7 +231,7 @@ async def test_clients_that_never_read_hold_one_chunk_each_and_are_dropped(app_f
 
 
 async def test_at_the_cap_with_every_connection_busy_a_new_one_is_refused_at_once(app_factory) -> None:  # type: ignore[no-untyped-def]
-    limits = Limits(max_connections=5, write_timeout=1.0, evict_after=0.0)
+    limits = Limits(max_connections=5, write_timeout=3.0, evict_after=0.0)
     async with (
         listening(app_factory, limits) as listener,
         connections(listener.port, 5, rcvbuf=4096) as stuck,
