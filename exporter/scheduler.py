@@ -423,7 +423,9 @@ class Scheduler:
         """Every request goes through here: journaled and recorded in the ledger before it is
         sent, its RateLimit-* headers read, and counted by route and status."""
         await self._send_journal(now)
-        self._ledger.record(now)
+        # the request leaves after the journal write: record when it really goes, or the local
+        # window could let one request more through at its edge than the server counts
+        self._ledger.record(max(now, self._clock.time()))
         started, code = self._clock.monotonic(), "error"
         try:
             response = await self._transport.get(path, params)

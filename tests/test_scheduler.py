@@ -196,3 +196,22 @@ async def test_a_targeted_refresh_fetches_one_object_once(make_rig: Callable[...
     assert missing in rig.store.snapshot("rbl_hosts").items  # type: ignore[union-attr]
     assert [e["event"] for e in logs] == ["refresh.ok"]
     assert rig.telemetry.requests.labels("rbl/hosts/{id}", "200")._value.get() == 1
+
+
+async def test_a_request_is_counted_when_it_leaves_not_when_its_journal_write_began(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """The send is journaled to the state file first; a slow write delays the request, and the
+    ledger must hold the time the API really sees, or its window would end early."""
+    rig = make_rig()
+
+    async def slow_journal(now: float) -> None:
+        await rig.clock.sleep(5.0)  # a write behind a large snapshot
+
+    rig.scheduler.journal_send = slow_journal
+    started = rig.clock.now
+    with structlog.testing.capture_logs():
+        await rig.scheduler.step()
+    [sent] = rig.ledger.sent_times(rig.clock.now)
+    assert sent == started + 5.0
+    assert rig.api.accepted == [sent]
