@@ -70,7 +70,7 @@ HEADERS = {
     "Content-Security-Policy",
 }
 TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}
-WATCH_EVERY = 1.0  # seconds between checks of the file's modification time
+WATCH_EVERY = 1.0  # seconds between checks of the file (a change applies after two that agree)
 BCRYPT_MAX_PASSWORD = 72  # bytes: bcrypt reads no more, and refuses longer passwords
 BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 
@@ -234,23 +234,27 @@ class WebGuard:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
+        self._loaded = self._fingerprint()  # before reading: a change meanwhile is seen later
+        self._pending: bytes | None = None
         self.config = load(path) if path else WebConfig()
-        self._mtime = self._stat()
         self._verified: set[str] = set()  # sha256 of user:password pairs bcrypt accepted
         self.context: ssl.SSLContext | None = None
         if self.config.tls is not None and path:
             self.context = configure_tls(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), self.config.tls, path)
 
-    def _stat(self) -> float:
+    def _fingerprint(self) -> bytes | None:
+        """A hash of the file's content (None when it cannot be read). Content, not the
+        modification time: a rewrite within the same timestamp tick is still seen."""
         try:
-            return Path(self.path).stat().st_mtime if self.path else 0.0
+            return hashlib.sha256(Path(self.path).read_bytes()).digest() if self.path else None
         except OSError:
-            return 0.0
+            return None
 
     def reload(self) -> list[str]:
         """Re-read the file; a bad one keeps the old settings. Returns the problems."""
         if not self.path:
             return []
+        self._loaded, self._pending = self._fingerprint(), None
         try:
             config = load(self.path)
             if config.tls is not None and self.context is not None:
@@ -266,10 +270,15 @@ class WebGuard:
         return []
 
     def check(self) -> None:
-        """Reload when the file's modification time changed."""
-        mtime = self._stat()
-        if mtime != self._mtime:
-            self._mtime = mtime
+        """Reload when the file's content changed and then stayed the same for one more check.
+        A file rewritten in place is truncated before it is written: loading it in between
+        would read an empty file, which means "no basic auth", and open the endpoints."""
+        current = self._fingerprint()
+        if current == self._loaded:
+            self._pending = None
+        elif current != self._pending:
+            self._pending = current  # changed: wait one check for the writer to finish
+        else:
             self.reload()
 
     async def watch(self, sleep: Callable[[float], Awaitable[None]]) -> None:

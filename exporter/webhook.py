@@ -102,6 +102,11 @@ class Applier:
         self.applied = 0
         self.set_aside = 0
 
+    @property
+    def pending(self) -> int:
+        """Items acknowledged and not yet taken up (taking one up and applying it are one step)."""
+        return len(self._queue)
+
     def submit(self, seq: int, item: Item) -> None:
         self._queue.append((seq, item))
         self._arrived.set()

@@ -29,19 +29,27 @@ ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 30.0  # seconds: bounded waits for a real process, never a fixed sleep
 
 
+_HANDED_OUT: set[int] = set()  # ports free_port() returned in this session
+
+
 def free_port() -> int:
     """A free loopback port below Linux's ephemeral range (32768-60999), so that no socket the
     processes under test bind to port 0 (the demo's simulator, client connections) can take it
-    between this check and the process binding it."""
+    between this check and the process binding it. Never the same port twice in a session: a
+    test that asks for several ports before binding any (the real stack asks for five) gets
+    distinct ones, and a process still letting go of an earlier test's port cannot collide."""
     rng = random.Random()  # noqa: S311 - picking a port, not a secret
     for _ in range(200):
         port = rng.randrange(20000, 32000)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
     raise RuntimeError("no free port in 20000-32000")
 
 
@@ -73,9 +81,20 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subpro
     log_path = home / "exporter.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "--demo", "--web.listen-address",
-             f"127.0.0.1:{port}", "--log.format", "json"],
-            stdout=subprocess.DEVNULL, stderr=log, env=env)
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--demo",
+                "--web.listen-address",
+                f"127.0.0.1:{port}",
+                "--log.format",
+                "json",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=env,
+        )
     process.log_path = log_path  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"
     try:
@@ -94,25 +113,41 @@ def scrape(base: str) -> str:
 
 
 def value(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith((name + "{", name + " ")))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + "{", name + " "))
+    )
 
 
 def test_demo_serves_every_metric_of_the_contract(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
     base, _ = demo
     wait_for(lambda: "generatorlabs_up 1.0" in scrape(base), "every collector to succeed")
-    wait_for(lambda: "hetrixtools_blacklist_monitor_info{" in scrape(base)
-             and "generatorlabs_agent_info{" in scrape(base), "the simulator's first webhooks")
+    wait_for(
+        lambda: (
+            "hetrixtools_blacklist_monitor_info{" in scrape(base)
+            and "generatorlabs_agent_info{" in scrape(base)
+        ),
+        "the simulator's first webhooks",
+    )
     text = scrape(base)
     declared = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
     ours = {n for n in declared if n.startswith(("generatorlabs_", "hetrixtools_"))}
     assert ours == {m.name for m in ALL_METRICS}
-    for name in ("generatorlabs_rbl_host_info", "generatorlabs_rbl_host_listed",
-                 "generatorlabs_rbl_listing_info", "generatorlabs_cert_expiry_days",
-                 "generatorlabs_cert_monitor_info", "generatorlabs_cert_active_errors",
-                 "generatorlabs_api_rate_limit_remaining", "generatorlabs_collector_success",
-                 "generatorlabs_webhook_events_total", "generatorlabs_cert_changes_total",
-                 "generatorlabs_billing_balance_usd", "hetrixtools_blacklist_monitor_listed"):
+    for name in (
+        "generatorlabs_rbl_host_info",
+        "generatorlabs_rbl_host_listed",
+        "generatorlabs_rbl_listing_info",
+        "generatorlabs_cert_expiry_days",
+        "generatorlabs_cert_monitor_info",
+        "generatorlabs_cert_active_errors",
+        "generatorlabs_api_rate_limit_remaining",
+        "generatorlabs_collector_success",
+        "generatorlabs_webhook_events_total",
+        "generatorlabs_cert_changes_total",
+        "generatorlabs_billing_balance_usd",
+        "hetrixtools_blacklist_monitor_listed",
+    ):
         assert re.search(rf"^{name}[{{ ]", text, re.M), name
     assert value(text, "generatorlabs_rbl_hosts") == 120
 
@@ -120,8 +155,9 @@ def test_demo_serves_every_metric_of_the_contract(demo: tuple[str, subprocess.Po
 def test_promtool_checks_a_demo_scrape(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
     promtool = need_binary("promtool")
     base, _ = demo
-    result = subprocess.run([promtool, "check", "metrics"], input=scrape(base).encode(),
-                            capture_output=True, check=False)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=scrape(base).encode(), capture_output=True, check=False
+    )
     problems = (result.stdout + result.stderr).decode().strip().splitlines()
     assert all("generatorlabs_cert_expiry_days" in p for p in problems), problems
 
@@ -129,8 +165,10 @@ def test_promtool_checks_a_demo_scrape(demo: tuple[str, subprocess.Popen[bytes]]
 def test_demo_data_changes_by_itself(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
     base, _ = demo
     first = value(scrape(base), "generatorlabs_api_requests_total")
-    wait_for(lambda: value(scrape(base), "generatorlabs_api_requests_total") > first,
-             "new polls to show on /metrics")
+    wait_for(
+        lambda: value(scrape(base), "generatorlabs_api_requests_total") > first,
+        "new polls to show on /metrics",
+    )
     status, page = get(base + "/")
     assert status == 200 and "API budget" in page
 
@@ -151,12 +189,18 @@ def test_readme_documents_every_metric_flag_key_and_endpoint() -> None:
     missing = [m.name for m in ALL_METRICS if f"`{m.name}`" not in readme]
     missing += [f for f in FLAGS if f"`{f}" not in readme and f != "--help"]
     missing += [f"{s}.{k}" for s, keys in SECTIONS.items() for k in keys if f"`{s}.{k}`" not in readme]
-    missing += [f"collectors.<name>.{k}" for k in COLLECTOR_KEYS
-                if f"`collectors.<name>.{k}`" not in readme]
+    missing += [f"collectors.<name>.{k}" for k in COLLECTOR_KEYS if f"`collectors.<name>.{k}`" not in readme]
     missing += [c for c in COLLECTORS if f"`{c}`" not in readme]
-    endpoints = ("/metrics", "/-/healthy", "/-/ready", "/-/reload", "/webhooks/generatorlabs",
-                 "/webhooks/hetrixtools/<token>", "/-/webhooks/hetrixtools/monitors/<monitor>",
-                 "/-/webhooks/agents/<agent_id>")
+    endpoints = (
+        "/metrics",
+        "/-/healthy",
+        "/-/ready",
+        "/-/reload",
+        "/webhooks/generatorlabs",
+        "/webhooks/hetrixtools/<token>",
+        "/-/webhooks/hetrixtools/monitors/<monitor>",
+        "/-/webhooks/agents/<agent_id>",
+    )
     missing += [e for e in endpoints if f"`{e}`" not in readme]
     assert missing == []
 

@@ -164,7 +164,9 @@ async def test_at_the_cap_an_idle_keep_alive_connection_makes_room_for_a_scrape(
 
 
 async def test_slowloris_heads_are_cut_off_and_metrics_answers_meanwhile(app_factory) -> None:  # type: ignore[no-untyped-def]
-    limits = Limits(head_timeout=0.5, keepalive_timeout=60.0)  # the head deadline, not keep-alive
+    # the head deadline, not keep-alive; it binds the scrapes below too, whose heads must arrive
+    # within it on a loaded machine: 2 s, while a trickled head would take 200 s
+    limits = Limits(head_timeout=2.0, keepalive_timeout=60.0)
     async with listening(app_factory, limits) as listener, connections(listener.port, 50) as slow:
         head = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 10_000
 

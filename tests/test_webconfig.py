@@ -21,6 +21,7 @@ from typing import Any
 
 import bcrypt
 import pytest
+import structlog
 import yaml
 from aiohttp import web
 
@@ -455,3 +456,22 @@ def test_a_header_value_with_a_line_break_is_a_config_error(tmp_path: Path) -> N
         )
     [problem] = info.value.problems
     assert problem.startswith("http_server_config.headers.X-Frame-Options: must be printable text")
+
+
+def test_a_file_rewritten_in_place_is_never_loaded_half_written(tmp_path: Path) -> None:
+    """Writing a file in place truncates it first; a check landing then must not load the empty
+    file (no users: basic auth off). A change applies once two checks see the same content."""
+    path = tmp_path / "web.yml"
+    path.write_text(yaml.safe_dump({"basic_auth_users": {"prometheus": hashed("first-password")}}))
+    guard = WebGuard(str(path))
+    path.write_text("")  # the writer has truncated and not yet written
+    with structlog.testing.capture_logs():
+        guard.check()
+        assert set(guard.config.users) == {"prometheus"}  # still on
+        path.write_text(yaml.safe_dump({"basic_auth_users": {"grafana": hashed("second-password")}}))
+        guard.check()  # a new content: wait one check more
+        assert set(guard.config.users) == {"prometheus"}
+        guard.check()  # the same content twice: applied
+        assert set(guard.config.users) == {"grafana"}
+        guard.check()  # nothing changed: nothing reloaded
+        assert set(guard.config.users) == {"grafana"}

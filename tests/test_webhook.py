@@ -59,7 +59,15 @@ class Harness:
         return response.status, await response.text()
 
     async def settle(self) -> None:
-        for _ in range(50):  # let the applier (off the request path) catch up
+        """Let the applier (off the request path) catch up. It may be waiting on the state
+        file's thread (moving replayed events aside, a checkpoint) while acknowledged items queue
+        up, for as long as the disk takes: wait, bounded in real time, until it has taken every
+        queued item (it applies what it takes at once), then a few turns for what that set off."""
+        for _ in range(2000):  # 20 s at most
+            if not self.exporter.applier.pending:
+                break
+            await asyncio.sleep(0.01)
+        for _ in range(50):
             await asyncio.sleep(0)
 
     async def metrics(self) -> str:

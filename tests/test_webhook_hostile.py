@@ -784,10 +784,13 @@ async def test_webhook_bodies_in_flight_are_capped_and_metrics_still_answers(
     is told to come back (503, Retry-After) at once, and /metrics is served meanwhile."""
     monkeypatch.setattr(webhook, "MAX_BODIES_IN_FLIGHT", 2)
     held = [await trickle_start(harness, "/webhooks/generatorlabs") for _ in range(2)]
-    for _ in range(100):  # let the server start reading both bodies
-        await asyncio.sleep(0)
-    assert harness.exporter.webhook_parts is not None
-    assert harness.exporter.webhook_parts.bodies_in_flight == 2
+    parts = harness.exporter.webhook_parts
+    assert parts is not None
+    for _ in range(1000):  # let the server start reading both bodies (bounded: 10 s at most)
+        if parts.bodies_in_flight >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert parts.bodies_in_flight == 2
     refused = await harness.client.post(
         f"/webhooks/hetrixtools/{HX_TOKEN}", data=b"[]", headers={"Content-Type": "application/json"}
     )
