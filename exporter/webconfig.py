@@ -2,8 +2,9 @@
 bcrypt basic auth and response headers for the exporter's own endpoints.
 
 `parse` is pure and rejects unknown keys like the toolkit does; `WebGuard` holds the current
-settings, re-reads the file when it changes (checked at most once a second) or on reload, and
-keeps the old settings when a new file is bad. Webhook paths are authenticated by their
+settings, re-reads the file when its content changes (checked once a second by a supervised
+task; applied when two checks agree, so a file rewritten in place is never read half-written)
+or on reload, and keeps the old settings when a new file is bad. Webhook paths are authenticated by their
 signature or token, never by basic auth.
 
 Whatever a client sends as Authorization, the answer is 200 or 401, never an error: a header
