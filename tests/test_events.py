@@ -21,6 +21,7 @@ from exporter.events import (
     parse_forget,
 )
 from exporter.overlay import WebhookState
+from tests.helpers import VALUE
 
 HOST = "HT" + "a" * 32
 MONITOR = "CM" + "b" * 32
@@ -206,44 +207,6 @@ def test_stored_state_is_read_back_value_by_value() -> None:
     assert WebhookState.from_json(["not", "a", "mapping"]).hetrix == {}
 
 
-ODD = st.sampled_from(
-    [
-        math.nan,
-        math.inf,
-        -math.inf,
-        "NaN",
-        "Infinity",
-        "-Infinity",
-        "1e400",
-        10**400,
-        "9" * 400,
-        -1,
-        -5,
-        2**80,
-        0,
-        1.5,
-        "",
-        " ",
-        True,
-        False,
-        None,
-        [],
-        {},
-        [1, "x"],
-        {"id": 1},
-        "\ud800",
-        "TA\ud800",
-        "\x00",
-        "x" * 5000,
-        "2024-13-45",
-        "HT" + "a" * 32,
-    ]
-)
-VALUE = ODD | st.recursive(  # the odd values half of the time, anything JSON holds otherwise
-    ODD | st.text(max_size=20) | st.integers() | st.floats(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=8,
-)
 TEMPLATES = [
     {
         "event_type": "rbl.host.listed",

@@ -30,6 +30,7 @@ from exporter.overlay import WebhookState
 from exporter.persistence import Incoming, StateDB
 from exporter.signature import sign
 from tests.conftest import FakeClock
+from tests.helpers import ODD_VALUES, VALUE
 from tests.test_webhook import (
     HX_TOKEN,
     SECRET,
@@ -491,46 +492,6 @@ async def assert_still_healthy(h: Harness, canary: int) -> None:
     list(openmetrics_families(await response.text()))  # type: ignore[no-untyped-call]
 
 
-ODD_VALUES = [
-    math.nan,
-    math.inf,
-    -math.inf,
-    "NaN",
-    "Infinity",
-    "-Infinity",
-    "1e400",
-    10**400,
-    "9" * 400,
-    -1,
-    -5,
-    2**80,
-    0,
-    1.5,
-    "",
-    " ",
-    True,
-    False,
-    None,
-    [],
-    {},
-    [1, "x"],
-    {"id": 1},
-    {"host": None},
-    "\ud800",
-    "TA\ud800",
-    "\udfff x",
-    "\x00",
-    'a\nb"c\\',
-    "x" * 5000,
-    "2024-13-45",
-    "HT" + "a" * 32,
-]
-ODD = st.sampled_from(ODD_VALUES)
-VALUE = ODD | st.recursive(  # the odd values half of the time, anything JSON holds otherwise
-    ODD | st.text(max_size=30) | st.integers() | st.floats(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=6,
-)
 FIELDS = [
     "event_sid",
     "event_type",
