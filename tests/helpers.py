@@ -53,3 +53,21 @@ VALUE = ODD | st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
+
+# Every field of a Generator Labs event some event type reads: where odd values go.
+FIELDS = [
+    "event_sid",
+    "event_type",
+    "event_date",
+    "host",
+    "monitor",
+    "agent",
+    "listed",
+    "total",
+    "details",
+    "expiry_days",
+    "current_errors",
+    "instances",
+    "balance",
+    "alert_threshold",
+]

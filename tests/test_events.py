@@ -21,7 +21,7 @@ from exporter.events import (
     parse_forget,
 )
 from exporter.overlay import WebhookState
-from tests.helpers import VALUE
+from tests.helpers import FIELDS, VALUE
 
 HOST = "HT" + "a" * 32
 MONITOR = "CM" + "b" * 32
@@ -235,24 +235,7 @@ TEMPLATES = [
 
 @given(
     template=st.sampled_from(TEMPLATES),
-    key=st.sampled_from(
-        [
-            "event_sid",
-            "event_type",
-            "event_date",
-            "host",
-            "monitor",
-            "agent",
-            "listed",
-            "total",
-            "details",
-            "expiry_days",
-            "current_errors",
-            "instances",
-            "balance",
-            "alert_threshold",
-        ]
-    ),
+    key=st.sampled_from(FIELDS),
     value=VALUE,
 )
 def test_any_field_value_is_parsed_or_named_and_applying_never_raises(

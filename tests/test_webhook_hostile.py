@@ -30,7 +30,7 @@ from exporter.overlay import WebhookState
 from exporter.persistence import Incoming, StateDB
 from exporter.signature import sign
 from tests.conftest import FakeClock
-from tests.helpers import ODD_VALUES, VALUE
+from tests.helpers import FIELDS, ODD_VALUES, VALUE
 from tests.test_webhook import (
     HX_TOKEN,
     SECRET,
@@ -490,24 +490,6 @@ async def assert_still_healthy(h: Harness, canary: int) -> None:
     response = await h.client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
     assert response.status == 200
     list(openmetrics_families(await response.text()))  # type: ignore[no-untyped-call]
-
-
-FIELDS = [
-    "event_sid",
-    "event_type",
-    "event_date",
-    "host",
-    "monitor",
-    "agent",
-    "listed",
-    "total",
-    "details",
-    "expiry_days",
-    "current_errors",
-    "instances",
-    "balance",
-    "alert_threshold",
-]
 
 
 def template(h: Harness, kind: str) -> dict[str, Any]:
