@@ -19,14 +19,14 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
+from exporter.api.records import parse_cert_error, parse_host, parse_monitor
 from exporter.app import build_exporter
-from exporter.config import parse
-from exporter.exposition import Freshness, join, render
-from exporter.records import parse_cert_error, parse_host, parse_monitor
-from exporter.server import ServerParts, build_app
-from exporter.simulator.account import Account
-from exporter.simulator.transport import SimulatorTransport
-from exporter.state import Snapshot
+from exporter.config.model import parse
+from exporter.demo.simulator.account import Account
+from exporter.demo.simulator.transport import SimulatorTransport
+from exporter.metrics.render import Freshness, join, render
+from exporter.state.store import Snapshot
+from exporter.web.server import ServerParts, build_app
 
 SID, TOKEN = "AC" + "1" * 32, "f" * 64
 
@@ -128,7 +128,7 @@ async def main() -> None:
     ours_text = join(render(snaps, freshness), False)
     samples = sum(1 for line in ours_text.splitlines() if line and not line.startswith(b"#"))
     render_times = timed(lambda: join(render(snaps, freshness), False), args.repeat)
-    from exporter.exposition import GzipPrefix
+    from exporter.metrics.render import GzipPrefix
 
     gzip_times = timed(lambda: GzipPrefix(ours_text), args.repeat)
 
@@ -139,7 +139,7 @@ async def main() -> None:
     clock = Clock(now)
     config = parse({}).with_credentials(SID, TOKEN)
     account = Account(1, 1, now)
-    from exporter.simulator.api import SimulatedApi
+    from exporter.demo.simulator.api import SimulatedApi
 
     exporter = build_exporter(config, SimulatorTransport(SimulatedApi(account, SID, TOKEN), clock,
                                                          SID, TOKEN), clock)

@@ -3,7 +3,7 @@ hostile webhooks, and the invariants that must hold throughout.
 
 What runs: the real exporter (build_exporter + attach_state on a real SQLite state file, the real
 aiohttp app from create_app with its supervised scheduler, renderer and applier, the real
-HttpTransport) on loopback against the simulator (exporter.simulator) and a second tiny server,
+HttpTransport) on loopback against the simulator (exporter.demo.simulator) and a second tiny server,
 the "other host" that cross-host redirects point at. Time is virtual: every `clock.sleep` of the
 exporter waits on a virtual clock that this harness moves forward only when nothing else can run
 (no ready callback, no thread job, no HTTP request in flight), so 24 hours take about a minute
@@ -74,16 +74,12 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.api import HttpTransport, basic_auth, make_session
+from exporter.api.envelope import RawResponse
+from exporter.api.transport import HttpTransport, basic_auth, make_session
 from exporter.app import Exporter, attach_state, build_exporter, create_app
-from exporter.config import Config, parse
-from exporter.envelope import RawResponse
-from exporter.errors import ApiError
-from exporter.events import KNOWN_EVENTS
-from exporter.persistence import Owner, StateDB
-from exporter.signature import sign
-from exporter.simulator.account import Account, iso, sid
-from exporter.simulator.api import (
+from exporter.config.model import Config, parse
+from exporter.demo.simulator.account import Account, iso, sid
+from exporter.demo.simulator.api import (
     ABSURD_LIMITS,
     FAULT_KINDS,
     HOSTILE_VALUES,
@@ -92,8 +88,12 @@ from exporter.simulator.api import (
     SimulatedApi,
     dumps,
 )
-from exporter.simulator.app import start_other_host, start_simulator
-from exporter.simulator.webhooks import HetrixFleet
+from exporter.demo.simulator.app import start_other_host, start_simulator
+from exporter.demo.simulator.webhooks import HetrixFleet
+from exporter.errors import ApiError
+from exporter.state.sqlite import Owner, StateDB
+from exporter.webhooks.payloads import KNOWN_EVENTS
+from exporter.webhooks.signature import sign
 
 T = TypeVar("T")
 

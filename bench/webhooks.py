@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from exporter.signature import sign
+from exporter.webhooks.signature import sign
 from tests.test_demo import free_port
 
 SECRET = "whsec_bench_secret_value"
@@ -133,9 +133,9 @@ async def hetrix(base: str) -> dict[str, float]:
 
 async def hetrix_in_process(tmp: Path) -> dict[str, float]:
     """What the receiver does with one 512 KB chunk: parse, commit to SQLite, apply."""
-    from exporter.events import parse_hetrix_chunk
-    from exporter.overlay import WebhookState
-    from exporter.persistence import Incoming, StateDB
+    from exporter.state.sqlite import Incoming, StateDB
+    from exporter.webhooks.overlay import WebhookState
+    from exporter.webhooks.payloads import parse_hetrix_chunk
 
     db = StateDB(str(tmp / "inproc.sqlite"))
     await db.open()
@@ -188,7 +188,7 @@ def large_account_latency(tmp: Path) -> dict[str, Any]:
     exporter polls a standalone simulator with a raised limit so the inventory loads quickly)."""
     sim_port, port = free_port(), free_port()
     sid, token = "AC" + "2" * 32, "d" * 64
-    sim = subprocess.Popen([sys.executable, "-m", "exporter.simulator", "--port", str(sim_port),
+    sim = subprocess.Popen([sys.executable, "-m", "exporter.demo.simulator", "--port", str(sim_port),
                             "--hosts", "20000", "--monitors", "5000", "--quiet", "--account-sid", sid,
                             "--auth-token", token, "--hourly-limit", "1000000",
                             "--per-second-limit", "1000"], stdout=subprocess.DEVNULL)

@@ -18,21 +18,21 @@ import structlog
 from aiohttp import web
 
 from exporter import __version__
-from exporter.api import HttpTransport, make_session
-from exporter.budget import Ledger
+from exporter.api.transport import HttpTransport, make_session
 from exporter.clock import Clock, SystemClock
-from exporter.config import Config, default_state_path, environ, parse_listen_address
-from exporter.demo import DEMO_BASE_URL, Demo, demo_config, running_demo, send_demo_webhooks
+from exporter.config.model import Config, default_state_path, environ, parse_listen_address
+from exporter.config.webconfig import WebGuard
+from exporter.demo.wiring import DEMO_BASE_URL, Demo, demo_config, running_demo, send_demo_webhooks
 from exporter.errors import ConfigError
-from exporter.persistence import GroupCommit, Loaded, Owner, StateDB, VolatileDB
-from exporter.scheduler import Scheduler, Transport
-from exporter.scrape import Scraper
-from exporter.server import ConnectionGuard, ServerParts, build_app, serve
-from exporter.state import Snapshot, StateStore
+from exporter.metrics.selfmetrics import Live, Telemetry
+from exporter.metrics.serve import Scraper
+from exporter.polling.ledger import Ledger
+from exporter.polling.scheduler import Scheduler, Transport
+from exporter.state.sqlite import GroupCommit, Loaded, Owner, StateDB, VolatileDB
+from exporter.state.store import Snapshot, StateStore
 from exporter.supervisor import Supervisor
-from exporter.telemetry import Live, Telemetry
-from exporter.webconfig import WebGuard
-from exporter.webhook import Applier, WebhookParts, add_admin_routes, add_routes
+from exporter.web.server import ConnectionGuard, ServerParts, build_app, serve
+from exporter.webhooks.receivers import Applier, WebhookParts, add_admin_routes, add_routes
 
 log = structlog.get_logger("exporter.app")
 
@@ -359,7 +359,7 @@ async def _listen(
     ssl_context: Any,
     connections: ConnectionGuard,
 ) -> int:
-    """Serve `app` on `address` with the server's limits (exporter.server); the bound port."""
+    """Serve `app` on `address` with the server's limits (exporter.web.server); the bound port."""
     host, port = parse_listen_address(address)
     listener = await serve(app, host or None, port, ssl_context=ssl_context, guard=connections)
     stack.push_async_callback(listener.cleanup)

@@ -13,7 +13,7 @@ import sys
 from dataclasses import replace
 
 from exporter import __version__
-from exporter.config import (
+from exporter.config.model import (
     LOG_FORMATS,
     LOG_LEVELS,
     Config,
@@ -111,7 +111,7 @@ def apply_flags(config: Config, args: argparse.Namespace) -> Config:
 def check_listeners(args: argparse.Namespace) -> None:
     """The web config file and the webhook listener, checked like the config (ConfigError)."""
     if args.web_config_file:
-        from exporter.webconfig import load as load_web_config
+        from exporter.config.webconfig import load as load_web_config
 
         load_web_config(args.web_config_file)
     if args.webhook_listen_address:

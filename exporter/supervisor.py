@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from exporter.api.fields import loggable
 from exporter.clock import Clock
-from exporter.fields import loggable
 
 log = structlog.get_logger("exporter.supervisor")
 

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from exporter.budget import Ledger
-from exporter.config import Config, parse
-from exporter.scheduler import Scheduler
-from exporter.simulator.account import Account
-from exporter.simulator.api import Faults, SimulatedApi
-from exporter.simulator.transport import SimulatorTransport
-from exporter.state import StateStore
-from exporter.telemetry import Live, Telemetry
+from exporter.config.model import Config, parse
+from exporter.demo.simulator.account import Account
+from exporter.demo.simulator.api import Faults, SimulatedApi
+from exporter.demo.simulator.transport import SimulatorTransport
+from exporter.metrics.selfmetrics import Live, Telemetry
+from exporter.polling.ledger import Ledger
+from exporter.polling.scheduler import Scheduler
+from exporter.state.store import StateStore
 
 # Property-based tests: a modest number of examples in the suite; `python -m bench.fuzz` runs the
 # same tests with FUZZ_EXAMPLES set much higher. Tests reuse one server across examples on purpose

@@ -8,13 +8,13 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from exporter.api import USER_AGENT, HttpTransport, basic_auth, make_session
+from exporter.api.envelope import decode_page
+from exporter.api.transport import USER_AGENT, HttpTransport, basic_auth, make_session
 from exporter.clock import SystemClock
-from exporter.envelope import decode_page
+from exporter.demo.simulator.account import Account
+from exporter.demo.simulator.api import SimulatedApi
+from exporter.demo.simulator.app import start_simulator
 from exporter.errors import ApiError
-from exporter.simulator.account import Account
-from exporter.simulator.api import SimulatedApi
-from exporter.simulator.app import start_simulator
 from tests.conftest import SID, TOKEN
 
 BASE = "https://api.example.test/4.0"

@@ -24,21 +24,21 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import api as api_module
-from exporter import scheduler as scheduler_module
-from exporter.api import CONNECTION_LIMIT, HttpTransport, basic_auth, make_session
-from exporter.budget import Ledger
-from exporter.config import parse
-from exporter.envelope import MAX_PAGES, RawResponse, decode_page
+from exporter.api import transport as api_module
+from exporter.api.envelope import MAX_PAGES, RawResponse, decode_page
+from exporter.api.ratelimit import RETRY_AFTER_CAP, from_headers, retry_after
+from exporter.api.records import Host
+from exporter.api.transport import CONNECTION_LIMIT, HttpTransport, basic_auth, make_session
+from exporter.config.model import parse
+from exporter.demo.simulator import api as simulator_api
+from exporter.demo.simulator.account import Account
+from exporter.demo.simulator.api import SimulatedApi
 from exporter.errors import ApiError
-from exporter.ratelimit import RETRY_AFTER_CAP, from_headers, retry_after
-from exporter.records import Host
-from exporter.scheduler import Scheduler, Transport
-from exporter.simulator import api as simulator_api
-from exporter.simulator.account import Account
-from exporter.simulator.api import SimulatedApi
-from exporter.state import StateStore
-from exporter.telemetry import Live, Telemetry
+from exporter.metrics.selfmetrics import Live, Telemetry
+from exporter.polling import scheduler as scheduler_module
+from exporter.polling.ledger import Ledger
+from exporter.polling.scheduler import Scheduler, Transport
+from exporter.state.store import StateStore
 from tests.conftest import SID, TOKEN, FakeClock, Rig
 
 PIECE = 4096

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from exporter.budget import Ledger
-from exporter.ratelimit import RateLimit
+from exporter.api.ratelimit import RateLimit
+from exporter.polling.ledger import Ledger
 
 T0 = 1_000_000.0
 

@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 import pytest
 import structlog
 
-from exporter.envelope import RawResponse
-from exporter.simulator.api import Faults
+from exporter.api.envelope import RawResponse
+from exporter.demo.simulator.api import Faults
 from tests.conftest import Rig
 from tests.test_budget import max_in_any_window
 

@@ -9,8 +9,9 @@ import pytest
 import structlog
 import yaml
 
+from exporter.api.endpoints import COLLECTORS
 from exporter.app import build_exporter
-from exporter.config import (
+from exporter.config.model import (
     COLLECTOR_KEYS,
     SECTIONS,
     Config,
@@ -20,12 +21,11 @@ from exporter.config import (
     parse,
     parse_duration,
 )
-from exporter.endpoints import COLLECTORS
+from exporter.demo.simulator.account import Account
+from exporter.demo.simulator.api import SimulatedApi
+from exporter.demo.simulator.transport import SimulatorTransport
 from exporter.errors import ConfigError
-from exporter.server import ServerParts, build_app
-from exporter.simulator.account import Account
-from exporter.simulator.api import SimulatedApi
-from exporter.simulator.transport import SimulatorTransport
+from exporter.web.server import ServerParts, build_app
 from tests.conftest import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.signature import sign
+from exporter.webhooks.signature import sign
 from tests.test_demo import DEADLINE, free_port, get, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import COLLECTOR_KEYS, SECTIONS
-from exporter.endpoints import COLLECTORS
-from exporter.metrics import ALL_METRICS
+from exporter.api.endpoints import COLLECTORS
+from exporter.config.model import COLLECTOR_KEYS, SECTIONS
+from exporter.metrics.contract import ALL_METRICS
 from tests.conftest import need_binary
 from tests.test_cli import FLAGS
 
@@ -206,7 +206,7 @@ def test_readme_documents_every_metric_flag_key_and_endpoint() -> None:
 
 
 def test_readme_metric_table_is_the_generated_one() -> None:
-    from exporter.metrics import markdown_table
+    from exporter.metrics.contract import markdown_table
 
     readme = (ROOT / "README.md").read_text()
     section = readme.split("<!-- metrics:begin", 1)[1].split("-->", 1)[1]

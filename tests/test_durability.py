@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from exporter.signature import sign
+from exporter.webhooks.signature import sign
 from tests.test_demo import DEADLINE, free_port, get, value, wait_for
 
 SECRET = "whsec_durability_secret"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.envelope import MAX_PAGES, RawResponse, decode_count, decode_page
+from exporter.api.envelope import MAX_PAGES, RawResponse, decode_count, decode_page
 from exporter.errors import ApiError, RateLimited
 
 NOW = 1_000_000.0

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.events import (
+from exporter.webhooks.overlay import WebhookState
+from exporter.webhooks.payloads import (
     HetrixMonitor,
     Listing,
     MalformedEvent,
@@ -20,7 +21,6 @@ from exporter.events import (
     parse_event,
     parse_forget,
 )
-from exporter.overlay import WebhookState
 from tests.helpers import FIELDS, VALUE
 
 HOST = "HT" + "a" * 32

@@ -9,7 +9,9 @@ import zlib
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.exposition import (
+from exporter.api.records import CertError, Host, Item, Monitor
+from exporter.metrics.contract import DATA_METRICS
+from exporter.metrics.render import (
     MAX_LABEL_VALUE,
     Freshness,
     GzipPrefix,
@@ -20,9 +22,7 @@ from exporter.exposition import (
     join,
     render,
 )
-from exporter.metrics import DATA_METRICS
-from exporter.records import CertError, Host, Item, Monitor
-from exporter.state import Snapshot
+from exporter.state.store import Snapshot
 from tests.conftest import need_binary
 
 NOW = 1_790_000_000.0
@@ -213,8 +213,8 @@ def test_promtool_accepts_the_rendering_but_for_the_mandated_days_unit() -> None
 
 
 def test_a_memo_reuses_unchanged_groups_and_re_renders_changed_ones() -> None:
-    from exporter.events import HetrixMonitor
-    from exporter.overlay import WebhookState
+    from exporter.webhooks.overlay import WebhookState
+    from exporter.webhooks.payloads import HetrixMonitor
 
     webhooks = WebhookState()
     webhooks.apply_hetrix([HetrixMonitor("192.0.2.9", "edge", 2, ("a.example", "b.example"))], NOW)
@@ -303,8 +303,8 @@ def test_hostile_label_values_come_out_safe_in_both_formats_and_for_promtool() -
 
 
 def test_an_object_that_cannot_be_rendered_is_left_out_and_counted() -> None:
-    from exporter.events import HetrixMonitor
-    from exporter.overlay import WebhookState
+    from exporter.webhooks.overlay import WebhookState
+    from exporter.webhooks.payloads import HetrixMonitor
 
     bad_host = Host("HT9", "192.0.2.9", "bad", "ip", "", False, False, "many", (), None, None)  # type: ignore[arg-type]
     bad_monitor = Monitor("CM9", None, "x", "https", "443", "", False, None, None)  # type: ignore[arg-type]

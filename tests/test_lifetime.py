@@ -22,9 +22,9 @@ import pytest
 import structlog
 
 from exporter.app import run
-from exporter.config import Config, parse
+from exporter.config.model import Config, parse
 from exporter.errors import StateError
-from exporter.persistence import StateDB
+from exporter.state.sqlite import StateDB
 from tests.test_demo import DEADLINE, ROOT, free_port
 
 

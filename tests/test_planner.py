@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.endpoints import ENDPOINTS
-from exporter.planner import Demand, make_plan
+from exporter.api.endpoints import ENDPOINTS
+from exporter.polling.plan import Demand, make_plan
 
 
 def demands(pages: dict[str, float]) -> list[Demand]:

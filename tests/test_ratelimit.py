@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.ratelimit import from_headers, parse_policies, retry_after
+from exporter.api.ratelimit import from_headers, parse_policies, retry_after
 
 NOW = 1_000_000.0
 

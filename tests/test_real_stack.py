@@ -26,7 +26,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from exporter.simulator.account import sid
+from exporter.demo.simulator.account import sid
 from tests.conftest import need_binary
 from tests.test_demo import free_port
 
@@ -92,7 +92,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Stack, str]]:
     await web.TCPSite(runner, "127.0.0.1", recv_port).start()
 
     stack.spawn("simulator", [
-        sys.executable, "-m", "exporter.simulator", "--port", str(sim_port), "--hosts", "20",
+        sys.executable, "-m", "exporter.demo.simulator", "--port", str(sim_port), "--hosts", "20",
         "--monitors", "4", "--listed-fraction", "0", "--quiet", "--control", "--step", "1",
         "--account-sid", SID, "--auth-token", TOKEN, "--hourly-limit", "100000",
         "--webhook-url", f"http://127.0.0.1:{exp_port}/webhooks/generatorlabs",

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter import fields
-from exporter.records import (
+from exporter.api import fields
+from exporter.api.records import (
     REASONS,
     error_reason,
     parse_cert_error,

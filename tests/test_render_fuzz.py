@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.exposition import LABELS, OBJECTS, Freshness, RenderStats, join, render
-from exporter.metrics import DATA_METRICS
-from exporter.overlay import Agent, Hetrix, HostMark, MonitorMark, WebhookState
-from exporter.records import CertError, Host, Item, Monitor
-from exporter.state import Snapshot
+from exporter.api.records import CertError, Host, Item, Monitor
+from exporter.metrics.contract import DATA_METRICS
+from exporter.metrics.render import LABELS, OBJECTS, Freshness, RenderStats, join, render
+from exporter.state.store import Snapshot
+from exporter.webhooks.overlay import Agent, Hetrix, HostMark, MonitorMark, WebhookState
 from tests.conftest import need_binary
 
 NOW = 1_790_000_000.0

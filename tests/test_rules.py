@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from exporter.metrics import ALL_METRICS
+from exporter.metrics.contract import ALL_METRICS
 from tests.conftest import need_binary
 
 ROOT = Path(__file__).resolve().parent.parent

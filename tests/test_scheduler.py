@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import structlog
 
-from exporter.config import CollectorConfig, parse
-from exporter.exposition import Freshness, render
+from exporter.config.model import CollectorConfig, parse
+from exporter.metrics.render import Freshness, render
 from tests.conftest import SID, TOKEN, Rig
 
 

@@ -12,12 +12,12 @@ from aiohttp.test_utils import TestClient
 
 from exporter import __version__
 from exporter.app import build_exporter, create_app
-from exporter.config import Config, parse
+from exporter.config.model import Config, parse
+from exporter.demo.simulator.account import Account
+from exporter.demo.simulator.api import SimulatedApi
+from exporter.demo.simulator.transport import SimulatorTransport
 from exporter.errors import ConfigError
-from exporter.server import ServerParts, build_app
-from exporter.simulator.account import Account
-from exporter.simulator.api import SimulatedApi
-from exporter.simulator.transport import SimulatorTransport
+from exporter.web.server import ServerParts, build_app
 from tests.conftest import SID, TOKEN, FakeClock
 
 AiohttpClient = Callable[[web.Application], "TestClient"]
@@ -162,8 +162,8 @@ async def test_a_nan_balance_and_an_unrenderable_host_cost_only_themselves(  # t
 ) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from exporter.records import Host
-    from exporter.state import Snapshot
+    from exporter.api.records import Host
+    from exporter.state.store import Snapshot
 
     exporter, _ = setup
     await poll(exporter)

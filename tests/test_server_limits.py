@@ -1,4 +1,4 @@
-"""Slow and hostile clients against a real listener (exporter.server.serve) on 127.0.0.1: idle
+"""Slow and hostile clients against a real listener (exporter.web.server.serve) on 127.0.0.1: idle
 connections beyond the cap, slowloris heads, oversized heads, clients that never read. While
 they are connected, /metrics keeps answering and the listener never holds more connections than
 its cap. Deadlines are small here so that each test ends in seconds; every wait is bounded."""
@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import pytest
 
+from exporter.api.records import Host
 from exporter.app import build_exporter
-from exporter.config import parse
-from exporter.records import Host
-from exporter.server import WRITE_CHUNK, ConnectionGuard, Limits, Listener, ServerParts, build_app, serve
-from exporter.simulator.account import Account
-from exporter.simulator.api import SimulatedApi
-from exporter.simulator.transport import SimulatorTransport
-from exporter.state import Snapshot
+from exporter.config.model import parse
+from exporter.demo.simulator.account import Account
+from exporter.demo.simulator.api import SimulatedApi
+from exporter.demo.simulator.transport import SimulatorTransport
+from exporter.state.store import Snapshot
+from exporter.web.server import WRITE_CHUNK, ConnectionGuard, Limits, Listener, ServerParts, build_app, serve
 from tests.conftest import SID, TOKEN, FakeClock
 
 DEADLINE = 20.0  # seconds: generous bounds on waits, never a timing assertion

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.signature import MAX_HEADER, SignatureError, sign, verify
+from exporter.webhooks.signature import MAX_HEADER, SignatureError, sign, verify
 
 SECRET = "whsec_test_secret_value"
 NOW = 1_790_000_000

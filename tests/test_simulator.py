@@ -10,10 +10,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from exporter.api import basic_auth
-from exporter.errors import ApiError
-from exporter.simulator.account import Account
-from exporter.simulator.api import (
+from exporter.api.transport import basic_auth
+from exporter.demo.simulator.account import Account
+from exporter.demo.simulator.api import (
     ABSURD_LIMITS,
     FAULT_KINDS,
     OTHER_HOST,
@@ -22,8 +21,9 @@ from exporter.simulator.api import (
     SimulatedApi,
     dumps,
 )
-from exporter.simulator.app import build_simulator_app, start_other_host, start_simulator
-from exporter.simulator.transport import AIOHTTP_MAX_REDIRECTS, SimulatorTransport
+from exporter.demo.simulator.app import build_simulator_app, start_other_host, start_simulator
+from exporter.demo.simulator.transport import AIOHTTP_MAX_REDIRECTS, SimulatorTransport
+from exporter.errors import ApiError
 from tests.conftest import SID, TOKEN, FakeClock
 
 AUTH = basic_auth(SID, TOKEN)
@@ -210,7 +210,7 @@ async def test_redirects_in_process_follow_aiohttps_rules_only_when_asked(clock:
     ]
     unfollowed = await SimulatorTransport(other, clock, SID, TOKEN).get(
         "rbl/hosts.json", {}
-    )  # as exporter.api
+    )  # as exporter.api.transport
     assert unfollowed.status == 302 and unfollowed.headers["Location"].startswith(OTHER_HOST)
 
 

@@ -25,9 +25,9 @@ import structlog
 import yaml
 from aiohttp import web
 
+from exporter.config.webconfig import WebGuard, parse
 from exporter.errors import ConfigError
-from exporter.signature import sign
-from exporter.webconfig import WebGuard, parse
+from exporter.webhooks.signature import sign
 from tests.conftest import need_binary
 from tests.test_demo import DEADLINE, free_port, wait_for
 

@@ -18,14 +18,14 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter, attach_state, build_exporter
-from exporter.config import parse
-from exporter.persistence import StateDB
-from exporter.server import ServerParts, build_app
-from exporter.signature import sign
-from exporter.simulator.account import Account
-from exporter.simulator.api import SimulatedApi
-from exporter.simulator.transport import SimulatorTransport
-from exporter.webhook import add_admin_routes, add_routes
+from exporter.config.model import parse
+from exporter.demo.simulator.account import Account
+from exporter.demo.simulator.api import SimulatedApi
+from exporter.demo.simulator.transport import SimulatorTransport
+from exporter.state.sqlite import StateDB
+from exporter.web.server import ServerParts, build_app
+from exporter.webhooks.receivers import add_admin_routes, add_routes
+from exporter.webhooks.signature import sign
 from tests.conftest import SID, TOKEN, FakeClock
 
 SECRET = "whsec_test_secret_value"

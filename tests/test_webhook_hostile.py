@@ -25,10 +25,10 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import webhook
-from exporter.overlay import WebhookState
-from exporter.persistence import Incoming, StateDB
-from exporter.signature import sign
+from exporter.state.sqlite import Incoming, StateDB
+from exporter.webhooks import receivers as webhook
+from exporter.webhooks.overlay import WebhookState
+from exporter.webhooks.signature import sign
 from tests.conftest import FakeClock
 from tests.helpers import FIELDS, ODD_VALUES, VALUE
 from tests.test_webhook import (

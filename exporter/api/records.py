@@ -1,0 +1,354 @@
+"""Pure: API objects (hosts, monitors, errors, inventory) parsed defensively into frozen records.
+
+Field names follow ../shared/reference/generatorlabs-api-evidence.md; where the v4 name is unknown
+several spellings are accepted. A missing or unreadable field is reported through `warn(object,
+field, detail)` and costs only that field: the object is kept with the field absent (a host's
+listing count then comes from its RBL list, a monitor's port is ""). Only an object without an
+id is skipped. Numbers go through `exporter.api.fields`, so NaN, infinities, `1e400`, booleans and
+out-of-range values never reach a record. Nothing here raises on any JSON input; the scheduler
+still guards each call, so that a bug costs one object, never the page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.api import fields
+from exporter.api.fields import Unreadable
+
+Warn = Callable[[str, str, str], None]
+Raw = Mapping[str, Any]
+
+_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+# host `type` (evidence §4.1): rbl = an IP, uribl = a domain; never exported as `type`.
+HOST_KINDS = {
+    "rbl": "ip",
+    "ip": "ip",
+    "uribl": "domain",
+    "domain": "domain",
+    "ip_range": "ip_range",
+    "range": "ip_range",
+    "subnet": "ip_range",
+}
+PAUSED_WORDS = {"paused", "inactive", "disabled", "suspended"}
+# The bounded set of certificate error reasons (exporter-anchors §7.4); first keyword match wins.
+ERROR_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("dns_caa", ("caa",)),
+    ("expiration", ("expir", "expired", "not_after", "validity")),
+    ("name_mismatch", ("name", "mismatch", "hostname", "san", "common_name")),
+    ("chain_integrity", ("chain", "intermediate", "integrity", "misconfig", "config", "order")),
+    ("ca_verification", ("ca", "trust", "self_signed", "self-signed", "verif", "revoked", "issuer")),
+    ("connection", ("connect", "timeout", "refused", "handshake", "resolve", "dns", "network")),
+)
+REASONS = (*(r for r, _ in ERROR_REASONS), "other")
+DEFAULT_PORTS = {
+    "https": 443,
+    "smtps": 465,
+    "smtp": 25,
+    "imaps": 993,
+    "imap": 143,
+    "pops": 995,
+    "pop3s": 995,
+    "pop": 110,
+    "pop3": 110,
+    "lmtp": 24,
+    "ftps": 990,
+    "ftp": 21,
+    "ldaps": 636,
+    "ldap": 389,
+    "mysql": 3306,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "sips": 5061,
+}
+NOT_AFTER_KEYS = (
+    "not_after",
+    "valid_to",
+    "valid_until",
+    "expires_at",
+    "expiration_date",
+    "expiry_date",
+    "expire_date",
+    "expires",
+    "expiration",
+    "cert_expiration",
+    "certificate_expiration",
+    "expiry",
+)
+EXPIRY_DAYS_KEYS = (
+    "expiry_days",
+    "days_until_expiry",
+    "days_to_expiry",
+    "days_until_expiration",
+    "days_remaining",
+    "days_left",
+    "expires_in_days",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    id: str
+    host: str
+    name: str
+    kind: str
+    profile_id: str
+    paused: bool
+    listed: bool
+    listings: int
+    rbls: tuple[str, ...]
+    last_checked: float | None
+    first_listed: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Monitor:
+    id: str
+    name: str
+    hostname: str
+    protocol: str
+    port: str
+    profile_id: str
+    paused: bool
+    not_after: float | None
+    expiry_days: float | None  # only when the API gives days and no date
+
+
+@dataclass(frozen=True, slots=True)
+class CertError:
+    id: str
+    monitor_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """Inventory objects (profiles, sources, contacts, contact groups): id, a name, a kind."""
+
+    id: str
+    name: str
+    kind: str
+    paused: bool
+
+
+# What a field reader may raise on hostile input: Unreadable (a ValueError) by contract, and the
+# arithmetic and type errors a bug in a reader would let through. Each costs only the field.
+FIELD_ERRORS = (ValueError, TypeError, ArithmeticError)
+MAX_PORT = 65535
+
+
+def _first_key(raw: Raw, *keys: str) -> tuple[str, Any]:
+    """The first of `keys` with a non-empty value, and that value; (keys[0], None) if none."""
+    for key in keys:
+        value = raw.get(key)
+        if value is not None and not (type(value) is str and value == ""):
+            return key, value
+    return keys[0], None
+
+
+def _first(raw: Raw, *keys: str) -> Any:
+    return _first_key(raw, *keys)[1]
+
+
+def _read(raw: Raw, obj: str, warn: Warn, reader: Callable[[Any], Any], *keys: str) -> Any:
+    """`reader` applied to the first non-empty of `keys`; an unreadable value is warned under the
+    key it came from and read as None (absent)."""
+    key, value = _first_key(raw, *keys)
+    try:
+        return reader(value)
+    except FIELD_ERRORS as err:
+        warn(obj, key, str(err) if isinstance(err, Unreadable) else f"{type(err).__name__}: {err}")
+        return None
+
+
+def port_number(value: object) -> int | None:
+    """A TCP port: a whole number from 1 to 65535 ("8443" and 8443.0 read as 8443)."""
+    number = fields.number(value)
+    if number is None:
+        return None
+    if not number.is_integer() or not 1 <= number <= MAX_PORT:
+        raise Unreadable(f"not a port from 1 to {MAX_PORT}: {number:g}")
+    return int(number)
+
+
+def _id(raw: Raw, obj: str, warn: Warn) -> str | None:
+    ident = fields.text(_first(raw, "id", "sid", f"{obj}_id"))
+    if ident is None:
+        warn(obj, "id", "object without an id skipped")
+    return ident
+
+
+def _paused(raw: Raw, obj: str, warn: Warn) -> bool:
+    if "paused" not in raw:
+        status = raw.get("status")
+        return type(status) is str and status.lower() in PAUSED_WORDS
+    flag = _read(raw, obj, warn, fields.boolean, "paused")
+    if flag is not None:
+        return bool(flag)
+    status = fields.text(raw.get("status"))
+    return status is not None and status.lower() in PAUSED_WORDS
+
+
+def _kind(raw: Raw, host: str) -> str:
+    declared = (fields.text(raw.get("type")) or "").lower()
+    if declared in HOST_KINDS:
+        return HOST_KINDS[declared]
+    if "/" in host:
+        return "ip_range"
+    if _IPV4.match(host) or ":" in host:
+        return "ip"
+    return "domain" if host else "unknown"
+
+
+def rbl_name(detail: object) -> str | None:
+    """The RBL's name from one `listed_details[]` entry (evidence §4.2: `host` is the RBL name)."""
+    if isinstance(detail, str):
+        return fields.text(detail)
+    if isinstance(detail, Mapping):
+        return fields.text(_first(detail, "host", "rbl", "name", "source", "zone"))
+    return None
+
+
+def _fast_text(value: object) -> str | None:
+    if type(value) is str:
+        return value.strip() or None
+    return fields.text(value)
+
+
+def parse_host(raw: Raw, warn: Warn) -> Host | None:
+    get = raw.get
+    ident = _fast_text(get("id"))
+    if ident is None:
+        ident = _id(raw, "host", warn)
+        if ident is None:
+            return None
+    host = _fast_text(get("host")) or ""
+    if not host:
+        warn("host", "host", "missing")
+    details = get("listed_details", get("details"))
+    if details is not None and not isinstance(details, list):
+        warn("host", "listed_details", f"not a list: {type(details).__name__}")
+        details = None
+    rbls = tuple(dict.fromkeys(n for d in details if (n := rbl_name(d)))) if details else ()
+    count = get("listed_count")
+    if type(count) is not int or not 0 <= count <= fields.MAX_COUNT:
+        count = _read(raw, "host", warn, fields.count, "listed_count", "total", "listings")
+    listed = get("listed")
+    if type(listed) is int or type(listed) is bool:
+        listed = bool(listed)
+    else:
+        listed = _read(raw, "host", warn, fields.boolean, "listed")
+        if listed is None:
+            listed = bool(count) or bool(rbls)
+    listings = count if count is not None else len(rbls)
+    if listed and listings == 0:
+        listings = max(len(rbls), 1)
+    checked = get("last_checked")
+    return Host(
+        id=ident,
+        host=host,
+        name=_fast_text(get("name")) or host,
+        kind=_kind(raw, host),
+        profile_id=fields.text(_first(raw, "profile", "rbl_profile", "profile_id")) or "",
+        paused=_paused(raw, "host", warn),
+        listed=listed,
+        listings=listings if listed else 0,
+        rbls=rbls if listed else (),
+        last_checked=(
+            None if checked in (None, "") else _read(raw, "host", warn, fields.timestamp, "last_checked")
+        ),
+        first_listed=(_read(raw, "host", warn, fields.timestamp, "first_listed") if listed else None),
+    )
+
+
+def _not_after(raw: Raw, warn: Warn) -> float | None:
+    nested = raw.get("certificate") if isinstance(raw.get("certificate"), Mapping) else None
+    for source in (raw, nested or {}):
+        for key in NOT_AFTER_KEYS:
+            if source.get(key) not in (None, ""):
+                try:
+                    return fields.timestamp(source[key])
+                except FIELD_ERRORS as err:
+                    warn("monitor", key, str(err))
+    # last resort (evidence §5.1): any other key that smells of expiry and reads as a date
+    for key, value in raw.items():
+        if ("expir" in key or "not_after" in key) and key not in NOT_AFTER_KEYS and "day" not in key:
+            try:
+                return fields.timestamp(value)
+            except FIELD_ERRORS:
+                continue
+    return None
+
+
+def parse_monitor(raw: Raw, warn: Warn) -> Monitor | None:
+    ident = _id(raw, "monitor", warn)
+    if ident is None:
+        return None
+    protocol = (fields.text(raw.get("protocol")) or "").lower()
+    port: int | None
+    if _first(raw, "port") is None:  # absent: derived from the protocol, as the API does
+        port = DEFAULT_PORTS.get(protocol.split("+")[0].split("_")[0])
+    else:  # present: a port from 1 to 65535, or warned and absent ("")
+        port = _read(raw, "monitor", warn, port_number, "port")
+    hostname = fields.text(_first(raw, "hostname", "host")) or ""
+    not_after = _not_after(raw, warn)
+    days = None
+    if not_after is None:
+        days = _read(raw, "monitor", warn, fields.number, *EXPIRY_DAYS_KEYS)
+        if days is None:
+            warn("monitor", "not_after", "no expiry date or days field")
+    return Monitor(
+        id=ident,
+        name=fields.text(raw.get("name")) or hostname,
+        hostname=hostname,
+        protocol=protocol,
+        port=str(port) if port is not None else "",
+        profile_id=fields.text(_first(raw, "profile", "cert_profile", "profile_id")) or "",
+        paused=_paused(raw, "monitor", warn),
+        not_after=not_after,
+        expiry_days=days,
+    )
+
+
+def error_reason(value: str | None) -> str:
+    """Map the API's error type text onto the bounded `reason` label set."""
+    if not value:
+        return "other"
+    word = value.lower()
+    tokens = set(re.split(r"[^a-z0-9]+", word))
+    for reason, keys in ERROR_REASONS:
+        # short keys ("ca", "san") only as whole words: "certificate" is not about a CA
+        if any(k in tokens if len(k) <= 3 else k in word for k in keys):
+            return reason
+    return "other"
+
+
+def parse_cert_error(raw: Raw, warn: Warn) -> CertError | None:
+    monitor = raw.get("monitor")
+    monitor_id = fields.text(
+        monitor.get("id")
+        if isinstance(monitor, Mapping)
+        else _first(raw, "monitor_id", "monitor_sid", "monitor")
+    )
+    if monitor_id is None:
+        warn("cert_error", "monitor_id", "error without a monitor id skipped")
+        return None
+    kind = fields.text(_first(raw, "error_type", "type", "reason", "code", "category", "error"))
+    if kind is None:
+        warn("cert_error", "error_type", "missing")
+    reason = error_reason(kind)
+    ident = fields.text(_first(raw, "id", "sid")) or f"{monitor_id}:{reason}"
+    return CertError(id=ident, monitor_id=monitor_id, reason=reason)
+
+
+def parse_item(obj: str, raw: Raw, warn: Warn) -> Item | None:
+    ident = _id(raw, obj, warn)
+    if ident is None:
+        return None
+    # contacts' `contact` is an e-mail address or phone number: personal data, never a label
+    name = "" if obj == "contact" else fields.text(_first(raw, "name", "host", "label")) or ""
+    kind = (fields.text(raw.get("type")) or "").lower()
+    return Item(id=ident, name=name, kind=kind, paused=_paused(raw, obj, warn))

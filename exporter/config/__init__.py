@@ -1,0 +1,1 @@
+"""Configuration: the model, pure parsing, file and environment loading, and the web-config file."""

@@ -1,0 +1,148 @@
+"""The simulated API as an aiohttp app under /4.0/ (thin: `SimulatedApi.handle` does the work),
+and the "other host" a cross-host redirect fault points at: a second tiny server that records
+every request it gets and whether it carried an Authorization header."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from exporter.clock import Clock
+from exporter.demo.simulator.api import SimResponse, SimulatedApi
+
+API = web.AppKey("api", SimulatedApi)
+CLOCK = web.AppKey("clock", Clock)
+HANG: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("hang")
+HANG_SECONDS = 120.0  # a simulated timeout: longer than any sane client timeout
+TRICKLE_PIECE = 4096  # bytes per piece of a trickled body
+TRICKLE_PAUSE = 0.002  # real seconds between pieces (loopback would deliver it whole otherwise)
+
+
+async def _respond(request: web.Request, result: SimResponse) -> web.StreamResponse:
+    headers = dict(result.headers)
+    content_type = headers.pop("Content-Type", "application/json")
+    if not result.trickle:
+        return web.Response(
+            status=result.status, body=result.body, headers=headers, content_type=content_type.split(";")[0]
+        )
+    response = web.StreamResponse(status=result.status, headers=headers)
+    response.content_type = content_type.split(";")[0]
+    await response.prepare(request)
+    for start in range(0, len(result.body), TRICKLE_PIECE):
+        await response.write(result.body[start : start + TRICKLE_PIECE])
+        await asyncio.sleep(TRICKLE_PAUSE)
+    await response.write_eof()
+    return response
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    api, clock = request.app[API], request.app[CLOCK]
+    path = request.match_info["path"]
+    result = api.handle(
+        request.method, path, dict(request.query), request.headers.get("Authorization"), clock.time()
+    )
+    if result.hang:
+        await request.app[HANG]()
+    return await _respond(request, result)
+
+
+async def other_host(request: web.Request) -> web.StreamResponse:
+    api, clock = request.app[API], request.app[CLOCK]
+    result = api.other_host(request.path, request.headers.get("Authorization"), clock.time())
+    return await _respond(request, result)
+
+
+async def control(request: web.Request) -> web.Response:
+    """Test control (only with --control): change the account on purpose.
+
+    POST /_sim/hosts/{id}/list | /delist, /_sim/monitors/{id}/expire?days=N | /renew,
+    /_sim/monitors/{id}/error?type=T | /clear. Changes emit webhooks like natural drift does."""
+    account, clock = request.app[API].account, request.app[CLOCK]
+    kind, ident, action = (request.match_info[k] for k in ("kind", "id", "action"))
+    now = clock.time()
+    if kind == "hosts" and ident in account.hosts:
+        host = account.hosts[ident]
+        if action == "list":
+            account._list(host, now)
+        elif action == "delist" and host.rbls:
+            account._delist(host)
+        account.version += 1
+        return web.json_response(host.to_json())
+    if kind == "monitors" and ident in account.monitors:
+        monitor = account.monitors[ident]
+        if action == "expire":
+            monitor.not_after = now + float(request.query.get("days", "5")) * 86400
+            account._expiry_error(monitor)
+        elif action == "renew":
+            monitor.not_after = now + 90 * 86400
+            account._emit("cert.expiration.resolve", monitor=monitor.to_json(), expiry_days=90)
+            account._expiry_error(monitor)
+        elif action == "error":
+            account._error(monitor, request.query.get("type", "name_mismatch"))
+        elif action == "clear":
+            account._clear(monitor, list(monitor.errors))
+        account.version += 1
+        return web.json_response(monitor.to_json())
+    return web.json_response({"error": f"no {kind} {ident}"}, status=404)
+
+
+def build_simulator_app(
+    api: SimulatedApi,
+    clock: Clock,
+    *,
+    control_routes: bool = False,
+    hang: Callable[[], Awaitable[None]] | None = None,
+) -> web.Application:
+    """`hang` is how a simulated timeout waits (default: HANG_SECONDS on `clock`); a harness
+    whose clock only moves between requests passes a short real sleep instead."""
+    app = web.Application()
+    app[API] = api
+    app[CLOCK] = clock
+    app[HANG] = hang or (lambda: clock.sleep(HANG_SECONDS))
+    app.router.add_route("*", "/4.0/{path:.*}", handle)
+    if control_routes:
+        app.router.add_post("/_sim/{kind}/{id}/{action}", control)
+    return app
+
+
+def build_other_host_app(api: SimulatedApi, clock: Clock) -> web.Application:
+    """The other host of a cross-host redirect: records each request in
+    `api.other_host_requests` and answers 404."""
+    app = web.Application()
+    app[API] = api
+    app[CLOCK] = clock
+    app.router.add_route("*", "/{path:.*}", other_host)
+    return app
+
+
+async def start_simulator(
+    api: SimulatedApi,
+    clock: Clock,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    control_routes: bool = False,
+    hang: Callable[[], Awaitable[None]] | None = None,
+) -> tuple[web.AppRunner, int]:
+    """Serve the simulator; returns the runner (for cleanup) and the bound port."""
+    app = build_simulator_app(api, clock, control_routes=control_routes, hang=hang)
+    return await _serve(app, host, port)
+
+
+async def start_other_host(
+    api: SimulatedApi, clock: Clock, host: str = "127.0.0.1", port: int = 0
+) -> tuple[web.AppRunner, int]:
+    """Serve the other host; point `api.faults.other_host` at the URL it returns."""
+    return await _serve(build_other_host_app(api, clock), host, port)
+
+
+async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server  # the bound port when port=0; aiohttp has no public accessor
+    assert isinstance(server, asyncio.base_events.Server)  # noqa: S101
+    return runner, server.sockets[0].getsockname()[1]

@@ -1,0 +1,390 @@
+"""Pure: parse and validate webhook bodies once, at intake, into typed facts (API reference
+"RBL/Billing/Certificate/Agent Events"; HetrixTools "Blacklist Monitoring webhook").
+
+A Generator Labs event is either wholly usable or a MalformedEvent naming the one field that is
+not (the receiver answers 400 and never stores it). Every number goes through the bounded
+readers of exporter.api.fields (NaN, infinities, `1e400`, 400-digit integers, booleans, lists and
+objects are refused); ids must be text of a bounded length, and host and monitor ids must have
+their documented form (`HT`/`CM` and 32 hex digits) because they go into API paths. Free text
+(names, labels, RBL names) is kept whatever it holds: the renderer escapes and cuts label values.
+
+A HetrixTools chunk is checked item by item: good items are kept, bad ones are listed as skipped
+with the field that made them unusable, so one odd monitor never costs the rest of the chunk.
+
+The overlay folds only these typed values in, so applying a parsed event cannot fail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from exporter.api import fields
+from exporter.api.fields import Unreadable
+from exporter.api.records import error_reason, rbl_name
+from exporter.errors import ExporterError
+
+T = TypeVar("T")
+
+RBL_EVENTS = ("rbl.host.check.started", "rbl.host.check.completed", "rbl.host.listed", "rbl.host.delisted")
+CERT_EVENTS = (
+    "cert.expiration.trigger",
+    "cert.expiration.resolve",
+    "cert.error.trigger",
+    "cert.error.resolve",
+    "cert.changed",
+)
+AGENT_EVENTS = ("agent.timeout", "agent.timeout.resolve")
+BILLING_EVENTS = (
+    "billing.balance.alert",
+    "billing.recharge.success",
+    "billing.recharge.failed",
+    "billing.renewal.success",
+    "billing.renewal.failed",
+    "expiring.card.alert",
+    "expiring.plan.alert",
+)
+KNOWN_EVENTS = RBL_EVENTS + CERT_EVENTS + AGENT_EVENTS + BILLING_EVENTS
+EVENT_LABELS = (*KNOWN_EVENTS, "other")  # the bounded `event` label set
+LISTING_EVENTS = ("rbl.host.listed", "rbl.host.delisted", "rbl.host.check.completed")
+
+# Bounds on what one webhook may say; anything larger is nonsense, not data.
+MAX_ID_CHARS = 256  # event_sid, agent ids, instance ids, HetrixTools monitors (a DNS name <= 253)
+MAX_LIST_ITEMS = 1_000  # RBLs per host or monitor, errors per monitor, instances per agent
+MAX_EXPIRY_DAYS = 36_525.0  # a hundred years either way
+# Host and monitor ids go into API paths (targeted refresh): only their documented form.
+HOST_ID = re.compile(r"HT[0-9a-f]{32}")
+MONITOR_ID = re.compile(r"CM[0-9a-f]{32}")
+# The event SID becomes a replay key in the state file (SQLite refuses lone surrogates) and a
+# log field: printable ASCII only (documented as `TA` and 32 hex digits).
+EVENT_SID = re.compile(r"[!-~]+")
+
+# The bounded `field` label values of generatorlabs_parse_warnings_total for webhooks.
+EVENT_OBJECT = "webhook_event"
+HETRIX_OBJECT = "hetrixtools_monitor"
+FORGETTABLE = ("hetrixtools_monitor", "agent")
+
+
+class MalformedEvent(ExporterError):
+    """A body that is not a usable event: the webhook gets a 400 saying why. `field` is the
+    bounded name of the field at fault ("body" when the whole body is)."""
+
+    def __init__(self, message: str, field: str = "body") -> None:
+        self.field = field
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What rbl.host.listed/delisted/check.completed say about a host."""
+
+    listed: bool
+    listings: int
+    rbls: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A verified, validated Generator Labs event: only the facts the overlay folds in."""
+
+    sid: str
+    type: str  # one of KNOWN_EVENTS, or "other"
+    raw_type: str
+    date: float
+    object_id: str | None = None  # the host, monitor or agent the event is about
+    listing: Listing | None = None  # rbl.host.listed/delisted/check.completed
+    expiry_days: float | None = None  # cert.expiration.* (always set for those)
+    errors: tuple[str, ...] = ()  # cert.error.*: bounded reasons of current_errors
+    agent_name: str | None = None  # agent.*
+    instances: tuple[str, ...] = ()  # agent.*: instance ids
+    balance: float | None = None  # billing.balance.alert
+    alert_threshold: float | None = None  # billing.balance.alert
+
+
+@dataclass(frozen=True, slots=True)
+class HetrixMonitor:
+    monitor: str
+    label: str
+    listed_now: int
+    rbls: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """One chunk item that was not usable: its index and the field at fault."""
+
+    index: int
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HetrixChunk:
+    monitors: list[HetrixMonitor]
+    skipped: list[Skipped]
+
+    @property
+    def unusable(self) -> bool:
+        """Items, and not one of them usable: the receiver answers 400 and stores nothing."""
+        return bool(self.skipped) and not self.monitors
+
+    def summary(self) -> str:
+        first = f"; item {self.skipped[0].index}: {self.skipped[0].field}: {self.skipped[0].reason}"
+        return f"{len(self.monitors)} usable monitors, {len(self.skipped)} items skipped" + (
+            first if self.skipped else ""
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """An operator's request to forget one webhook-only object (`DELETE /-/webhooks/...`)."""
+
+    kind: str  # one of FORGETTABLE
+    ident: str
+
+    def to_json(self) -> bytes:
+        return json.dumps({"kind": self.kind, "id": self.ident}).encode()
+
+
+def decode_json(body: bytes) -> Any:
+    """JSON in UTF-8 (RFC 8259), or MalformedEvent: invalid UTF-8 (raw surrogates included,
+    which json.loads alone would let through), deep nesting and numbers of thousands of digits
+    are all refused here, never an exception of another kind. Escaped surrogates (`"\\ud800"`)
+    are valid JSON text and are kept."""
+    try:
+        return json.loads(body.decode("utf-8"))
+    except RecursionError:
+        raise MalformedEvent("body is not JSON: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise MalformedEvent(f"body is not JSON: {str(err)[:200]}") from None
+
+
+# ---- Generator Labs events -----------------------------------------------------------------
+
+
+def _ident(value: object, field: str, pattern: re.Pattern[str] | None = None) -> str:
+    """An id: text, stripped, 1 to MAX_ID_CHARS characters, of the documented form if any."""
+    if not isinstance(value, str) or not value.strip():
+        raise MalformedEvent(f"{field}: must be a non-empty string, got {fields.shorten(value)}", field)
+    ident = value.strip()
+    if len(ident) > MAX_ID_CHARS:
+        raise MalformedEvent(f"{field}: longer than {MAX_ID_CHARS} characters", field)
+    if pattern is not None and not pattern.fullmatch(ident):
+        raise MalformedEvent(f"{field}: not a documented id: {fields.shorten(ident)}", field)
+    return ident
+
+
+def _object_id(body: Mapping[str, Any], key: str, pattern: re.Pattern[str] | None) -> str:
+    obj = body.get(key)
+    if not isinstance(obj, Mapping):
+        raise MalformedEvent(f"'{key}' must be an object with an id, got {fields.shorten(obj)}", key)
+    return _ident(obj.get("id"), key, pattern)
+
+
+def _read(reader: Callable[[object], T], body: Mapping[str, Any], key: str) -> T:
+    try:
+        return reader(body.get(key))
+    except Unreadable as err:
+        raise MalformedEvent(f"{key}: {err}", key) from None
+
+
+def _list(body: Mapping[str, Any], key: str) -> list[Any] | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise MalformedEvent(f"{key}: must be an array, got {fields.shorten(value)}", key)
+    if len(value) > MAX_LIST_ITEMS:
+        raise MalformedEvent(f"{key}: more than {MAX_LIST_ITEMS} entries", key)
+    return value
+
+
+def _rbls(entries: list[Any] | None) -> tuple[str, ...]:
+    """Distinct RBL names of `details` (webhook_rbl_details objects or strings), in order."""
+    if not entries:
+        return ()
+    return tuple(dict.fromkeys(n for d in entries if (n := rbl_name(d))))
+
+
+def _listing(event_type: str, body: Mapping[str, Any]) -> Listing:
+    listed = _read(fields.boolean, body, "listed")
+    total = _read(fields.count, body, "total")
+    rbls = _rbls(_list(body, "details"))
+    if event_type == "rbl.host.delisted":
+        return Listing(False, 0, ())
+    if listed is None:
+        listed = event_type == "rbl.host.listed" or bool(total) or bool(rbls)
+    if not listed:
+        return Listing(False, 0, ())
+    count = total if total is not None else len(rbls)
+    return Listing(True, max(count, len(rbls), 1), rbls)
+
+
+def _expiry_days(body: Mapping[str, Any]) -> float:
+    days = _read(fields.number, body, "expiry_days")
+    if days is None:
+        raise MalformedEvent("missing required field expiry_days", "expiry_days")
+    if abs(days) > MAX_EXPIRY_DAYS:
+        raise MalformedEvent(f"expiry_days: beyond {MAX_EXPIRY_DAYS:g} days: {days:g}", "expiry_days")
+    return days
+
+
+def _error_reasons(items: list[Any] | None) -> tuple[str, ...]:
+    """Bounded reasons of a `current_errors` list (webhook_cert_error objects or strings)."""
+    out = []
+    for item in items or ():
+        if isinstance(item, Mapping):
+            text = fields.text(
+                item.get("error_type")
+                or item.get("type")
+                or item.get("reason")
+                or item.get("code")
+                or item.get("error")
+            )
+        elif isinstance(item, str):
+            text = fields.text(item)
+        else:
+            raise MalformedEvent(
+                f"current_errors: entries must be objects, got {fields.shorten(item)}", "current_errors"
+            )
+        out.append(error_reason(text))
+    return tuple(out)
+
+
+def _instances(items: list[Any] | None) -> tuple[str, ...]:
+    out = []
+    for item in items or ():
+        raw = (item.get("id") or item.get("name")) if isinstance(item, Mapping) else item
+        out.append(_ident(raw, "instances"))
+    return tuple(dict.fromkeys(out))
+
+
+def _agent_name(body: Mapping[str, Any]) -> str | None:
+    agent = body.get("agent")
+    name = agent.get("name") if isinstance(agent, Mapping) else None
+    if isinstance(name, bool) or not isinstance(name, str | int | float | None):
+        raise MalformedEvent(f"agent: name must be text, got {fields.shorten(name)}", "agent")
+    return fields.text(name)
+
+
+def parse_event(raw: bytes) -> Event:
+    """A signed Generator Labs event, validated; MalformedEvent names the field at fault."""
+    body = decode_json(raw)
+    if not isinstance(body, Mapping):
+        raise MalformedEvent("body must be a JSON object")
+    for key in ("event_sid", "event_type", "event_date"):
+        if body.get(key) is None and not (key == "event_type" and body.get("event") is not None):
+            raise MalformedEvent(f"missing required field {key}", key)
+    sid = _ident(body.get("event_sid"), "event_sid", EVENT_SID)
+    raw_type = _ident(body.get("event_type") or body.get("event"), "event_type")
+    date = _read(fields.timestamp, body, "event_date")
+    if date is None:
+        raise MalformedEvent("event_date: not a date after 1970", "event_date")
+    event_type = raw_type if raw_type in KNOWN_EVENTS else "other"
+    if event_type in RBL_EVENTS:
+        host = _object_id(body, "host", HOST_ID)
+        listing = _listing(event_type, body) if event_type in LISTING_EVENTS else None
+        return Event(sid, event_type, raw_type, date, host, listing=listing)
+    if event_type in CERT_EVENTS:
+        monitor = _object_id(body, "monitor", MONITOR_ID)
+        if event_type.startswith("cert.expiration."):
+            return Event(sid, event_type, raw_type, date, monitor, expiry_days=_expiry_days(body))
+        if event_type.startswith("cert.error."):
+            errors = _error_reasons(_list(body, "current_errors"))
+            return Event(sid, event_type, raw_type, date, monitor, errors=errors)
+        return Event(sid, event_type, raw_type, date, monitor)
+    if event_type in AGENT_EVENTS:
+        agent = _object_id(body, "agent", None)
+        return Event(
+            sid,
+            event_type,
+            raw_type,
+            date,
+            agent,
+            agent_name=_agent_name(body),
+            instances=_instances(_list(body, "instances")),
+        )
+    if event_type == "billing.balance.alert":
+        return Event(
+            sid,
+            event_type,
+            raw_type,
+            date,
+            balance=_read(fields.number, body, "balance"),
+            alert_threshold=_read(fields.number, body, "alert_threshold"),
+        )
+    return Event(sid, event_type, raw_type, date)
+
+
+# ---- HetrixTools chunks --------------------------------------------------------------------
+
+
+class _Skip(Exception):
+    """Internal: one chunk item is unusable (never escapes this module)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+
+
+def _hetrix_item(item: object) -> HetrixMonitor:
+    if not isinstance(item, Mapping):
+        raise _Skip("item", f"must be an object, got {fields.shorten(item)}")
+    monitor = item.get("monitor")
+    if not isinstance(monitor, str) or not monitor.strip():
+        raise _Skip("monitor", f"must be a non-empty string, got {fields.shorten(monitor)}")
+    if len(monitor.strip()) > MAX_ID_CHARS:
+        raise _Skip("monitor", f"longer than {MAX_ID_CHARS} characters")
+    label = item.get("label")
+    if isinstance(label, bool) or not isinstance(label, str | int | float | None):
+        raise _Skip("label", f"must be text, got {fields.shorten(label)}")
+    try:
+        now = fields.count(item.get("blacklisted_now"))
+    except Unreadable as err:
+        raise _Skip("blacklisted_now", str(err)) from None
+    listed_on = item.get("blacklisted_on")
+    if listed_on is not None and not isinstance(listed_on, list):
+        raise _Skip("blacklisted_on", f"must be an array or null, got {fields.shorten(listed_on)}")
+    if listed_on is not None and len(listed_on) > MAX_LIST_ITEMS:
+        raise _Skip("blacklisted_on", f"more than {MAX_LIST_ITEMS} entries")
+    rbls = tuple(
+        dict.fromkeys(
+            n
+            for entry in listed_on or ()
+            if isinstance(entry, Mapping) and (n := fields.text(entry.get("rbl")))
+        )
+    )
+    count = now if now is not None else len(rbls)
+    return HetrixMonitor(monitor.strip(), fields.text(label) or "", count, rbls if count else ())
+
+
+def check_hetrix_chunk(raw: bytes) -> HetrixChunk:
+    """A JSON array of up to 100 monitor objects (numbers arrive as strings; blacklisted_on is a
+    list of {rbl, delist} or null), checked item by item: the usable monitors and the skipped
+    items. MalformedEvent only when the body is not a JSON array."""
+    body = decode_json(raw)
+    if not isinstance(body, list):
+        raise MalformedEvent("body must be a JSON array of monitor objects")
+    monitors, skipped = [], []
+    for i, item in enumerate(body):
+        try:
+            monitors.append(_hetrix_item(item))
+        except _Skip as skip:
+            skipped.append(Skipped(i, skip.field, skip.reason))
+    return HetrixChunk(monitors, skipped)
+
+
+def parse_hetrix_chunk(raw: bytes) -> list[HetrixMonitor]:
+    """The usable monitors of a chunk (see check_hetrix_chunk)."""
+    return check_hetrix_chunk(raw).monitors
+
+
+def parse_forget(raw: bytes) -> Forget:
+    """A stored `forget` record: {"kind": one of FORGETTABLE, "id": text}."""
+    body = decode_json(raw)
+    if not isinstance(body, Mapping) or body.get("kind") not in FORGETTABLE:
+        raise MalformedEvent("forget record must name a kind of " + ", ".join(FORGETTABLE), "kind")
+    return Forget(body["kind"], _ident(body.get("id"), "id"))
