@@ -21,12 +21,12 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from exporter.api.records import parse_cert_error, parse_host, parse_monitor
 from exporter.app import build_exporter
-from exporter.config.model import parse
+from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.transport import SimulatorTransport
 from exporter.metrics.render import Freshness, join, render
-from exporter.state.store import Snapshot
-from exporter.web.server import ServerParts, build_app
+from exporter.state.snapshot import Snapshot
+from exporter.web.routes import ServerParts, build_app
 
 SID, TOKEN = "AC" + "1" * 32, "f" * 64
 

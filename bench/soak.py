@@ -77,7 +77,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.api.envelope import RawResponse
 from exporter.api.transport import HttpTransport, basic_auth, make_session
 from exporter.app import Exporter, attach_state, build_exporter, create_app
-from exporter.config.model import Config, parse
+from exporter.config.model import Config
+from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account, iso, sid
 from exporter.demo.simulator.api import (
     ABSURD_LIMITS,

@@ -20,7 +20,9 @@ from aiohttp import web
 from exporter import __version__
 from exporter.api.transport import HttpTransport, make_session
 from exporter.clock import Clock, SystemClock
-from exporter.config.model import Config, default_state_path, environ, parse_listen_address
+from exporter.config.load import default_state_path, environ
+from exporter.config.model import Config
+from exporter.config.parse import parse_listen_address
 from exporter.config.webconfig import WebGuard
 from exporter.demo.wiring import DEMO_BASE_URL, Demo, demo_config, running_demo, send_demo_webhooks
 from exporter.errors import ConfigError
@@ -28,11 +30,14 @@ from exporter.metrics.selfmetrics import Live, Telemetry
 from exporter.metrics.serve import Scraper
 from exporter.polling.ledger import Ledger
 from exporter.polling.scheduler import Scheduler, Transport
+from exporter.state.snapshot import Snapshot
 from exporter.state.sqlite import GroupCommit, Loaded, Owner, StateDB, VolatileDB
-from exporter.state.store import Snapshot, StateStore
+from exporter.state.store import StateStore
 from exporter.supervisor import Supervisor
-from exporter.web.server import ConnectionGuard, ServerParts, build_app, serve
-from exporter.webhooks.receivers import Applier, WebhookParts, add_admin_routes, add_routes
+from exporter.web.routes import ServerParts, build_app
+from exporter.web.server import ConnectionGuard, serve
+from exporter.webhooks.applier import Applier
+from exporter.webhooks.receivers import WebhookParts, add_admin_routes, add_routes
 
 log = structlog.get_logger("exporter.app")
 

@@ -13,16 +13,9 @@ import sys
 from dataclasses import replace
 
 from exporter import __version__
-from exporter.config.model import (
-    LOG_FORMATS,
-    LOG_LEVELS,
-    Config,
-    credentials_from_env,
-    environ,
-    load,
-    parse_listen_address,
-    read_text_file,
-)
+from exporter.config.load import environ, load, read_text_file
+from exporter.config.model import LOG_FORMATS, LOG_LEVELS, Config
+from exporter.config.parse import credentials_from_env, parse_listen_address
 from exporter.errors import ConfigError, ExporterError
 
 

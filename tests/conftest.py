@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from exporter.config.model import Config, parse
+from exporter.config.model import Config
+from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import Faults, SimulatedApi
 from exporter.demo.simulator.transport import SimulatorTransport

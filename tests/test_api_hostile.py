@@ -29,7 +29,7 @@ from exporter.api.envelope import MAX_PAGES, RawResponse, decode_page
 from exporter.api.ratelimit import RETRY_AFTER_CAP, from_headers, retry_after
 from exporter.api.records import Host
 from exporter.api.transport import CONNECTION_LIMIT, HttpTransport, basic_auth, make_session
-from exporter.config.model import parse
+from exporter.config.parse import parse
 from exporter.demo.simulator import api as simulator_api
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi

@@ -11,13 +11,13 @@ import yaml
 
 from exporter.api.endpoints import COLLECTORS
 from exporter.app import build_exporter
-from exporter.config.model import (
+from exporter.config.load import load
+from exporter.config.model import Config
+from exporter.config.parse import (
     COLLECTOR_KEYS,
     SECTIONS,
-    Config,
     credentials_from_env,
     format_duration,
-    load,
     parse,
     parse_duration,
 )
@@ -25,7 +25,7 @@ from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi
 from exporter.demo.simulator.transport import SimulatorTransport
 from exporter.errors import ConfigError
-from exporter.web.server import ServerParts, build_app
+from exporter.web.routes import ServerParts, build_app
 from tests.conftest import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent

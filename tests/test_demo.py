@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from exporter.api.endpoints import COLLECTORS
-from exporter.config.model import COLLECTOR_KEYS, SECTIONS
+from exporter.config.parse import COLLECTOR_KEYS, SECTIONS
 from exporter.metrics.contract import ALL_METRICS
 from tests.conftest import need_binary
 from tests.test_cli import FLAGS

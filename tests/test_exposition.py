@@ -22,7 +22,7 @@ from exporter.metrics.render import (
     join,
     render,
 )
-from exporter.state.store import Snapshot
+from exporter.state.snapshot import Snapshot
 from tests.conftest import need_binary
 
 NOW = 1_790_000_000.0

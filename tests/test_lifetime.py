@@ -22,7 +22,8 @@ import pytest
 import structlog
 
 from exporter.app import run
-from exporter.config.model import Config, parse
+from exporter.config.model import Config
+from exporter.config.parse import parse
 from exporter.errors import StateError
 from exporter.state.sqlite import StateDB
 from tests.test_demo import DEADLINE, ROOT, free_port

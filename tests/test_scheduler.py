@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import structlog
 
-from exporter.config.model import CollectorConfig, parse
+from exporter.config.model import CollectorConfig
+from exporter.config.parse import parse
 from exporter.metrics.render import Freshness, render
 from tests.conftest import SID, TOKEN, Rig
 

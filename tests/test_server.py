@@ -12,12 +12,13 @@ from aiohttp.test_utils import TestClient
 
 from exporter import __version__
 from exporter.app import build_exporter, create_app
-from exporter.config.model import Config, parse
+from exporter.config.model import Config
+from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi
 from exporter.demo.simulator.transport import SimulatorTransport
 from exporter.errors import ConfigError
-from exporter.web.server import ServerParts, build_app
+from exporter.web.routes import ServerParts, build_app
 from tests.conftest import SID, TOKEN, FakeClock
 
 AiohttpClient = Callable[[web.Application], "TestClient"]
@@ -163,7 +164,7 @@ async def test_a_nan_balance_and_an_unrenderable_host_cost_only_themselves(  # t
     from prometheus_client.parser import text_string_to_metric_families
 
     from exporter.api.records import Host
-    from exporter.state.store import Snapshot
+    from exporter.state.snapshot import Snapshot
 
     exporter, _ = setup
     await poll(exporter)

@@ -15,12 +15,13 @@ import pytest
 
 from exporter.api.records import Host
 from exporter.app import build_exporter
-from exporter.config.model import parse
+from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi
 from exporter.demo.simulator.transport import SimulatorTransport
-from exporter.state.store import Snapshot
-from exporter.web.server import WRITE_CHUNK, ConnectionGuard, Limits, Listener, ServerParts, build_app, serve
+from exporter.state.snapshot import Snapshot
+from exporter.web.routes import ServerParts, build_app
+from exporter.web.server import WRITE_CHUNK, ConnectionGuard, Limits, Listener, serve
 from tests.conftest import SID, TOKEN, FakeClock
 
 DEADLINE = 20.0  # seconds: generous bounds on waits, never a timing assertion

@@ -21,12 +21,12 @@ import yaml
 
 from exporter.api.records import Host
 from exporter.app import attach_state, build_exporter
-from exporter.config.model import parse
+from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi
 from exporter.demo.simulator.transport import SimulatorTransport
+from exporter.state.snapshot import Snapshot
 from exporter.state.sqlite import Incoming, Loaded, Owner, StateDB, VolatileDB, encode_snapshot
-from exporter.state.store import Snapshot
 from exporter.webhooks.overlay import WebhookState
 from tests.conftest import START, TOKEN, FakeClock
 from tests.test_demo import DEADLINE, ROOT, free_port, get, wait_for

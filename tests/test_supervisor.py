@@ -12,12 +12,12 @@ import pytest
 import structlog
 
 from exporter.app import Exporter, build_exporter
-from exporter.config.model import parse
+from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi
 from exporter.demo.simulator.transport import SimulatorTransport
 from exporter.supervisor import BACKOFF_CAP, BACKOFF_FIRST, CRASH_LOOP, STABLE_AFTER, Supervisor
-from exporter.web.server import ServerParts, build_app
+from exporter.web.routes import ServerParts, build_app
 from tests.conftest import SID, TOKEN, FakeClock
 
 

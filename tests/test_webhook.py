@@ -18,12 +18,12 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter, attach_state, build_exporter
-from exporter.config.model import parse
+from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi
 from exporter.demo.simulator.transport import SimulatorTransport
 from exporter.state.sqlite import StateDB
-from exporter.web.server import ServerParts, build_app
+from exporter.web.routes import ServerParts, build_app
 from exporter.webhooks.receivers import add_admin_routes, add_routes
 from exporter.webhooks.signature import sign
 from tests.conftest import SID, TOKEN, FakeClock

@@ -26,6 +26,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.state.sqlite import Incoming, StateDB
+from exporter.webhooks import applier
 from exporter.webhooks import receivers as webhook
 from exporter.webhooks.overlay import WebhookState
 from exporter.webhooks.signature import sign
@@ -434,7 +435,7 @@ async def test_webhook_only_series_are_forgotten_after_their_max_age(harness: Ha
 async def test_webhook_only_series_age_out_even_when_no_webhook_arrives(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(webhook, "IDLE_WAKE", 0.0)  # the idle wake-up at once, not after 300 s
+    monkeypatch.setattr(applier, "IDLE_WAKE", 0.0)  # the idle wake-up at once, not after 300 s
     assert (await harness.hetrix([monitor("192.0.2.1", now="0", rbls=0)]))[0] == 200
     assert sample(await harness.metrics(), "hetrixtools_blacklist_monitor_listed", monitor="192.0.2.1") == 0
     harness.clock.now += 31 * 86400

@@ -29,7 +29,8 @@ import bcrypt
 import structlog
 from aiohttp import web
 
-from exporter.config.model import kind_of, read_yaml
+from exporter.config.load import read_yaml
+from exporter.config.parse import kind_of
 from exporter.errors import ConfigError
 
 log = structlog.get_logger("exporter.config.webconfig")

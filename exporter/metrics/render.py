@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from exporter.api.records import CertError, Host, Item, Monitor
 from exporter.metrics.contract import DATA_METRICS
-from exporter.state.store import Snapshot
+from exporter.state.snapshot import Snapshot
 from exporter.webhooks.overlay import HostMark, MonitorMark, WebhookState
 
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"  # mtime 0, fastest (level 1), unknown OS

@@ -22,7 +22,8 @@ import structlog
 from exporter.clock import Clock, sleep_or_event
 from exporter.metrics.render import Freshness, Memo, RenderCache, RenderStats, render
 from exporter.metrics.selfmetrics import Telemetry
-from exporter.state.store import Snapshot, StateStore
+from exporter.state.snapshot import Snapshot
+from exporter.state.store import StateStore
 from exporter.webhooks.overlay import WebhookState
 
 log = structlog.get_logger("exporter.metrics.serve")

@@ -43,7 +43,8 @@ from exporter.errors import ApiError, RateLimited
 from exporter.metrics.selfmetrics import Live, Telemetry
 from exporter.polling.ledger import Ledger
 from exporter.polling.plan import Demand, Plan, make_plan
-from exporter.state.store import Health, Snapshot, StateStore
+from exporter.state.snapshot import Health, Snapshot
+from exporter.state.store import StateStore
 
 log = structlog.get_logger("exporter.polling.scheduler")
 

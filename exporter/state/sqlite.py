@@ -41,7 +41,7 @@ from exporter.api.endpoints import COLLECTORS
 from exporter.api.records import CertError, Host, Item, Monitor
 from exporter.clock import SystemClock
 from exporter.errors import StateError, StateUnreadable
-from exporter.state.store import Snapshot
+from exporter.state.snapshot import Snapshot
 from exporter.webhooks.overlay import WebhookState
 
 log = structlog.get_logger("exporter.state.sqlite")

@@ -1,6 +1,5 @@
-"""HTTP routes (/metrics, the landing page, health, readiness and reload) and the listener that
-serves them with deliberate limits. The handlers ask the objects they are given and never call
-the API.
+"""The HTTP listener (I/O): it serves an aiohttp app (exporter.web.routes, the webhook receivers)
+with deliberate limits.
 
 Slow and hostile clients must not starve /metrics, nor the process of file descriptors. The
 limits, all in `Limits` (defaults below), and who enforces each:
@@ -37,11 +36,10 @@ limits, all in `Limits` (defaults below), and who enforces each:
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import resource
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -49,13 +47,7 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from exporter import __version__
-from exporter.metrics.selfmetrics import Live
-from exporter.metrics.serve import Scraper
-from exporter.state.store import StateStore
-
 log = structlog.get_logger("exporter.web.server")
-
 KEEPALIVE_TIMEOUT = 30.0
 """Seconds an idle keep-alive connection is kept. Prometheus reuses a connection from one scrape
 to the next at intervals up to 30 s; a longer interval costs it a new connection, nothing more."""
@@ -87,7 +79,6 @@ EVICT_AFTER = 1.0
 WRITE_CHUNK = 64 * 1024
 """Bytes per write of a response body: one chunk is buffered at a time per slow client."""
 LIMIT_LOG_EVERY = 60.0  # seconds between log lines about the connection cap
-
 _REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
     b"Content-Length: 21\r\n\r\ntoo many connections\n"
@@ -103,7 +94,6 @@ class _QuietClientErrors(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         return not isinstance(exc, HttpProcessingError | ConnectionError)
 
-
 http_log = logging.getLogger("exporter.http")  # aiohttp's server messages for our listeners
 http_log.addFilter(_QuietClientErrors())
 
@@ -115,6 +105,7 @@ def connection_cap(ceiling: int = MAX_CONNECTIONS) -> int:
     if soft == resource.RLIM_INFINITY:
         return ceiling
     return max(MIN_CONNECTIONS, min(ceiling, soft - RESERVED_FILES))
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,147 +135,6 @@ class Limits:
             "logger": http_log,
         }
 
-
-ReloadFn = Callable[[], Awaitable[list[str]]]
-
-
-@dataclass(slots=True)
-class ServerParts:
-    scraper: Scraper
-    store: StateStore
-    live: Live
-    reload: ReloadFn
-    now: Callable[[], float]
-    telemetry_path: str = "/metrics"
-    failing: Callable[[], Mapping[str, str]] = dict  # background tasks in a crash loop
-
-
-PARTS = web.AppKey("parts", ServerParts)
-
-
-class CachedBody(web.StreamResponse):
-    """A response whose body is the given bytes objects, written WRITE_CHUNK at a time once
-    aiohttp sends the response (after the middlewares have set their headers): never copied
-    whole, so every client being answered shares the one cached body, and each write waits
-    while the client's socket buffer is full."""
-
-    def __init__(self, parts: tuple[bytes, ...], *, head: bool, headers: Mapping[str, str]) -> None:
-        super().__init__(headers=headers)
-        self.content_length = sum(len(p) for p in parts)
-        self._parts = parts if not head else ()
-        self._body_sent = False
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        if not self._body_sent:
-            self._body_sent = True
-            for part in self._parts:
-                view = memoryview(part)
-                for start in range(0, len(view), WRITE_CHUNK):
-                    await self.write(view[start : start + WRITE_CHUNK])
-        await super().write_eof(data)
-
-
-async def metrics(request: web.Request) -> web.StreamResponse:
-    parts = request.app[PARTS]
-    exposition = parts.scraper.expose(
-        request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
-    )
-    headers = {"Content-Type": exposition.content_type, "Vary": "Accept, Accept-Encoding"}
-    if exposition.gzipped:
-        headers["Content-Encoding"] = "gzip"
-    return CachedBody(exposition.parts, head=request.method == "HEAD", headers=headers)
-
-
-async def healthy(request: web.Request) -> web.Response:
-    """503 while a background task is in a crash loop, so a liveness probe restarts us."""
-    failing = request.app[PARTS].failing()
-    if failing:
-        lines = "".join(f"  - {task}: {error}\n" for task, error in sorted(failing.items()))
-        return web.Response(status=503, text=f"Unhealthy: background tasks keep failing:\n{lines}")
-    return web.Response(text="Healthy\n")
-
-
-async def ready(request: web.Request) -> web.Response:
-    parts = request.app[PARTS]
-    if parts.store.has_data:
-        return web.Response(text="Ready\n")
-    return web.Response(status=503, text="Not ready: no data loaded yet\n")
-
-
-async def reload(request: web.Request) -> web.Response:
-    problems = await request.app[PARTS].reload()
-    if problems:
-        return web.Response(
-            status=400,
-            text="config not reloaded, old config kept:\n" + "\n".join(f"  - {p}" for p in problems) + "\n",
-        )
-    return web.Response(text="config reloaded\n")
-
-
-def _age(now: float, ts: float | None) -> str:
-    if ts is None:
-        return "never"
-    seconds = max(0, int(now - ts))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m ago" if seconds >= 3600 else f"{seconds}s ago"
-
-
-async def landing(request: web.Request) -> web.Response:
-    parts = request.app[PARTS]
-    live, now = parts.live, parts.now()
-    rows = []
-    for name, configured in sorted(live.enabled.items()):
-        h = parts.store.health(name)
-        effective = live.plan.intervals.get(name, configured) if live.plan else configured
-        state = {None: "waiting", True: "ok", False: f"failing ({h.error})"}[h.success]
-        rows.append(
-            f"<tr><td>{html.escape(name)}</td><td>{html.escape(state)}</td>"
-            f"<td>{_age(now, h.last_success)}</td><td>{effective:.0f}s</td><td>{configured:.0f}s</td>"
-            f"<td>{live.pages.get(name, 1)}</td></tr>"
-        )
-    ledger = live.ledger
-    planned = live.plan.requests_per_hour if live.plan else 0.0
-    server = ledger.server
-    remaining = server.remaining if server and server.remaining is not None else "unknown"
-    backoff = (
-        f"<p><b>Rate limited:</b> no requests for {ledger.backoff_until - now:.0f}s more.</p>"
-        if ledger.backoff_until > now
-        else ""
-    )
-    path = html.escape(parts.telemetry_path)
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Generator Labs exporter</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
-td,th{{padding:.2em .8em;text-align:left}}</style>
-</head><body>
-<h1>Generator Labs exporter</h1>
-<p>Version {html.escape(__version__)}.
-<a href="{path}">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
-<h2>API budget</h2>
-<p>{ledger.used(now)} requests in the last hour of a budget of {ledger.per_hour};
-the plan needs {planned:.0f}/h. Server says {remaining} requests remain.</p>{backoff}
-<h2>Freshness</h2>
-<table><tr><th>collector</th><th>state</th><th>last success</th><th>interval</th>
-<th>configured</th><th>pages</th></tr>
-{"".join(rows)}
-</table>
-<p>Values on {path} are cached; a scrape never calls the API.</p>
-</body></html>
-"""
-    return web.Response(text=page, content_type="text/html")
-
-
-def build_app(parts: ServerParts, middlewares: tuple[Any, ...] = ()) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024, middlewares=middlewares)
-    app[PARTS] = parts
-    app.router.add_get(parts.telemetry_path, metrics)
-    app.router.add_get("/", landing)
-    app.router.add_get("/-/healthy", healthy)
-    app.router.add_get("/-/ready", ready)
-    app.router.add_post("/-/reload", reload)
-    return app
-
-
-# -- the listener ------------------------------------------------------------------------------
 
 
 class _Connection(asyncio.Protocol):
@@ -398,6 +248,7 @@ class _Connection(asyncio.Protocol):
         return not busy and not self._write_paused and self.transport.get_write_buffer_size() == 0
 
 
+
 class ConnectionGuard:
     """Counts a listener's connections (one guard may serve several listeners: they then share
     the cap) and enforces the cap: see the module docstring."""
@@ -454,6 +305,7 @@ class ConnectionGuard:
             )
 
 
+
 class _GuardedSite(web.BaseSite):
     """A TCP site whose connections go through a ConnectionGuard."""
 
@@ -498,6 +350,7 @@ class _GuardedSite(web.BaseSite):
             self._port = self._server.sockets[0].getsockname()[1]
 
 
+
 @dataclass(slots=True)
 class Listener:
     """A running listener: its bound port, its guard, and how to stop it."""
@@ -508,6 +361,7 @@ class Listener:
 
     async def cleanup(self) -> None:
         await self.runner.cleanup()
+
 
 
 async def serve(
@@ -530,3 +384,4 @@ async def serve(
         await runner.cleanup()
         raise
     return Listener(runner, site.port, guard)
+

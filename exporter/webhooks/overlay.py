@@ -23,7 +23,7 @@ from exporter.api.fields import Unreadable
 from exporter.webhooks.payloads import EVENT_LABELS, MAX_EXPIRY_DAYS, Event, HetrixMonitor
 
 if TYPE_CHECKING:
-    from exporter.state.store import Snapshot
+    from exporter.state.snapshot import Snapshot
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,8 @@ parse warnings; secrets and tokens are never logged.
 from __future__ import annotations
 
 import asyncio
-import collections
 import hmac
 import ipaddress
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,29 +21,22 @@ from aiohttp import web
 
 from exporter.api.fields import loggable
 from exporter.clock import Clock
-from exporter.config.model import DEFAULT_SERIES_MAX_AGE, WebhookConfig
-from exporter.metrics.selfmetrics import WEBHOOK_SOURCES, Telemetry
-from exporter.state.sqlite import GroupCommit, Incoming, StateDB
-from exporter.state.store import StateStore
+from exporter.config.model import WebhookConfig
+from exporter.metrics.selfmetrics import Telemetry
+from exporter.state.sqlite import GroupCommit, Incoming
+from exporter.webhooks.applier import Applier
 from exporter.webhooks.payloads import (
     EVENT_OBJECT,
     FORGETTABLE,
     HETRIX_OBJECT,
-    Event,
     Forget,
-    HetrixMonitor,
     MalformedEvent,
     check_hetrix_chunk,
     parse_event,
-    parse_forget,
 )
 from exporter.webhooks.signature import SignatureError, verify
 
 log = structlog.get_logger("exporter.webhooks.receivers")
-
-CHECKPOINT_EVERY = 1.0  # seconds between folding applied events into the stored state
-SWEEP_EVERY = 60.0  # clock seconds between two max-age sweeps of webhook-only objects
-IDLE_WAKE = 300.0  # event-loop seconds without a webhook after which the applier sweeps anyway
 # Event-loop seconds to receive a whole body once its head is in: HetrixTools' 512 KB chunks take
 # well under a second; a body trickled in slower is answered 408 and its connection closed, so
 # slow senders cannot fill the server's connection cap.
@@ -56,214 +46,6 @@ DRAIN_TIMEOUT = 2.0  # event-loop seconds to read and drop the body of a request
 # (exporter.web.server); without this, senders trickling bodies could hold every connection for
 # BODY_TIMEOUT and leave none for /metrics. Past it a webhook gets 503 (the senders retry).
 MAX_BODIES_IN_FLIGHT = 64
-RefreshFn = Callable[[str, str, float], bool]
-Item = Event | list[HetrixMonitor] | Forget
-
-
-def _source(item: Item) -> str:
-    """The record kind (and, for webhooks, the `source` label) of an item."""
-    if isinstance(item, Event):
-        return "generatorlabs"
-    if isinstance(item, Forget):
-        return "forget"
-    return "hetrixtools"
-
-
-class Applier:
-    """Folds committed events into the store's webhook state, in sequence, off the request path.
-
-    It never dies of an item: one that cannot be read or applied (e.g. stored by an older version
-    that accepted `"total": "1e999"`) is set aside, counted, logged once with its traceback and
-    moved out of the replay set in the state file (`StateDB.set_aside`); later items are applied
-    as usual. It also forgets HetrixTools monitors and agents not heard of for
-    `series_max_age` seconds (checked at most every SWEEP_EVERY seconds, and when idle)."""
-
-    def __init__(
-        self,
-        store: StateStore,
-        db: StateDB | None,
-        clock: Clock,
-        refresh: RefreshFn | None = None,
-        *,
-        telemetry: Telemetry | None = None,
-        series_max_age: float = DEFAULT_SERIES_MAX_AGE,
-    ) -> None:
-        self._store = store
-        self._db = db
-        self._clock = clock
-        self._refresh = refresh
-        self._telemetry = telemetry
-        self.series_max_age = series_max_age
-        self._queue: collections.deque[tuple[int, Item]] = collections.deque()
-        self._arrived = asyncio.Event()
-        self._logged_other: set[str] = set()
-        self._to_set_aside: list[tuple[int, str]] = []  # not yet moved out in the state file
-        self._last_sweep = -math.inf
-        self.applied = 0
-        self.set_aside = 0
-
-    @property
-    def pending(self) -> int:
-        """Items acknowledged and not yet taken up (taking one up and applying it are one step)."""
-        return len(self._queue)
-
-    def submit(self, seq: int, item: Item) -> None:
-        self._queue.append((seq, item))
-        self._arrived.set()
-
-    def knows(self, kind: str, ident: str) -> bool:
-        return self._store.webhooks.knows(kind, ident)
-
-    def apply(self, seq: int, item: Item) -> bool:
-        """Fold one item in; False when it failed and was set aside instead."""
-        webhooks = self._store.webhooks
-        try:
-            if isinstance(item, Event):
-                webhooks.apply(item, self._clock.time())
-            elif isinstance(item, Forget):
-                self._forget(item)
-            else:
-                webhooks.apply_hetrix(item, self._clock.time())
-        except Exception as err:
-            self._put_aside(seq, _source(item), f"{type(err).__name__}: {err}", err)
-            return False
-        finally:
-            webhooks.last_seq = max(webhooks.last_seq, seq)
-        self.applied += 1
-        if isinstance(item, Event):
-            try:
-                self._unknown(item)
-            except Exception as err:  # a refresh request is a nicety; the event stays applied
-                log.error("webhook.refresh_request_failed", error=loggable(repr(err)), exc_info=err)
-        return True
-
-    def _put_aside(self, seq: int, source: str, reason: str, err: BaseException | None) -> None:
-        reason = loggable(reason, 500)
-        self._to_set_aside.append((seq, reason))
-        self.set_aside += 1
-        if self._telemetry is not None and source in WEBHOOK_SOURCES:
-            self._telemetry.events_set_aside.labels(source).inc()
-        log.error("webhook.set_aside", source=source, seq=seq, reason=reason, exc_info=err)
-
-    def _forget(self, item: Forget) -> None:
-        if self._store.webhooks.forget(item.kind, item.ident):
-            if self._telemetry is not None:
-                self._telemetry.forgotten.labels(item.kind, "request").inc()
-            log.info("webhook.forgotten", kind=item.kind, id=loggable(item.ident, 100), reason="request")
-
-    def _unknown(self, event: Event) -> None:
-        if event.type == "other" and event.raw_type not in self._logged_other:
-            if len(self._logged_other) < 100:
-                self._logged_other.add(event.raw_type)
-            log.warning("webhook.unknown_event_type", event_type=loggable(event.raw_type, 80))
-        ident, kind = event.object_id, None
-        collectors: tuple[str, ...] = ()
-        if event.type.startswith("rbl."):
-            kind, collectors = "host", ("rbl_hosts", "rbl_listings")
-        elif event.type.startswith("cert."):
-            kind, collectors = "monitor", ("cert_monitors",)
-        if kind is None or ident is None or self._refresh is None:
-            return
-        if not any(ident in (s.items if (s := self._store.snapshot(c)) else {}) for c in collectors):
-            self._refresh(kind, ident, self._clock.time())
-        elif event.type.startswith("cert.expiration."):
-            self._refresh(kind, ident, self._clock.time())  # fetch the renewed notAfter
-
-    def sweep(self, *, force: bool = False) -> bool:
-        """Forget webhook-only objects older than series_max_age (at most every SWEEP_EVERY
-        seconds unless forced); True when something was forgotten."""
-        now = self._clock.time()
-        if not force and now - self._last_sweep < SWEEP_EVERY:
-            return False
-        self._last_sweep = now
-        forgotten = self._store.webhooks.expire(now, self.series_max_age)
-        for kind, n in forgotten.items():
-            if self._telemetry is not None:
-                self._telemetry.forgotten.labels(kind, "max_age").inc(n)
-            log.info("webhook.forgotten", kind=kind, count=n, reason="max_age", max_age=self.series_max_age)
-        return bool(forgotten)
-
-    def replay(self, events: list[tuple[int, str, bytes]]) -> list[tuple[int, str]]:
-        """At start-up: fold in events that were acknowledged but not yet checkpointed. One that
-        cannot be read or applied is set aside, never raised: start-up is never blocked. Returns
-        the (seq, reason) pairs set aside; run() and flush() move them out of the replay set in
-        the state file before their next checkpoint."""
-        first = len(self._to_set_aside)
-        for seq, kind, body in events:
-            try:
-                item = _stored(kind, body)
-            except Exception as err:  # MalformedEvent, or anything a future parser may raise
-                self._put_aside(seq, kind, f"unreadable: {err}", None)
-                webhooks = self._store.webhooks
-                webhooks.last_seq = max(webhooks.last_seq, seq)
-                continue
-            self.apply(seq, item)
-        if events:
-            self._store.webhooks_changed()
-        return list(self._to_set_aside[first:])
-
-    async def _settle(self) -> None:
-        """Move set-aside events out of the replay set, before any checkpoint deletes them."""
-        if self._db is None:
-            self._to_set_aside.clear()
-        while self._to_set_aside and self._db is not None:
-            seq, reason = self._to_set_aside[0]
-            await self._db.set_aside(seq, reason)
-            self._to_set_aside.pop(0)
-
-    async def _wait(self) -> bool:
-        """Wait for submitted items, at most IDLE_WAKE seconds; False when none came. (Not
-        asyncio.wait_for: on Python 3.11 it can swallow a cancellation that races a result.)"""
-        if self._queue:
-            return True
-        self._arrived.clear()
-        waiter = asyncio.ensure_future(self._arrived.wait())
-        try:
-            await asyncio.wait({waiter}, timeout=IDLE_WAKE)
-        finally:
-            waiter.cancel()
-        return bool(self._queue)
-
-    async def run(self) -> None:
-        await self._settle()
-        if self.sweep(force=True):
-            self._store.webhooks_changed()
-        last_checkpoint = self._clock.time()
-        while True:
-            if await self._wait():
-                while self._queue:  # drain a burst, then tell the renderer once
-                    self.apply(*self._queue.popleft())
-                self.sweep()
-            elif not self.sweep():  # nothing arrived for a while, and nothing aged out
-                continue
-            self._store.webhooks_changed()
-            await self._settle()
-            now = self._clock.time()
-            if self._db is not None and now - last_checkpoint >= CHECKPOINT_EVERY:
-                await self._db.checkpoint(self._store.webhooks, now)
-                last_checkpoint = now
-
-    async def flush(self) -> None:
-        """Apply whatever is queued and checkpoint (shutdown)."""
-        while self._queue:
-            self.apply(*self._queue.popleft())
-        await self._settle()
-        if self._db is not None:
-            await self._db.checkpoint(self._store.webhooks, self._clock.time())
-
-
-def _stored(kind: str, body: bytes) -> Item:
-    """A committed record read back: the same checks as at intake."""
-    if kind == "generatorlabs":
-        return parse_event(body)
-    if kind == "hetrixtools":
-        chunk = check_hetrix_chunk(body)
-        if chunk.unusable:
-            raise MalformedEvent(chunk.summary())
-        return chunk.monitors
-    if kind == "forget":
-        return parse_forget(body)
-    raise MalformedEvent(f"unknown record kind {kind[:40]!r}")
 
 
 @dataclass(slots=True)
@@ -274,7 +56,6 @@ class WebhookParts:
     telemetry: Telemetry
     clock: Clock
     bodies_in_flight: int = 0  # see MAX_BODIES_IN_FLIGHT
-
 
 WEBHOOKS = web.AppKey("webhooks", WebhookParts)
 WEBHOOK_ADMIN = web.AppKey("webhook_admin", WebhookParts)
@@ -292,6 +73,7 @@ def _reject(
         **{k: loggable(v) if isinstance(v, str) else v for k, v in fields.items()},
     )
     return web.Response(status=status, text=loggable(text) + "\n")
+
 
 
 async def _refuse(
@@ -319,6 +101,7 @@ async def _refuse(
     return response
 
 
+
 def _ended(request: web.Request, response: web.StreamResponse) -> None:
     """After a body failed to decode: the stream keeps raising, so mark it ended (or aiohttp
     reads it again after our answer and logs an "Unhandled exception"), and close the
@@ -327,10 +110,12 @@ def _ended(request: web.Request, response: web.StreamResponse) -> None:
     response.force_close()
 
 
+
 def _malformed(parts: WebhookParts, source: str, obj: str, err: MalformedEvent) -> web.Response:
     """400 for a body whose fields are unusable: counted as a rejection and a parse warning."""
     parts.telemetry.parse_warning(obj, err.field)
     return _reject(parts, source, 400, "malformed", str(err), detail=str(err), field=err.field)
+
 
 
 async def _body(request: web.Request, parts: WebhookParts, source: str) -> bytes | web.Response:
@@ -354,6 +139,7 @@ async def _body(request: web.Request, parts: WebhookParts, source: str) -> bytes
         return await _read_body(request, parts, source, limit, too_large)
     finally:
         parts.bodies_in_flight -= 1
+
 
 
 async def _read_body(
@@ -386,6 +172,7 @@ async def _read_body(
         _ended(request, response)
         return response
     return b"".join(chunks)
+
 
 
 async def generatorlabs(request: web.Request) -> web.Response:
@@ -434,7 +221,6 @@ async def generatorlabs(request: web.Request) -> web.Response:
     log.debug("webhook.accepted", event_type=event.type, event_sid=event.sid[:40], seq=seq)
     return web.Response(status=204)
 
-
 Networks = list[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 
@@ -451,12 +237,14 @@ def _client_ip(request: web.Request, trusted: Networks) -> str | None:
     return peer
 
 
+
 def _in(address: str, networks: Networks) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
     return any(ip in net for net in networks)
+
 
 
 async def hetrixtools(request: web.Request) -> web.Response:
@@ -506,13 +294,12 @@ async def hetrixtools(request: web.Request) -> web.Response:
     )
 
 
+
 def add_routes(app: web.Application, parts: WebhookParts) -> None:
     app[WEBHOOKS] = parts
     app.router.add_route("*", "/webhooks/generatorlabs", generatorlabs)
     app.router.add_route("*", "/webhooks/hetrixtools/{token}", hetrixtools)
 
-
-# ---- admin: forget a webhook-only object -----------------------------------------------------
 
 
 async def _forget(request: web.Request, kind: str, ident: str) -> web.Response:
@@ -530,12 +317,15 @@ async def _forget(request: web.Request, kind: str, ident: str) -> web.Response:
     return web.Response(status=204)
 
 
+
 async def forget_hetrixtools_monitor(request: web.Request) -> web.Response:
     return await _forget(request, FORGETTABLE[0], request.match_info["monitor"])
 
 
+
 async def forget_agent(request: web.Request) -> web.Response:
     return await _forget(request, FORGETTABLE[1], request.match_info["agent_id"])
+
 
 
 def add_admin_routes(app: web.Application, parts: WebhookParts) -> None:
@@ -546,3 +336,4 @@ def add_admin_routes(app: web.Application, parts: WebhookParts) -> None:
     # a monitor may be an IP range ("192.0.2.0/24"): the rest of the path, slashes included
     app.router.add_delete("/-/webhooks/hetrixtools/monitors/{monitor:.+}", forget_hetrixtools_monitor)
     app.router.add_delete("/-/webhooks/agents/{agent_id}", forget_agent)
+

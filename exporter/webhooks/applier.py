@@ -1,0 +1,244 @@
+"""The Applier: folds committed webhook events into the store's webhook state, in sequence, off the
+request path, and sweeps webhook-only objects past their maximum age (no HTTP; the state file through
+GroupCommit)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+from collections.abc import Callable
+
+import structlog
+
+from exporter.api.fields import loggable
+from exporter.clock import Clock
+from exporter.config.model import DEFAULT_SERIES_MAX_AGE
+from exporter.metrics.selfmetrics import WEBHOOK_SOURCES, Telemetry
+from exporter.state.sqlite import StateDB
+from exporter.state.store import StateStore
+from exporter.webhooks.payloads import (
+    Event,
+    Forget,
+    HetrixMonitor,
+    MalformedEvent,
+    check_hetrix_chunk,
+    parse_event,
+    parse_forget,
+)
+
+log = structlog.get_logger("exporter.webhooks.applier")
+CHECKPOINT_EVERY = 1.0  # seconds between folding applied events into the stored state
+SWEEP_EVERY = 60.0  # clock seconds between two max-age sweeps of webhook-only objects
+IDLE_WAKE = 300.0  # event-loop seconds without a webhook after which the applier sweeps anyway
+RefreshFn = Callable[[str, str, float], bool]
+Item = Event | list[HetrixMonitor] | Forget
+
+
+def _source(item: Item) -> str:
+    """The record kind (and, for webhooks, the `source` label) of an item."""
+    if isinstance(item, Event):
+        return "generatorlabs"
+    if isinstance(item, Forget):
+        return "forget"
+    return "hetrixtools"
+
+
+
+class Applier:
+    """Folds committed events into the store's webhook state, in sequence, off the request path.
+
+    It never dies of an item: one that cannot be read or applied (e.g. stored by an older version
+    that accepted `"total": "1e999"`) is set aside, counted, logged once with its traceback and
+    moved out of the replay set in the state file (`StateDB.set_aside`); later items are applied
+    as usual. It also forgets HetrixTools monitors and agents not heard of for
+    `series_max_age` seconds (checked at most every SWEEP_EVERY seconds, and when idle)."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        db: StateDB | None,
+        clock: Clock,
+        refresh: RefreshFn | None = None,
+        *,
+        telemetry: Telemetry | None = None,
+        series_max_age: float = DEFAULT_SERIES_MAX_AGE,
+    ) -> None:
+        self._store = store
+        self._db = db
+        self._clock = clock
+        self._refresh = refresh
+        self._telemetry = telemetry
+        self.series_max_age = series_max_age
+        self._queue: collections.deque[tuple[int, Item]] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._logged_other: set[str] = set()
+        self._to_set_aside: list[tuple[int, str]] = []  # not yet moved out in the state file
+        self._last_sweep = -math.inf
+        self.applied = 0
+        self.set_aside = 0
+
+    @property
+    def pending(self) -> int:
+        """Items acknowledged and not yet taken up (taking one up and applying it are one step)."""
+        return len(self._queue)
+
+    def submit(self, seq: int, item: Item) -> None:
+        self._queue.append((seq, item))
+        self._arrived.set()
+
+    def knows(self, kind: str, ident: str) -> bool:
+        return self._store.webhooks.knows(kind, ident)
+
+    def apply(self, seq: int, item: Item) -> bool:
+        """Fold one item in; False when it failed and was set aside instead."""
+        webhooks = self._store.webhooks
+        try:
+            if isinstance(item, Event):
+                webhooks.apply(item, self._clock.time())
+            elif isinstance(item, Forget):
+                self._forget(item)
+            else:
+                webhooks.apply_hetrix(item, self._clock.time())
+        except Exception as err:
+            self._put_aside(seq, _source(item), f"{type(err).__name__}: {err}", err)
+            return False
+        finally:
+            webhooks.last_seq = max(webhooks.last_seq, seq)
+        self.applied += 1
+        if isinstance(item, Event):
+            try:
+                self._unknown(item)
+            except Exception as err:  # a refresh request is a nicety; the event stays applied
+                log.error("webhook.refresh_request_failed", error=loggable(repr(err)), exc_info=err)
+        return True
+
+    def _put_aside(self, seq: int, source: str, reason: str, err: BaseException | None) -> None:
+        reason = loggable(reason, 500)
+        self._to_set_aside.append((seq, reason))
+        self.set_aside += 1
+        if self._telemetry is not None and source in WEBHOOK_SOURCES:
+            self._telemetry.events_set_aside.labels(source).inc()
+        log.error("webhook.set_aside", source=source, seq=seq, reason=reason, exc_info=err)
+
+    def _forget(self, item: Forget) -> None:
+        if self._store.webhooks.forget(item.kind, item.ident):
+            if self._telemetry is not None:
+                self._telemetry.forgotten.labels(item.kind, "request").inc()
+            log.info("webhook.forgotten", kind=item.kind, id=loggable(item.ident, 100), reason="request")
+
+    def _unknown(self, event: Event) -> None:
+        if event.type == "other" and event.raw_type not in self._logged_other:
+            if len(self._logged_other) < 100:
+                self._logged_other.add(event.raw_type)
+            log.warning("webhook.unknown_event_type", event_type=loggable(event.raw_type, 80))
+        ident, kind = event.object_id, None
+        collectors: tuple[str, ...] = ()
+        if event.type.startswith("rbl."):
+            kind, collectors = "host", ("rbl_hosts", "rbl_listings")
+        elif event.type.startswith("cert."):
+            kind, collectors = "monitor", ("cert_monitors",)
+        if kind is None or ident is None or self._refresh is None:
+            return
+        if not any(ident in (s.items if (s := self._store.snapshot(c)) else {}) for c in collectors):
+            self._refresh(kind, ident, self._clock.time())
+        elif event.type.startswith("cert.expiration."):
+            self._refresh(kind, ident, self._clock.time())  # fetch the renewed notAfter
+
+    def sweep(self, *, force: bool = False) -> bool:
+        """Forget webhook-only objects older than series_max_age (at most every SWEEP_EVERY
+        seconds unless forced); True when something was forgotten."""
+        now = self._clock.time()
+        if not force and now - self._last_sweep < SWEEP_EVERY:
+            return False
+        self._last_sweep = now
+        forgotten = self._store.webhooks.expire(now, self.series_max_age)
+        for kind, n in forgotten.items():
+            if self._telemetry is not None:
+                self._telemetry.forgotten.labels(kind, "max_age").inc(n)
+            log.info("webhook.forgotten", kind=kind, count=n, reason="max_age", max_age=self.series_max_age)
+        return bool(forgotten)
+
+    def replay(self, events: list[tuple[int, str, bytes]]) -> list[tuple[int, str]]:
+        """At start-up: fold in events that were acknowledged but not yet checkpointed. One that
+        cannot be read or applied is set aside, never raised: start-up is never blocked. Returns
+        the (seq, reason) pairs set aside; run() and flush() move them out of the replay set in
+        the state file before their next checkpoint."""
+        first = len(self._to_set_aside)
+        for seq, kind, body in events:
+            try:
+                item = _stored(kind, body)
+            except Exception as err:  # MalformedEvent, or anything a future parser may raise
+                self._put_aside(seq, kind, f"unreadable: {err}", None)
+                webhooks = self._store.webhooks
+                webhooks.last_seq = max(webhooks.last_seq, seq)
+                continue
+            self.apply(seq, item)
+        if events:
+            self._store.webhooks_changed()
+        return list(self._to_set_aside[first:])
+
+    async def _settle(self) -> None:
+        """Move set-aside events out of the replay set, before any checkpoint deletes them."""
+        if self._db is None:
+            self._to_set_aside.clear()
+        while self._to_set_aside and self._db is not None:
+            seq, reason = self._to_set_aside[0]
+            await self._db.set_aside(seq, reason)
+            self._to_set_aside.pop(0)
+
+    async def _wait(self) -> bool:
+        """Wait for submitted items, at most IDLE_WAKE seconds; False when none came. (Not
+        asyncio.wait_for: on Python 3.11 it can swallow a cancellation that races a result.)"""
+        if self._queue:
+            return True
+        self._arrived.clear()
+        waiter = asyncio.ensure_future(self._arrived.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=IDLE_WAKE)
+        finally:
+            waiter.cancel()
+        return bool(self._queue)
+
+    async def run(self) -> None:
+        await self._settle()
+        if self.sweep(force=True):
+            self._store.webhooks_changed()
+        last_checkpoint = self._clock.time()
+        while True:
+            if await self._wait():
+                while self._queue:  # drain a burst, then tell the renderer once
+                    self.apply(*self._queue.popleft())
+                self.sweep()
+            elif not self.sweep():  # nothing arrived for a while, and nothing aged out
+                continue
+            self._store.webhooks_changed()
+            await self._settle()
+            now = self._clock.time()
+            if self._db is not None and now - last_checkpoint >= CHECKPOINT_EVERY:
+                await self._db.checkpoint(self._store.webhooks, now)
+                last_checkpoint = now
+
+    async def flush(self) -> None:
+        """Apply whatever is queued and checkpoint (shutdown)."""
+        while self._queue:
+            self.apply(*self._queue.popleft())
+        await self._settle()
+        if self._db is not None:
+            await self._db.checkpoint(self._store.webhooks, self._clock.time())
+
+
+
+def _stored(kind: str, body: bytes) -> Item:
+    """A committed record read back: the same checks as at intake."""
+    if kind == "generatorlabs":
+        return parse_event(body)
+    if kind == "hetrixtools":
+        chunk = check_hetrix_chunk(body)
+        if chunk.unusable:
+            raise MalformedEvent(chunk.summary())
+        return chunk.monitors
+    if kind == "forget":
+        return parse_forget(body)
+    raise MalformedEvent(f"unknown record kind {kind[:40]!r}")
+
