@@ -19,7 +19,7 @@ from pathlib import Path
 import structlog
 
 from tests.conftest import FakeClock, make_rig_factory
-from tests.test_budget import max_in_any_window
+from tests.helpers.windows import max_in_any_window
 
 
 async def one(hosts: int, hours: float) -> dict[str, object]:

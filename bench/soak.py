@@ -1793,7 +1793,7 @@ async def _first(waiter: asyncio.Future[Any], tasks: Sequence[asyncio.Future[Any
 
 
 def _free_port() -> int:
-    from tests.test_demo import free_port
+    from tests.helpers.processes import free_port
 
     return free_port()
 

@@ -29,7 +29,7 @@ import aiohttp
 import yaml
 
 from exporter.webhooks.signature import sign
-from tests.test_demo import free_port
+from tests.helpers.processes import free_port
 
 SECRET = "whsec_bench_secret_value"
 HX_TOKEN = "hx-bench-token-0123456789abcdef"

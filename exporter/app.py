@@ -23,7 +23,6 @@ from exporter.clock import Clock, SystemClock
 from exporter.config.load import default_state_path, environ
 from exporter.config.model import Config
 from exporter.config.parse import parse_listen_address
-from exporter.config.webconfig import WebGuard
 from exporter.demo.wiring import DEMO_BASE_URL, Demo, demo_config, running_demo, send_demo_webhooks
 from exporter.errors import ConfigError
 from exporter.metrics.selfmetrics import Live, Telemetry
@@ -34,6 +33,7 @@ from exporter.state.snapshot import Snapshot
 from exporter.state.sqlite import GroupCommit, Loaded, Owner, StateDB, VolatileDB
 from exporter.state.store import StateStore
 from exporter.supervisor import Supervisor
+from exporter.web.guard import WebGuard
 from exporter.web.routes import ServerParts, build_app
 from exporter.web.server import ConnectionGuard, serve
 from exporter.webhooks.applier import Applier

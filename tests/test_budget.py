@@ -6,6 +6,7 @@ import random
 
 from exporter.api.ratelimit import RateLimit
 from exporter.polling.ledger import Ledger
+from tests.helpers.windows import max_in_any_window
 
 T0 = 1_000_000.0
 
@@ -19,15 +20,6 @@ def send_greedily(ledger: Ledger, until: float, start: float = T0) -> list[float
             return sent
         ledger.record(now)
         sent.append(now)
-
-
-def max_in_any_window(times: list[float], window: float = 3600.0) -> int:
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 def test_no_rolling_hour_ever_holds_more_than_the_budget() -> None:

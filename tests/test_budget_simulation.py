@@ -13,7 +13,7 @@ import structlog
 from exporter.api.envelope import RawResponse
 from exporter.demo.simulator.api import Faults
 from tests.conftest import Rig
-from tests.test_budget import max_in_any_window
+from tests.helpers.windows import max_in_any_window
 
 DAY = 86400.0
 BUDGET = 900

@@ -12,20 +12,7 @@ import pytest
 
 from exporter import __version__
 from exporter.cli import build_parser, main
-
-FLAGS = [
-    "--config.file",
-    "--config.check",
-    "--web.listen-address",
-    "--web.telemetry-path",
-    "--web.config.file",
-    "--webhook.listen-address",
-    "--log.level",
-    "--log.format",
-    "--demo",
-    "--version",
-    "--help",
-]
+from tests.helpers.contract import FLAGS
 
 
 def test_the_flags_are_exactly_the_documented_ones() -> None:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from exporter.webhooks.signature import sign
-from tests.test_demo import DEADLINE, free_port, get, wait_for
+from tests.helpers.processes import DEADLINE, free_port, get, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))

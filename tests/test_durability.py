@@ -17,7 +17,7 @@ import aiohttp
 import yaml
 
 from exporter.webhooks.signature import sign
-from tests.test_demo import DEADLINE, free_port, get, value, wait_for
+from tests.helpers.processes import DEADLINE, free_port, get, value, wait_for
 
 SECRET = "whsec_durability_secret"
 HX_TOKEN = "hx-durability-token-0123456789"

@@ -26,7 +26,7 @@ from exporter.config.model import Config
 from exporter.config.parse import parse
 from exporter.errors import StateError
 from exporter.state.sqlite import StateDB
-from tests.test_demo import DEADLINE, ROOT, free_port
+from tests.helpers.processes import DEADLINE, ROOT, free_port
 
 
 @contextmanager

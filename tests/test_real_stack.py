@@ -28,7 +28,7 @@ from aiohttp import web
 
 from exporter.demo.simulator.account import sid
 from tests.conftest import need_binary
-from tests.test_demo import free_port
+from tests.helpers.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SID, TOKEN = "AC" + "5" * 32, "e" * 64

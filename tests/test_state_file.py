@@ -29,7 +29,7 @@ from exporter.state.snapshot import Snapshot
 from exporter.state.sqlite import Incoming, Loaded, Owner, StateDB, VolatileDB, encode_snapshot
 from exporter.webhooks.overlay import WebhookState
 from tests.conftest import START, TOKEN, FakeClock
-from tests.test_demo import DEADLINE, ROOT, free_port, get, wait_for
+from tests.helpers.processes import DEADLINE, ROOT, free_port, get, wait_for
 
 SID_A, SID_B = "AC" + "a" * 32, "AC" + "b" * 32
 API = "https://api.generatorlabs.com/4.0"

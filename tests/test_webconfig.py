@@ -25,11 +25,12 @@ import structlog
 import yaml
 from aiohttp import web
 
-from exporter.config.webconfig import WebGuard, parse
+from exporter.config.webconfig import parse
 from exporter.errors import ConfigError
+from exporter.web.guard import WebGuard
 from exporter.webhooks.signature import sign
 from tests.conftest import need_binary
-from tests.test_demo import DEADLINE, free_port, wait_for
+from tests.helpers.processes import DEADLINE, free_port, wait_for
 
 SECRET = "whsec_webconfig_secret"
 

@@ -48,7 +48,7 @@ class CollectorConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class WebConfig:
+class ListenConfig:
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     telemetry_path: str = "/metrics"
 
@@ -93,7 +93,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     collectors: Mapping[str, CollectorConfig] = field(default_factory=default_collectors)
-    web: WebConfig = field(default_factory=WebConfig)
+    web: ListenConfig = field(default_factory=ListenConfig)
     log: LogConfig = field(default_factory=LogConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     state: StateConfig = field(default_factory=StateConfig)
