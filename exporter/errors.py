@@ -1,4 +1,4 @@
-"""The exception tree. Messages name the key or URL, the problem and what was found."""
+"""The exception tree. Messages name the key or URL, the problem and what was found. No I/O."""
 
 from __future__ import annotations
 

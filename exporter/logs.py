@@ -1,4 +1,7 @@
-"""structlog set-up: logfmt, JSON, or a console renderer on a terminal."""
+"""structlog set-up: logfmt, JSON, or a console renderer on a terminal.
+
+I/O: configure_logging changes structlog's process-wide configuration, and the loggers it makes
+write to stderr (whether stderr is a terminal picks the console renderer for logfmt)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 
 
 def configure_logging(fmt: str, level: str) -> None:
+    """Every logger from now on: `fmt` (one of LOG_FORMATS), events below `level` dropped."""
     renderer: structlog.typing.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()

@@ -10,8 +10,7 @@ import structlog
 import yaml
 
 from exporter.api.endpoints import COLLECTORS
-from exporter.app import build_exporter
-from exporter.config.load import load
+from exporter.config.load import default_state_path, load
 from exporter.config.model import Config
 from exporter.config.parse import (
     COLLECTOR_KEYS,
@@ -21,12 +20,10 @@ from exporter.config.parse import (
     parse,
     parse_duration,
 )
-from exporter.demo.simulator.account import Account
-from exporter.demo.simulator.api import SimulatedApi
-from exporter.demo.simulator.transport import SimulatorTransport
 from exporter.errors import ConfigError
 from exporter.web.routes import ServerParts, build_app
-from tests.conftest import FakeClock
+from tests.helpers.exporters import simulated_exporter
+from tests.helpers.rig import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
 SID = "AC" + "a" * 32
@@ -241,23 +238,23 @@ async def test_a_failed_reload_names_the_problem_not_the_text(
     path = tmp_path / "c.yaml"
     path.write_text("{}\n")
     config = load(str(path)).with_credentials(SID, TOKEN)
-    api = SimulatedApi(Account(2, 1, clock.now), SID, TOKEN)
-    exporter = build_exporter(config, SimulatorTransport(api, clock, SID, TOKEN), clock)
+    async with simulated_exporter(clock, config, hosts=2, monitors=1, sid=SID, token=TOKEN) as simulated:
+        exporter = simulated.exporter
 
-    async def reload() -> list[str]:
-        return await exporter.reload(lambda: load(str(path)).with_credentials(SID, TOKEN))
+        async def reload() -> list[str]:
+            return await exporter.reload(lambda: load(str(path)).with_credentials(SID, TOKEN))
 
-    client = await aiohttp_client(
-        build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload, clock.time))
-    )
-    path.write_text(text)
-    with structlog.testing.capture_logs() as logs:
-        response = await client.post("/-/reload")
-    body = await response.text()
-    assert response.status == 400
-    assert body == f"config not reloaded, old config kept:\n  - {problem}\n"
-    assert [(e["event"], e["problems"]) for e in logs] == [("config.reload_failed", [problem])]
-    assert TOKEN not in body + repr(logs)
+        client = await aiohttp_client(
+            build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload, clock.time))
+        )
+        path.write_text(text)
+        with structlog.testing.capture_logs() as logs:
+            response = await client.post("/-/reload")
+        body = await response.text()
+        assert response.status == 400
+        assert body == f"config not reloaded, old config kept:\n  - {problem}\n"
+        assert [(e["event"], e["problems"]) for e in logs] == [("config.reload_failed", [problem])]
+        assert TOKEN not in body + repr(logs)
 
 
 @pytest.mark.parametrize(
@@ -346,3 +343,75 @@ def test_secrets_from_the_environment_are_checked_the_same_way() -> None:
         "HETRIXTOOLS_WEBHOOK_TOKEN",
     ]
     assert all(p.endswith("got <hidden>") for p in info.value.problems)
+
+
+def test_the_hetrixtools_token_rule_is_the_same_in_the_file_and_the_environment() -> None:
+    rule = "must be at least 16 characters (it is the only thing guarding the URL), got <hidden>"
+    assert problems({"webhooks": {"hetrixtools_token": "t" * 15}}) == [f"webhooks.hetrixtools_token: {rule}"]
+    env = {"GENERATORLABS_ACCOUNT_SID": SID, "GENERATORLABS_AUTH_TOKEN": TOKEN}
+    with pytest.raises(ConfigError) as info:
+        credentials_from_env(parse({}), {**env, "HETRIXTOOLS_WEBHOOK_TOKEN": "t" * 15}, _no_file, "x")
+    assert info.value.problems == [f"HETRIXTOOLS_WEBHOOK_TOKEN: {rule}"]
+    config = credentials_from_env(parse({}), {**env, "HETRIXTOOLS_WEBHOOK_TOKEN": "t" * 16}, _no_file, "x")
+    assert config.webhooks.hetrixtools_token == "t" * 16
+
+
+@pytest.mark.parametrize("sid", ["AC" + "a" * 31, "ac" + "a" * 32, "AC" + "g" * 32, TOKEN])
+def test_the_account_sid_rule_is_the_same_in_the_file_and_the_environment(sid: str) -> None:
+    """Only the shape of a malformed SID is shown: it is often the token pasted in its place."""
+    expected = (
+        f"api.account_sid: must be 2 letters and 32 hex digits (AC...), "
+        f"got {len(sid)} characters starting {sid[:2]!r}"
+    )
+    assert problems({"api": {"account_sid": sid}}) == [expected]
+    with pytest.raises(ConfigError) as info:
+        credentials_from_env(
+            parse({}), {"GENERATORLABS_ACCOUNT_SID": sid, "GENERATORLABS_AUTH_TOKEN": TOKEN}, _no_file, "x"
+        )
+    assert info.value.problems == [expected]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"collectors": ["rbl_hosts"]},
+        {"collectors": {"rbl_hosts": {"enabled": "yes"}}},
+        {"budget": {"reserve": "a lot"}},
+        {"budget": {"reserve": 0.95}},
+        {"api": {"timeout": 0}},
+        {"api": {"timeout": True}},
+        {"webhooks": {"tolerance": ".inf"}},
+        {"webhooks": {"trusted_proxies": None, "hetrixtools_allowed_cidrs": 7}},
+        {"log": "debug"},
+    ],
+)
+def test_each_wrong_value_is_one_problem_naming_its_key(raw: dict[str, Any]) -> None:
+    [problem] = problems(raw)
+    assert problem.startswith(f"{next(iter(raw))}")
+    assert ": must be " in problem
+
+
+@pytest.mark.parametrize(
+    ("env", "path"),
+    [
+        ({"STATE_DIRECTORY": "/var/lib/gl:/var/lib/other", "HOME": "/home/u"}, "/var/lib/gl/state.sqlite"),
+        ({"XDG_STATE_HOME": "/x/state", "HOME": "/home/u"}, "/x/state/generatorlabs-exporter/state.sqlite"),
+        ({"HOME": "/home/u"}, "/home/u/.local/state/generatorlabs-exporter/state.sqlite"),
+    ],
+)
+def test_the_state_file_goes_where_systemd_or_xdg_say(env: dict[str, str], path: str) -> None:
+    assert default_state_path(env) == path
+
+
+def test_a_webhook_secret_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    env = {
+        "GENERATORLABS_ACCOUNT_SID": SID,
+        "GENERATORLABS_AUTH_TOKEN": TOKEN,
+        "GENERATORLABS_WEBHOOK_SECRET_FILE": str(tmp_path / "absent"),
+    }
+    with pytest.raises(ConfigError) as info:
+        credentials_from_env(parse({}), env, _no_file, "x")
+    assert info.value.problems == [
+        f"GENERATORLABS_WEBHOOK_SECRET_FILE: cannot read, got '{tmp_path / 'absent'}' "
+        "(No such file or directory)"
+    ]

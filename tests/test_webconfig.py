@@ -5,6 +5,7 @@ optionally on a separate listener."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -15,22 +16,23 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import bcrypt
+import aiohttp
 import pytest
 import structlog
 import yaml
 from aiohttp import web
 
-from exporter.config.webconfig import parse
+from exporter.cli import main
+from exporter.config.webconfig import load, parse
 from exporter.errors import ConfigError
 from exporter.web.guard import WebGuard
 from exporter.webhooks.signature import sign
-from tests.conftest import need_binary
-from tests.helpers.processes import DEADLINE, free_port, wait_for
+from tests.helpers.config import hashed, make_pki, write_web_config
+from tests.helpers.processes import DEADLINE, free_port, need_binary, wait_for
 
 SECRET = "whsec_webconfig_secret"
 
@@ -38,64 +40,7 @@ SECRET = "whsec_webconfig_secret"
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl."""
-    openssl = need_binary("openssl")
-    d = tmp_path_factory.mktemp("pki")
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    )
-    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    (d / "client.ext").write_text("subjectAltName=DNS:prometheus.example\n")
-    for name in ("server", "client"):
-        run(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            f"/CN={name}",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-        )
-        run(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            f"{name}.ext",
-            "-out",
-            f"{name}.crt",
-        )
-    return d
-
-
-def hashed(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    return make_pki(need_binary("openssl"), tmp_path_factory.mktemp("pki"))
 
 
 def start(tmp: Path, web_config: dict[str, Any], *extra: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -303,7 +248,7 @@ def test_webhooks_on_a_separate_listener(pki: Path, tmp_path: Path) -> None:
         stop(process)
 
 
-def test_unknown_keys_and_bad_values_are_rejected(tmp_path: Path) -> None:
+def test_unknown_keys_and_bad_values_are_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ConfigError) as info:
         parse(
             {
@@ -327,26 +272,24 @@ def test_unknown_keys_and_bad_values_are_rejected(tmp_path: Path) -> None:
     assert "basic_auth_users.u: must be a bcrypt hash ($2b$...), got <hidden>" in problems
     assert any(p.startswith("http_server_config.headers.X-Evil: not an allowed header") for p in problems)
     (tmp_path / "web.yml").write_text("basic_auth_users: {u: plain}\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--demo",
-            "--config.check",
-            "--web.config.file",
-            str(tmp_path / "web.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2 and "basic_auth_users.u: must be a bcrypt hash" in result.stderr
+    assert main(["--demo", "--config.check", "--web.config.file", str(tmp_path / "web.yml")]) == 2
+    assert "basic_auth_users.u: must be a bcrypt hash" in capsys.readouterr().err
 
 
-def basic(user: str | bytes, password: str | bytes = b"") -> str:
+def basic(user: str | bytes, password: str = "") -> str:
     raw = user if isinstance(user, bytes) else f"{user}:{password}".encode()
     return "Basic " + base64.b64encode(raw).decode()
+
+
+async def ok(_: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+def guarded(guard: WebGuard) -> web.Application:
+    """The guard's middleware in front of a trivial /metrics."""
+    app = web.Application(middlewares=(guard.middleware,))
+    app.router.add_get("/metrics", ok)
+    return app
 
 
 @pytest.fixture
@@ -355,14 +298,7 @@ def guarded_app(tmp_path: Path) -> web.Application:
     (tmp_path / "web.yml").write_text(
         yaml.safe_dump({"basic_auth_users": {"prometheus": hashed("right-password")}})
     )
-    guard = WebGuard(str(tmp_path / "web.yml"))
-
-    async def ok(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    app = web.Application(middlewares=(guard.middleware,))
-    app.router.add_get("/metrics", ok)
-    return app
+    return guarded(WebGuard(str(tmp_path / "web.yml")))
 
 
 @pytest.mark.parametrize(
@@ -476,3 +412,271 @@ def test_a_file_rewritten_in_place_is_never_loaded_half_written(tmp_path: Path) 
         assert set(guard.config.users) == {"grafana"}
         guard.check()  # nothing changed: nothing reloaded
         assert set(guard.config.users) == {"grafana"}
+
+
+# --- in-process: the web config file as load() reads it and WebGuard enforces and reloads it ---
+
+
+def tls_section(pki: Path, **extra: object) -> dict[str, Any]:
+    return {
+        "tls_server_config": {
+            "cert_file": str(pki / "server.crt"),
+            "key_file": str(pki / "server.key"),
+            **extra,
+        }
+    }
+
+
+@contextlib.asynccontextmanager
+async def served(guard: WebGuard) -> AsyncIterator[str]:
+    """A trivial /metrics behind the guard's middleware and TLS context, on a loopback port."""
+    runner = web.AppRunner(guarded(guard))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=guard.context).start()
+    try:
+        _, port = runner.addresses[0][:2]
+        yield f"https://127.0.0.1:{port}/metrics"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(("allowed", "status"), [("prometheus.example", 200), ("grafana.example", 403)])
+async def test_only_client_certificates_with_an_allowed_name_get_through(
+    pki: Path, tmp_path: Path, allowed: str, status: int
+) -> None:
+    path = write_web_config(
+        tmp_path / "web.yml",
+        tls_section(
+            pki,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=str(pki / "ca.crt"),
+            client_allowed_sans=[allowed],
+        ),
+    )
+    async with (
+        served(WebGuard(path)) as url,
+        aiohttp.ClientSession() as session,
+        session.get(url, ssl=client_context(pki, with_cert=True)) as response,
+    ):
+        assert response.status == status
+        if status == 403:
+            assert await response.text() == "client certificate not allowed\n"
+
+
+def test_tls_versions_and_client_auth_reach_the_tls_context(pki: Path, tmp_path: Path) -> None:
+    path = write_web_config(
+        tmp_path / "web.yml",
+        tls_section(
+            pki,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=str(pki / "ca.crt"),
+            min_version="TLS12",
+            max_version="TLS12",
+        ),
+    )
+    context = WebGuard(path).context
+    assert context is not None
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert (context.minimum_version, context.maximum_version) == (ssl.TLSVersion.TLSv1_2,) * 2
+
+
+def test_relative_certificate_paths_are_read_from_the_files_folder(
+    pki: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    for name in ("server.crt", "server.key"):
+        (folder / name).write_bytes((pki / name).read_bytes())
+    path = write_web_config(
+        folder / "web.yml", {"tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"}}
+    )
+    monkeypatch.chdir(tmp_path)
+    tls = load(path).tls
+    assert tls is not None
+    assert (tls.cert_file, tls.key_file) == (str(folder / "server.crt"), str(folder / "server.key"))
+
+
+def test_certificates_that_do_not_load_are_a_config_error_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_web_config(
+        tmp_path / "web.yml", {"tls_server_config": {"cert_file": "no.crt", "key_file": "no.key"}}
+    )
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    [problem] = info.value.problems
+    assert problem.startswith("tls_server_config: cannot load certificates: ")
+    assert main(["--demo", "--config.check", "--web.config.file", path]) == 2
+    assert (
+        f"invalid config {path}:\n  - tls_server_config: cannot load certificates" in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (
+            {"tls_server_config": {"cert_file": "a"}},
+            "tls_server_config: cert_file and key_file are both required as paths, got cert_file as "
+            "a string and key_file as a value of type NoneType",
+        ),
+        (
+            {
+                "tls_server_config": {
+                    "cert_file": "a",
+                    "key_file": "b",
+                    "client_auth_type": "VerifyClientCertIfGiven",
+                }
+            },
+            "tls_server_config.client_ca_file: required with client_auth_type VerifyClientCertIfGiven",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "a", "key_file": "b", "max_version": "TLS14"}},
+            "tls_server_config.max_version: must be one of TLS10, TLS11, TLS12, TLS13, got 'TLS14'",
+        ),
+        ({"http_server_config": {"http3": True}}, "http_server_config.http3: unknown key"),
+        (
+            {"http_server_config": {"headers": "X-Frame-Options: deny"}},
+            "http_server_config.headers: must be a mapping, got a string",
+        ),
+        (
+            {"basic_auth_users": "prometheus"},
+            "basic_auth_users: must be a mapping of user to bcrypt hash, got a string",
+        ),
+        ("tls_server_config", "(top level): must be a mapping, got a string"),
+    ],
+)
+def test_web_config_problems_name_the_key(tmp_path: Path, raw: object, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(raw, "web.yml", tmp_path)
+    assert info.value.problems == [problem]
+
+
+async def test_an_empty_file_or_none_at_all_leaves_the_endpoints_open(  # type: ignore[no-untyped-def]
+    aiohttp_client, tmp_path: Path
+) -> None:
+    (tmp_path / "web.yml").write_text("")
+    for guard in (WebGuard(str(tmp_path / "web.yml")), WebGuard(None)):
+        assert guard.context is None
+        assert guard.reload() == []
+        client = await aiohttp_client(guarded(guard))
+        response = await client.get("/metrics")
+        assert response.status == 200 and "X-Frame-Options" not in response.headers
+
+
+async def test_configured_headers_are_on_every_answer_even_a_401(  # type: ignore[no-untyped-def]
+    aiohttp_client, tmp_path: Path
+) -> None:
+    path = write_web_config(
+        tmp_path / "web.yml",
+        {
+            "basic_auth_users": {"prometheus": hashed("right-password")},
+            "http_server_config": {
+                "headers": {"X-Frame-Options": "deny", "X-Content-Type-Options": "nosniff"}
+            },
+        },
+    )
+    guard = WebGuard(path)
+    client = await aiohttp_client(guarded(guard))
+    for authorization in ("", basic("prometheus", "right-password"), basic("prometheus", "right-password")):
+        response = await client.get(
+            "/metrics", headers={"Authorization": authorization} if authorization else {}
+        )
+        assert response.status == (200 if authorization else 401)
+        assert (response.headers["X-Frame-Options"], response.headers["X-Content-Type-Options"]) == (
+            "deny",
+            "nosniff",
+        )
+
+
+async def test_a_hash_bcrypt_cannot_use_is_a_401_not_an_error(  # type: ignore[no-untyped-def]
+    aiohttp_client, tmp_path: Path
+) -> None:
+    """The form is checked when the file is read, bcrypt's cost only when a password is tried."""
+    usable = hashed("right-password")
+    path = write_web_config(
+        tmp_path / "web.yml", {"basic_auth_users": {"prometheus": "$2b$99$" + usable[7:]}}
+    )
+    guard = WebGuard(path)
+    client = await aiohttp_client(guarded(guard))
+    response = await client.get("/metrics", headers={"Authorization": basic("prometheus", "right-password")})
+    assert response.status == 401
+
+
+def test_a_reload_applies_a_good_file_and_keeps_the_old_settings_for_a_bad_one(tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    guard = WebGuard(write_web_config(path, {"basic_auth_users": {"prometheus": hashed("first")}}))
+    write_web_config(path, {"basic_auth_users": {"grafana": hashed("second")}})
+    with structlog.testing.capture_logs() as logs:
+        assert guard.reload() == []
+        assert set(guard.config.users) == {"grafana"}
+        path.write_text("basic_auth_users: {grafana: plain}\n")
+        problems = guard.reload()
+    assert problems == ["basic_auth_users.grafana: must be a bcrypt hash ($2b$...), got <hidden>"]
+    assert set(guard.config.users) == {"grafana"}
+    assert [e["event"] for e in logs] == ["webconfig.reloaded", "webconfig.reload_failed"]
+    assert logs[1]["problems"] == problems
+
+
+def test_turning_tls_on_by_a_reload_needs_a_restart(pki: Path, tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    guard = WebGuard(write_web_config(path, {}))
+    write_web_config(path, tls_section(pki))
+    with structlog.testing.capture_logs() as logs:
+        assert guard.reload() == []
+    assert guard.context is None  # still serving plain HTTP
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("webconfig.restart_needed", "warning"),
+        ("webconfig.reloaded", "info"),
+    ]
+
+
+def test_a_reload_puts_new_tls_settings_into_the_live_context(pki: Path, tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    guard = WebGuard(write_web_config(path, tls_section(pki)))
+    live = guard.context
+    assert live is not None
+    before = live.verify_mode
+    write_web_config(
+        path,
+        tls_section(pki, client_auth_type="RequireAndVerifyClientCert", client_ca_file=str(pki / "ca.crt")),
+    )
+    with structlog.testing.capture_logs():
+        assert guard.reload() == []
+    assert guard.context is live  # new handshakes use the new settings
+    assert (before, live.verify_mode) == (ssl.CERT_NONE, ssl.CERT_REQUIRED)
+
+
+def test_a_deleted_file_keeps_the_last_settings(tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    guard = WebGuard(write_web_config(path, {"basic_auth_users": {"prometheus": hashed("pw")}}))
+    path.unlink()
+    with structlog.testing.capture_logs() as logs:
+        guard.check()
+        guard.check()
+    assert set(guard.config.users) == {"prometheus"}
+    [failed] = logs
+    assert failed["event"] == "webconfig.reload_failed"
+    assert failed["problems"][0].startswith("(file): cannot read")
+
+
+async def test_the_watcher_checks_the_file_once_a_second_on_its_clock(tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    guard = WebGuard(write_web_config(path, {"basic_auth_users": {"prometheus": hashed("first")}}))
+    naps: list[float] = []
+
+    class Stop(Exception):
+        pass
+
+    async def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 1:
+            write_web_config(path, {"basic_auth_users": {"grafana": hashed("second")}})
+        if len(naps) == 4:
+            raise Stop
+
+    with structlog.testing.capture_logs() as logs, pytest.raises(Stop):
+        await guard.watch(sleep)
+    assert naps == [1.0] * 4
+    assert set(guard.config.users) == {"grafana"}
+    assert [e["event"] for e in logs] == ["webconfig.reloaded"]

@@ -34,7 +34,6 @@ def yaml_problem(err: BaseException) -> str:
     return f"not valid YAML: a value it holds cannot be read ({type(err).__name__})"
 
 
-
 def read_yaml(path: str) -> object:
     """A YAML file's document, or ConfigError naming the file, the line and column, and the kind
     of problem (config files and the web config file alike)."""
@@ -48,13 +47,11 @@ def read_yaml(path: str) -> object:
         raise ConfigError(path, [f"(file): {yaml_problem(err)}"]) from None
 
 
-
 def load(path: str | None) -> Config:
     """Read and parse the config file (the only file read in this module besides *_FILE secrets)."""
     if path is None:
         return parse({}, "<defaults>")
     return parse(read_yaml(path), path)
-
 
 
 def default_state_path(env: Mapping[str, str]) -> str:
@@ -66,12 +63,11 @@ def default_state_path(env: Mapping[str, str]) -> str:
     return str(Path(base) / "generatorlabs-exporter" / "state.sqlite")
 
 
-
 def read_text_file(path: str) -> str:
+    """A secret file's text (the reader credentials_from_env is given)."""
     return Path(path).read_text(encoding="utf-8")
 
 
-
 def environ() -> Mapping[str, str]:
+    """The process environment, where credentials and secrets may come from."""
     return os.environ
-

@@ -1,6 +1,6 @@
-"""Pure data: the configuration model (one frozen dataclass per section of the YAML file) and the
-limits and defaults that parsing checks against. Parsing is exporter.config.parse; reading files,
-exporter.config.load."""
+"""The configuration model: one frozen dataclass per section of the YAML file, and the limits and
+defaults that parsing checks against, each named once here. Pure data, no I/O. Parsing is
+exporter.config.parse; reading files and the environment, exporter.config.load."""
 
 from __future__ import annotations
 
@@ -8,13 +8,38 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from exporter.api.endpoints import ENDPOINTS
+from exporter.api.fields import SID
+
+# units of the config's durations (in seconds) and sizes (in bytes)
+SECOND = 1.0
+MILLISECOND = SECOND / 1000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+MIB = 1024 * 1024
 
 DEFAULT_BASE_URL = "https://api.generatorlabs.com/4.0"
 DEFAULT_LISTEN_ADDRESS = ":9816"
+DEFAULT_TELEMETRY_PATH = "/metrics"
+# Paths the telemetry endpoint may not take: the landing page and the liveness check, which
+# exporter.web.routes serves there.
+RESERVED_PATHS = frozenset({"/", "/-/healthy"})
+# API reference, "Rate Limiting": "Hourly limit: 1,000 requests per hour per API application"
 API_HOURLY_LIMIT = 1000
-DEFAULT_SERIES_MAX_AGE = 30 * 86400.0  # see README "Webhook-only series"
+MAX_PAGE_SIZE = 1000  # entries; the API documents no maximum, a larger page is a typo
+DEFAULT_SERIES_MAX_AGE = 30 * DAY  # see README "Webhook-only series"
 MAX_REQUESTS_PER_HOUR = 1_000_000  # even with allow_over_limit: a larger budget is a typo
-MAX_DURATION = 365 * 86400.0  # a longer interval, timeout or age is a typo, not a wish
+MAX_REQUESTS_PER_SECOND = 50.0  # budget.requests_per_second at most
+MAX_RESERVE = 0.9  # share of the hourly budget kept back at most: some must be left to poll with
+MAX_DURATION = 365 * DAY  # a longer interval, timeout or age is a typo, not a wish
+MIN_WEBHOOK_BODY = 1024  # bytes, the smallest webhooks.max_body_bytes
+MAX_WEBHOOK_BODY = 64 * MIB  # bytes, the largest webhooks.max_body_bytes
+# The HetrixTools token is the only thing guarding its webhook URL: shorter ones can be guessed.
+MIN_HETRIXTOOLS_TOKEN = 16  # characters
+# Account SIDs have the form of every SID in the API reference's samples: two upper case letters
+# and 32 hex digits (e.g. "TA9dbf5e2f7e924418a6d6b483a584adcf"), AC... for an account.
+ACCOUNT_SID = SID  # an account SID: "AC" and 32 hex digits in the samples
+MAX_PORT = 65535
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("logfmt", "json", "console")
 IF_UNREADABLE = ("fail", "move_aside")  # what to do with a state file that cannot be read
@@ -29,14 +54,12 @@ class ApiConfig:
     auth_token: str | None = field(default=None, repr=False)
 
 
-
 @dataclass(frozen=True, slots=True)
 class BudgetConfig:
     requests_per_hour: int = 900
     allow_over_limit: bool = False
     requests_per_second: float = 5.0
     reserve: float = 0.1
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +69,10 @@ class CollectorConfig:
     max_age: float | None = None  # None: three effective intervals, at least 10 minutes
 
 
-
 @dataclass(frozen=True, slots=True)
 class ListenConfig:
     listen_address: str = DEFAULT_LISTEN_ADDRESS
-    telemetry_path: str = "/metrics"
-
+    telemetry_path: str = DEFAULT_TELEMETRY_PATH
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +80,7 @@ class WebhookConfig:
     enabled: bool = False
     secrets: tuple[str, ...] = field(default=(), repr=False)
     tolerance: float = 300.0
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = MIB
     refresh_debounce: float = 60.0
     hetrixtools_token: str | None = field(default=None, repr=False)
     hetrixtools_allowed_cidrs: tuple[str, ...] = ()
@@ -68,12 +89,10 @@ class WebhookConfig:
     series_max_age: float = DEFAULT_SERIES_MAX_AGE
 
 
-
 @dataclass(frozen=True, slots=True)
 class StateConfig:
     path: str | None = None  # None: the default location (see default_state_path)
     if_unreadable: str = "fail"  # or "move_aside": rename a broken file and start fresh
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +101,8 @@ class LogConfig:
     format: str = "logfmt"
 
 
-
 def default_collectors() -> dict[str, CollectorConfig]:
     return {n: CollectorConfig(e.default_enabled, e.default_interval) for n, e in ENDPOINTS.items()}
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,4 +117,3 @@ class Config:
 
     def with_credentials(self, sid: str, token: str) -> Config:
         return replace(self, api=replace(self.api, account_sid=sid, auth_token=token))
-

@@ -1,9 +1,10 @@
 """The exporter-toolkit web configuration file (`--web.config.file`): TLS, client certificates,
 bcrypt basic auth and response headers for the exporter's own endpoints.
 
-`parse` is pure and rejects unknown keys like the toolkit does; `load` reads the file and checks
-that its certificates load (`configure_tls`). exporter.web.guard enforces the result and re-reads
-the file when it changes.
+`parse` is pure and rejects unknown keys like the toolkit does. I/O: `load` reads the file and,
+when it sets up TLS, the certificate, key and client CA files it names (through
+`configure_tls`, which loads them into an SSLContext). exporter.web.guard enforces the result
+and re-reads the file when it changes.
 
 Whatever a client sends as Authorization, the answer is 200 or 401, never an error: a header
 that is not `Basic <base64 of UTF-8 user:password>`, and a password longer than bcrypt's 72
@@ -19,13 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from exporter.api.fields import shorten
 from exporter.config.load import read_yaml
 from exporter.config.parse import kind_of
 from exporter.errors import ConfigError
 
-log = structlog.get_logger("exporter.config.webconfig")
 CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
     "RequestClientCert": ssl.CERT_OPTIONAL,
@@ -63,6 +62,9 @@ HEADERS = {
     "Content-Security-Policy",
 }
 TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}
+DEFAULT_CLIENT_AUTH = "NoClientCert"
+DEFAULT_MIN_VERSION = "TLS12"
+VERIFYING = ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert")  # these need client_ca_file
 BCRYPT_MAX_PASSWORD = 72  # bytes: bcrypt reads no more, and refuses longer passwords
 BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 
@@ -71,12 +73,11 @@ BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 class TLSConfig:
     cert_file: str
     key_file: str
-    client_auth_type: str = "NoClientCert"
+    client_auth_type: str = DEFAULT_CLIENT_AUTH
     client_ca_file: str | None = None
     client_allowed_sans: tuple[str, ...] = ()
-    min_version: str = "TLS12"
+    min_version: str = DEFAULT_MIN_VERSION
     max_version: str | None = None
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,6 @@ class WebConfig:
     tls: TLSConfig | None = None
     users: Mapping[str, bytes] = field(default_factory=dict)  # user -> bcrypt hash
     headers: Mapping[str, str] = field(default_factory=dict)
-
 
 
 def parse(raw: object, source: str, base: Path) -> WebConfig:
@@ -102,47 +102,53 @@ def parse(raw: object, source: str, base: Path) -> WebConfig:
             problems.append(f"tls_server_config: must be a mapping, got {kind_of(tls_raw)}")
         else:
             tls = _tls(tls_raw, base, problems)
-    headers: dict[str, str] = {}
-    http_raw = raw.get("http_server_config") or {}
-    if not isinstance(http_raw, Mapping):
-        problems.append(f"http_server_config: must be a mapping, got {kind_of(http_raw)}")
-    else:
-        problems += [f"http_server_config.{k}: unknown key" for k in http_raw if k not in HTTP_KEYS]
-        headers_raw = http_raw.get("headers") or {}
-        if not isinstance(headers_raw, Mapping):
-            problems.append(f"http_server_config.headers: must be a mapping, got {kind_of(headers_raw)}")
-            headers_raw = {}
-        for name, value in headers_raw.items():
-            if name not in HEADERS:
-                problems.append(
-                    f"http_server_config.headers.{name}: not an allowed header "
-                    f"(one of {', '.join(sorted(HEADERS))})"
-                )
-            else:
-                text = str(value)
-                if not text.isprintable():  # CR/LF would be header injection: aiohttp refuses to send
-                    problems.append(
-                        f"http_server_config.headers.{name}: must be printable text on one line "
-                        "(no control characters)"
-                    )
-                else:
-                    headers[name] = text
-    users: dict[str, bytes] = {}
-    users_raw = raw.get("basic_auth_users") or {}
-    if not isinstance(users_raw, Mapping):
-        problems.append(
-            f"basic_auth_users: must be a mapping of user to bcrypt hash, got {kind_of(users_raw)}"
-        )
-    else:
-        for user, hashed in users_raw.items():
-            if not isinstance(hashed, str) or not BCRYPT_HASH.fullmatch(hashed):
-                problems.append(f"basic_auth_users.{user}: must be a bcrypt hash ($2b$...), got <hidden>")
-            else:
-                users[str(user)] = hashed.encode()
+    headers = _headers(raw.get("http_server_config") or {}, problems)
+    users = _users(raw.get("basic_auth_users") or {}, problems)
     if problems:
         raise ConfigError(source, problems)
     return WebConfig(tls, users, headers)
 
+
+def _headers(raw: object, problems: list[str]) -> dict[str, str]:
+    """http_server_config: the response headers the toolkit allows, each on one printable line."""
+    if not isinstance(raw, Mapping):
+        problems.append(f"http_server_config: must be a mapping, got {kind_of(raw)}")
+        return {}
+    problems += [f"http_server_config.{k}: unknown key" for k in raw if k not in HTTP_KEYS]
+    given = raw.get("headers") or {}
+    if not isinstance(given, Mapping):
+        problems.append(f"http_server_config.headers: must be a mapping, got {kind_of(given)}")
+        return {}
+    headers: dict[str, str] = {}
+    for name, value in given.items():
+        text = str(value)
+        if name not in HEADERS:
+            problems.append(
+                f"http_server_config.headers.{name}: not an allowed header "
+                f"(one of {', '.join(sorted(HEADERS))})"
+            )
+        elif not text.isprintable():  # CR/LF would be header injection: aiohttp refuses to send
+            problems.append(
+                f"http_server_config.headers.{name}: must be printable text on one line "
+                "(no control characters)"
+            )
+        else:
+            headers[name] = text
+    return headers
+
+
+def _users(raw: object, problems: list[str]) -> dict[str, bytes]:
+    """basic_auth_users: user name to bcrypt hash; a hash is never shown, even a malformed one."""
+    if not isinstance(raw, Mapping):
+        problems.append(f"basic_auth_users: must be a mapping of user to bcrypt hash, got {kind_of(raw)}")
+        return {}
+    users: dict[str, bytes] = {}
+    for user, hashed in raw.items():
+        if not isinstance(hashed, str) or not BCRYPT_HASH.fullmatch(hashed):
+            problems.append(f"basic_auth_users.{user}: must be a bcrypt hash ($2b$...), got <hidden>")
+        else:
+            users[str(user)] = hashed.encode()
+    return users
 
 
 def _tls(raw: Mapping[str, Any], base: Path, problems: list[str]) -> TLSConfig | None:
@@ -154,23 +160,24 @@ def _tls(raw: Mapping[str, Any], base: Path, problems: list[str]) -> TLSConfig |
             f"cert_file as {kind_of(cert)} and key_file as {kind_of(key)}"
         )
         return None
-    auth = raw.get("client_auth_type", "NoClientCert")
+    auth = raw.get("client_auth_type", DEFAULT_CLIENT_AUTH)
     if not isinstance(auth, str) or auth not in CLIENT_AUTH:
         problems.append(
-            f"tls_server_config.client_auth_type: must be one of {', '.join(CLIENT_AUTH)}, got {auth!r}"[:300]
+            f"tls_server_config.client_auth_type: must be one of {', '.join(CLIENT_AUTH)}, "
+            f"got {shorten(auth)}"
         )
-        auth = "NoClientCert"
+        auth = DEFAULT_CLIENT_AUTH
     ca = raw.get("client_ca_file")
     if ca is not None and not isinstance(ca, str):
         problems.append(f"tls_server_config.client_ca_file: must be a path, got {kind_of(ca)}")
         ca = None
-    if auth in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert") and not ca:
+    if auth in VERIFYING and not ca:
         problems.append(f"tls_server_config.client_ca_file: required with client_auth_type {auth}")
     for k in ("min_version", "max_version"):
         value = raw.get(k)
         if value is not None and (not isinstance(value, str) or value not in TLS_VERSIONS):
             problems.append(
-                f"tls_server_config.{k}: must be one of {', '.join(TLS_VERSIONS)}, got {value!r}"[:300]
+                f"tls_server_config.{k}: must be one of {', '.join(TLS_VERSIONS)}, got {shorten(value)}"
             )
     sans = raw.get("client_allowed_sans") or []
     if not isinstance(sans, list) or not all(isinstance(v, str) for v in sans):
@@ -190,13 +197,13 @@ def _tls(raw: Mapping[str, Any], base: Path, problems: list[str]) -> TLSConfig |
         auth,
         resolve(ca) if ca else None,
         tuple(raw.get("client_allowed_sans") or ()),
-        raw.get("min_version") or "TLS12",
+        raw.get("min_version") or DEFAULT_MIN_VERSION,
         raw.get("max_version"),
     )
 
 
-
 def load(path: str) -> WebConfig:
+    """Read, parse and check the file (its certificates must load); ConfigError otherwise."""
     config = parse(read_yaml(path), path, Path(path).resolve().parent)
     if config.tls is not None:
         configure_tls(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), config.tls, path)  # files must load

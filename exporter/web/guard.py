@@ -23,13 +23,12 @@ log = structlog.get_logger("exporter.web.guard")
 WATCH_EVERY = 1.0  # seconds between checks of the file (a change applies after two that agree)
 
 
-
 def _client_sans(request: web.Request) -> set[str]:
+    """The subjectAltName values of the client's verified certificate (none without one)."""
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport else None
     cert = ssl_object.getpeercert() if ssl_object is not None else None
     return {value for kind, value in (cert or {}).get("subjectAltName", ())}
-
 
 
 class WebGuard:
@@ -91,6 +90,7 @@ class WebGuard:
             self.check()
 
     async def _authorised(self, request: web.Request) -> bool:
+        """No users configured, or Basic credentials bcrypt accepts (remembered until a reload)."""
         users = self.config.users
         if not users:
             return True
@@ -123,6 +123,8 @@ class WebGuard:
     async def middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        """403 for a client certificate whose names are not allowed, 401 without the basic auth
+        credentials (webhooks authenticate by their own signature), the headers on every answer."""
         tls = self.config.tls
         if (
             tls is not None
@@ -141,4 +143,3 @@ class WebGuard:
         for name, value in self.config.headers.items():
             response.headers[name] = value
         return response
-
