@@ -15,7 +15,7 @@ from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi
 from exporter.demo.simulator.app import start_simulator
 from exporter.errors import ApiError
-from tests.conftest import SID, TOKEN
+from tests.helpers.rig import SID, TOKEN
 
 BASE = "https://api.example.test/4.0"
 

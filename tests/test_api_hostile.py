@@ -4,15 +4,15 @@ page, redirects, the body cap), and through the in-process simulator with a tamp
 for everything else. Each test asserts what an operator sees: the objects in the snapshot, the
 collector's health, the self-metrics, and that every other collector keeps polling.
 
-Time for the scheduler comes from FakeClock; the only real waits are the test server's tiny
-pauses between the pieces of a body.
+Time for the scheduler comes from FakeClock; nothing waits on the wall clock (the test server
+only yields to the event loop between the pieces of a body).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.api import transport as api_module
 from exporter.api.envelope import MAX_PAGES, RawResponse, decode_page
 from exporter.api.ratelimit import RETRY_AFTER_CAP, from_headers, retry_after
-from exporter.api.records import Host
+from exporter.api.records import Host, Monitor
 from exporter.api.transport import CONNECTION_LIMIT, HttpTransport, basic_auth, make_session
+from exporter.app import poll_settings
 from exporter.config.parse import parse
 from exporter.demo.simulator import api as simulator_api
 from exporter.demo.simulator.account import Account
@@ -39,7 +40,7 @@ from exporter.polling import scheduler as scheduler_module
 from exporter.polling.ledger import Ledger
 from exporter.polling.scheduler import Scheduler, Transport
 from exporter.state.store import StateStore
-from tests.conftest import SID, TOKEN, FakeClock, Rig
+from tests.helpers.rig import SID, TOKEN, FakeClock, Rig
 
 PIECE = 4096
 
@@ -91,10 +92,17 @@ class Tampering:
         return self.tamper(path, params, response) if self.tamper else response
 
 
-def tampered(rig: Rig) -> Tampering:
-    wrapper = Tampering(rig.scheduler._transport)
-    rig.scheduler._transport = wrapper
-    return wrapper
+def tampering_rig(make_rig: Callable[..., Rig], *args: Any, **kwargs: Any) -> tuple[Rig, Tampering]:
+    """A rig whose transport is wrapped in a Tampering (passing every answer through until a
+    test sets its `tamper`)."""
+    made: list[Tampering] = []
+
+    def wrap(inner: Transport) -> Transport:
+        made.append(Tampering(inner))
+        return made[0]
+
+    rig = make_rig(*args, wrap=wrap, **kwargs)
+    return rig, made[0]
 
 
 def rewrite_items(
@@ -116,7 +124,7 @@ def with_body(response: RawResponse, body: bytes, status: int | None = None) -> 
     return RawResponse(status or response.status, response.headers, body)
 
 
-def polls_ok(logs: list[dict[str, Any]], collector: str) -> int:
+def polls_ok(logs: Sequence[Mapping[str, Any]], collector: str) -> int:
     return sum(1 for e in logs if e["event"] == "poll.ok" and e["collector"] == collector)
 
 
@@ -155,7 +163,7 @@ async def serve(api: SimulatedApi, clock: FakeClock) -> AsyncIterator[Served]:
         await response.prepare(request)
         for start in range(0, len(result.body), PIECE):
             await response.write(result.body[start : start + PIECE])
-            await asyncio.sleep(0.001)  # the pieces arrive apart, as TLS records do
+            await asyncio.sleep(0)  # the client reads between pieces, as with TLS records
         await response.write_eof()
         return response
 
@@ -165,7 +173,7 @@ async def serve(api: SimulatedApi, clock: FakeClock) -> AsyncIterator[Served]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    served.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    served.port = runner.addresses[0][1]
     try:
         yield served
     finally:
@@ -181,7 +189,7 @@ def http_rig(
     ledger = Ledger(config.budget.requests_per_hour, config.budget.requests_per_second)
     live = Live(store, ledger)
     telemetry = Telemetry(live, clock.time)
-    scheduler = Scheduler(config, transport, ledger, store, telemetry, live, clock)
+    scheduler = Scheduler(poll_settings(config), transport, ledger, store, telemetry, live, clock)
     account = account or Account(1, 1, clock.now)
     return Rig(clock, account, SimulatedApi(account, SID, TOKEN), store, ledger, telemetry, live, scheduler)
 
@@ -258,6 +266,11 @@ class Redirecting:
     seen: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Authorization)
 
 
+def fixed(location: str) -> Callable[[web.Request], str]:
+    """A redirect target that is always `location`."""
+    return lambda request: location
+
+
 async def redirect_server(target: Callable[[web.Request], str]) -> AsyncIterator[Redirecting]:
     state = Redirecting()
 
@@ -271,7 +284,7 @@ async def redirect_server(target: Callable[[web.Request], str]) -> AsyncIterator
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    state.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    state.port = runner.addresses[0][1]
     try:
         yield state
     finally:
@@ -309,7 +322,7 @@ async def test_a_redirect_loop_costs_one_request_per_ledger_entry(clock: FakeClo
 async def test_the_authorization_header_never_follows_a_redirect_elsewhere(clock: FakeClock) -> None:
     async for elsewhere in redirect_server(lambda request: "/"):
         target = f"http://127.0.0.1:{elsewhere.port}/4.0/steal"
-        async for server in redirect_server(lambda request, to=target: to):
+        async for server in redirect_server(fixed(target)):
             async with make_session(SID, TOKEN, 5.0) as session:
                 transport = HttpTransport(session, f"http://127.0.0.1:{server.port}/4.0")
                 raw = await transport.get("rbl/hosts.json", {"page": "1", "page_size": "100"})
@@ -331,7 +344,7 @@ async def test_an_unusable_listed_count_costs_only_that_field(
 ) -> None:
     """Issue 7: one host with `"listed_count": "Infinity"` (or 1e400) crashed every
     rbl_listings poll. Now the host is exported, its count derived from its RBL list."""
-    rig = make_rig(listed_fraction=0.3, churn_hours=1e6)
+    rig, wrapper = tampering_rig(make_rig, listed_fraction=0.3, churn_hours=1e6)
     victim = sorted(rig.account.listed)[0]
     marker = "__VALUE__"
 
@@ -345,7 +358,8 @@ async def test_an_unusable_listed_count_costs_only_that_field(
             {json.dumps(marker).encode(): literal},
         )
 
-    tampered(rig).tamper = tamper
+    wrapper.paths.clear()
+    wrapper.tamper = tamper
     with structlog.testing.capture_logs() as logs:
         await rig.run_for(300)
     assert polls_ok(logs, "rbl_listings") >= 4 and polls_ok(logs, "rbl_hosts") >= 1
@@ -363,7 +377,7 @@ async def test_an_unusable_listed_count_costs_only_that_field(
 async def test_an_impossible_date_costs_only_that_field(make_rig: Callable[..., Rig]) -> None:
     """Issue 7: `"2024-13-45 10:00:00"` raised a plain ValueError and stalled polling while
     health said all was well."""
-    rig = make_rig()
+    rig, wrapper = tampering_rig(make_rig)
     victim = sorted(rig.account.hosts)[3]
 
     def tamper(path: str, params: Mapping[str, str], response: RawResponse) -> RawResponse:
@@ -376,7 +390,8 @@ async def test_an_impossible_date_costs_only_that_field(make_rig: Callable[..., 
             ],
         )
 
-    tampered(rig).tamper = tamper
+    wrapper.paths.clear()
+    wrapper.tamper = tamper
     with structlog.testing.capture_logs() as logs:
         await rig.run_for(60)
     host = hosts(rig)[victim]
@@ -396,7 +411,7 @@ async def test_a_monitor_port_must_be_a_real_port(
     port: object,
     shown: str,
 ) -> None:
-    rig = make_rig()
+    rig, wrapper = tampering_rig(make_rig)
     victim = sorted(rig.account.monitors)[0]
 
     def tamper(path: str, params: Mapping[str, str], response: RawResponse) -> RawResponse:
@@ -406,9 +421,12 @@ async def test_a_monitor_port_must_be_a_real_port(
             response, lambda items: [{**i, "port": port} if i["id"] == victim else i for i in items]
         )
 
-    tampered(rig).tamper = tamper
+    wrapper.paths.clear()
+    wrapper.tamper = tamper
     await rig.run_for(60)
-    monitors = hosts(rig, "cert_monitors")
+    snap = rig.store.snapshot("cert_monitors")
+    assert snap is not None
+    monitors: dict[str, Monitor] = dict(snap.items)
     assert len(monitors) == 10 and monitors[victim].port == shown
     warned = metric(rig, "generatorlabs_parse_warnings_total", object="monitor", field="port")
     assert bool(warned) == (shown == "")
@@ -417,14 +435,15 @@ async def test_a_monitor_port_must_be_a_real_port(
 async def test_entries_that_are_not_objects_are_counted_and_the_rest_kept(
     make_rig: Callable[..., Rig],
 ) -> None:
-    rig = make_rig()
+    rig, wrapper = tampering_rig(make_rig)
 
     def tamper(path: str, params: Mapping[str, str], response: RawResponse) -> RawResponse:
         if path != "rbl/hosts.json":
             return response
         return rewrite_items(response, lambda items: ["junk", 3, None, *items, [1]])
 
-    tampered(rig).tamper = tamper
+    wrapper.paths.clear()
+    wrapper.tamper = tamper
     await rig.run_for(60)
     assert len(hosts(rig)) == 20 and rig.store.health("rbl_hosts").success is True
     assert metric(rig, "generatorlabs_parse_warnings_total", object="host", field="object") == 4
@@ -443,7 +462,7 @@ async def test_a_parser_that_raises_costs_one_object_not_the_page(
             raise ZeroDivisionError("a bug in a parser")
         return original(raw, warn)
 
-    monkeypatch.setitem(scheduler_module.PARSERS, "rbl_hosts", fragile)  # type: ignore[arg-type]
+    monkeypatch.setitem(scheduler_module.PARSERS, "rbl_hosts", fragile)
     with structlog.testing.capture_logs() as logs:
         await rig.run_for(2000)  # several passes of rbl_hosts
     assert set(hosts(rig)) == set(rig.account.hosts) - {victim}
@@ -466,7 +485,7 @@ async def test_data_of_the_wrong_type_fails_the_poll_and_keeps_the_last_good_dat
 ) -> None:
     """Issue 7: `"data": "temporarily unavailable"` was read as an empty page: poll.ok, and
     generatorlabs_rbl_hosts dropped to 0 with no warning."""
-    rig = make_rig()
+    rig, wrapper = tampering_rig(make_rig)
     await rig.run_for(30)
     before = rig.store.snapshot("rbl_hosts")
     assert before is not None and len(before.items) == 20
@@ -475,10 +494,10 @@ async def test_data_of_the_wrong_type_fails_the_poll_and_keeps_the_last_good_dat
     def tamper(path: str, params: Mapping[str, str], response: RawResponse) -> RawResponse:
         return with_body(response, body.encode()) if path == "rbl/hosts.json" else response
 
-    tampered(rig).tamper = tamper
-    rig.scheduler._runs["rbl_hosts"].due_at = rig.clock.now
+    wrapper.paths.clear()
+    wrapper.tamper = tamper
     with structlog.testing.capture_logs() as logs:
-        await rig.run_for(120)
+        await rig.run_for(rig.scheduler.interval("rbl_hosts") + 120)  # the next hosts poll, and more
     assert rig.store.snapshot("rbl_hosts") is before
     assert rig.store.health("rbl_hosts").error == "decode"
     assert any(e["event"] == "poll.failed" and e["collector"] == "rbl_hosts" for e in logs)
@@ -494,7 +513,7 @@ async def test_an_absurd_total_pages_fails_instead_of_paging_forever(
     make_rig: Callable[..., Rig],
     pages: bytes,
 ) -> None:
-    rig = make_rig()
+    rig, wrapper = tampering_rig(make_rig)
 
     def tamper(path: str, params: Mapping[str, str], response: RawResponse) -> RawResponse:
         if path != "rbl/hosts.json":
@@ -503,7 +522,7 @@ async def test_an_absurd_total_pages_fails_instead_of_paging_forever(
         body["total_pages"] = "__PAGES__"
         return with_body(response, json.dumps(body).encode().replace(b'"__PAGES__"', pages))
 
-    wrapper = tampered(rig)
+    wrapper.paths.clear()
     wrapper.tamper = tamper
     with structlog.testing.capture_logs() as logs:
         await rig.run_for(600)
@@ -514,14 +533,15 @@ async def test_an_absurd_total_pages_fails_instead_of_paging_forever(
 
 
 async def test_error_text_of_any_size_or_encoding_logs_cleanly(make_rig: Callable[..., Rig]) -> None:
-    rig = make_rig()
+    rig, wrapper = tampering_rig(make_rig)
     message = "\ud800\x00\n" + "x" * 5000
 
     def tamper(path: str, params: Mapping[str, str], response: RawResponse) -> RawResponse:
         body = json.dumps({"status_code": 500, "status_message": message}).encode()
         return RawResponse(500, response.headers, body)
 
-    tampered(rig).tamper = tamper
+    wrapper.paths.clear()
+    wrapper.tamper = tamper
     with structlog.testing.capture_logs() as logs:
         await rig.run_for(30)
     failed = [e for e in logs if e["event"] == "poll.failed"]
@@ -542,12 +562,13 @@ async def test_an_unusable_ratelimit_remaining_never_stalls_polling(
 ) -> None:
     """Issue 7: `RateLimit-Remaining: inf` hit int(inf); the failed run stayed due first,
     starved every other collector, and generatorlabs_up stayed 1."""
-    rig = make_rig()
+    rig, wrapper = tampering_rig(make_rig)
 
     def tamper(path: str, params: Mapping[str, str], response: RawResponse) -> RawResponse:
         return RawResponse(response.status, {**response.headers, "RateLimit-Remaining": value}, response.body)
 
-    tampered(rig).tamper = tamper
+    wrapper.paths.clear()
+    wrapper.tamper = tamper
     with structlog.testing.capture_logs() as logs:
         await rig.run_for(300)
     assert not [e for e in logs if e["event"] == "poll.failed"]
@@ -564,7 +585,7 @@ async def test_an_absurd_ratelimit_reset_stops_requests_for_at_most_an_hour(
 ) -> None:
     """Issue 7: `Remaining: 0, Reset: 99999999999` stopped every request until the year 5195
     while the backoff gauge showed 0. Now the wait is capped at one hour and shown."""
-    rig = make_rig()
+    rig, wrapper = tampering_rig(make_rig)
     await rig.run_for(30)
     hit: list[float] = []
 
@@ -578,10 +599,10 @@ async def test_an_absurd_ratelimit_reset_stops_requests_for_at_most_an_hour(
             response.body,
         )
 
-    wrapper = tampered(rig)
+    wrapper.paths.clear()
     wrapper.tamper = tamper
-    rig.scheduler._runs["rbl_listings"].due_at = rig.clock.now
-    await rig.scheduler.step()  # the one answer that says "none left"
+    while not hit:
+        await rig.scheduler.step()  # until the one answer that says "none left"
     (at,) = hit
     backoff = metric(rig, "generatorlabs_api_backoff_until_timestamp_seconds")
     if reset == "inf":  # unreadable: ignored, no wait at all
@@ -599,7 +620,7 @@ async def test_a_ratelimit_reset_given_as_epoch_seconds_is_read_as_a_time(
     make_rig: Callable[..., Rig],
 ) -> None:
     """Issue 7: a reset given as epoch seconds spaced requests 41 days apart."""
-    rig = make_rig()
+    rig, wrapper = tampering_rig(make_rig)
     await rig.run_for(30)
     reset_at = rig.clock.now + 600
 
@@ -610,7 +631,8 @@ async def test_a_ratelimit_reset_given_as_epoch_seconds_is_read_as_a_time(
             response.body,
         )
 
-    tampered(rig).tamper = tamper
+    wrapper.paths.clear()
+    wrapper.tamper = tamper
     start = len(rig.api.accepted)
     await rig.run_for(600)
     sent = rig.api.accepted[start:]
@@ -652,14 +674,15 @@ def test_no_rate_limit_header_can_raise_or_ask_for_more_than_an_hour(headers: di
 async def test_an_unexpected_exception_fails_only_that_collector(make_rig: Callable[..., Rig]) -> None:
     """Issue 7: an exception that was not an ApiError left the run due first and `_failed`
     uncalled: every other collector starved and health said all was well."""
-    rig = make_rig()
+    rig, wrapper = tampering_rig(make_rig)
 
     def tamper(path: str, params: Mapping[str, str], response: RawResponse) -> RawResponse:
         if path == "rbl/hosts.json":
             raise RuntimeError("something nobody foresaw")
         return response
 
-    tampered(rig).tamper = tamper
+    wrapper.paths.clear()
+    wrapper.tamper = tamper
     with structlog.testing.capture_logs() as logs:
         await rig.run_for(1200)
     health = rig.store.health("rbl_hosts")
@@ -715,13 +738,12 @@ async def test_an_id_not_of_the_documented_form_is_never_requested(
     ident: str,
 ) -> None:
     """Issue 7: a signed host.id of `HT3/../../../../etc` made the exporter GET /etc.json."""
-    rig = make_rig()
+    rig, wrapper = tampering_rig(make_rig)
     await rig.run_for(30)
-    wrapper = tampered(rig)
+    wrapper.paths.clear()
     with structlog.testing.capture_logs() as logs:
         assert rig.scheduler.request_refresh(kind, ident, rig.clock.now) is False
         await rig.run_for(120)
-        await rig.scheduler._refresh(kind, ident, rig.clock.now)  # even if it got that far
     assert not [p for p in wrapper.paths if p.startswith(("rbl/hosts/", "cert/monitors/"))]
     assert all("etc" not in p for p in wrapper.paths)
     invalid = [e for e in logs if e["event"] == "refresh.invalid_id"]
@@ -729,10 +751,10 @@ async def test_an_id_not_of_the_documented_form_is_never_requested(
 
 
 async def test_a_valid_id_is_requested_with_every_segment_encoded(make_rig: Callable[..., Rig]) -> None:
-    rig = make_rig()
+    rig, wrapper = tampering_rig(make_rig)
     await rig.run_for(30)
     host_id, monitor_id = sorted(rig.account.hosts)[0], sorted(rig.account.monitors)[0]
-    wrapper = tampered(rig)
+    wrapper.paths.clear()
     assert rig.scheduler.request_refresh("host", host_id, rig.clock.now)
     assert rig.scheduler.request_refresh("monitor", monitor_id, rig.clock.now)
     with structlog.testing.capture_logs() as logs:

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from exporter.api.records import Listing, parse_host
 from exporter.webhooks.overlay import WebhookState
 from exporter.webhooks.payloads import (
     HetrixMonitor,
-    Listing,
     MalformedEvent,
     check_hetrix_chunk,
     parse_event,
@@ -55,6 +55,59 @@ def test_a_listed_host_gives_its_listing() -> None:
     assert event.listing == Listing(True, 2, ("Spamhaus ZEN", "SpamCop"))
     delisted = parse_event(body("rbl.host.delisted", host={"id": HOST}, listed=False, total=0))
     assert delisted.listing == Listing(False, 0, ())
+
+
+@pytest.mark.parametrize(
+    ("listed", "count", "rbls", "expected"),
+    [
+        (True, 1, ["Spamhaus ZEN", "SpamCop"], Listing(True, 2, ("Spamhaus ZEN", "SpamCop"))),
+        (True, 3, ["SpamCop"], Listing(True, 3, ("SpamCop",))),
+        (True, 0, [], Listing(True, 1, ())),
+        (None, 0, ["PSBL"], Listing(True, 1, ("PSBL",))),
+        (None, 2, [], Listing(True, 2, ())),
+        (None, None, [], Listing(False, 0, ())),
+        (False, 2, ["PSBL"], Listing(False, 0, ())),
+    ],
+)
+def test_a_polled_host_and_a_webhook_read_the_same_listing(
+    listed: bool | None, count: int | None, rbls: list[str], expected: Listing
+) -> None:
+    """The count and the RBL list disagreed between the two readers: a count of 1 naming two
+    RBLs was 1 on the polled host and 2 from rbl.host.check.completed. Both now say 2."""
+    flag = {} if listed is None else {"listed": listed}
+    total = {} if count is None else {"total": count}
+    polled = parse_host(
+        {
+            "id": HOST,
+            "host": "192.0.2.1",
+            **flag,
+            **({} if count is None else {"listed_count": count}),
+            "listed_details": [{"host": r} for r in rbls],
+        },
+        lambda obj, field, detail: None,
+    )
+    event = parse_event(
+        body(
+            "rbl.host.check.completed",
+            host={"id": HOST},
+            **flag,
+            **total,
+            details=[{"host": r} for r in rbls],
+        )
+    )
+    assert polled is not None
+    assert (polled.listed, polled.listings, polled.rbls) == (
+        expected.listed,
+        expected.listings,
+        expected.rbls,
+    )
+    assert event.listing == expected
+
+
+def test_a_hetrixtools_monitor_reads_its_listing_by_the_same_rule() -> None:
+    item = {"monitor": "192.0.2.1", "blacklisted_now": "1", "blacklisted_on": [{"rbl": "a"}, {"rbl": "b"}]}
+    (monitor,) = check_hetrix_chunk(json.dumps([item]).encode()).monitors
+    assert (monitor.listed_now, monitor.rbls) == (2, ("a", "b"))
 
 
 @pytest.mark.parametrize(

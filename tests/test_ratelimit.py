@@ -16,7 +16,6 @@ def test_policies_and_remaining_are_read() -> None:
     )
     assert limit is not None
     assert limit.policies == ((1000, 3600), (100, 1))
-    assert limit.hourly_limit == 1000
     assert limit.remaining == 742
     assert limit.reset_at == NOW + 1800
 

@@ -150,21 +150,6 @@ def test_unknown_time_zone_is_unreadable() -> None:
         fields.timestamp("2026-01-02 03:04:05 XYZT")
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("CGa,CGb", ("CGa", "CGb")),
-        (["CGa", "CGb"], ("CGa", "CGb")),
-        ("CGa", ("CGa",)),
-        ([{"id": "CGa"}], ("CGa",)),
-        ("", ()),
-        (None, ()),
-    ],
-)
-def test_contact_group_as_string_list_or_array(value: object, expected: tuple[str, ...]) -> None:
-    assert fields.id_list(value) == expected
-
-
 def test_monitor_with_an_iso_expiry_date() -> None:
     warn = Warnings()
     monitor = parse_monitor(

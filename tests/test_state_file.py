@@ -12,24 +12,25 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 import yaml
 
 from exporter.api.records import Host
-from exporter.app import attach_state, build_exporter
+from exporter.app import open_exporter
 from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi
 from exporter.demo.simulator.transport import SimulatorTransport
 from exporter.state.snapshot import Snapshot
-from exporter.state.sqlite import Incoming, Loaded, Owner, StateDB, VolatileDB, encode_snapshot
+from exporter.state.sqlite import Incoming, Loaded, Owner, StateDB, encode_snapshot
 from exporter.webhooks.overlay import WebhookState
-from tests.conftest import START, TOKEN, FakeClock
 from tests.helpers.processes import DEADLINE, ROOT, free_port, get, wait_for
+from tests.helpers.rig import START, TOKEN, FakeClock
 
 SID_A, SID_B = "AC" + "a" * 32, "AC" + "b" * 32
 API = "https://api.generatorlabs.com/4.0"
@@ -62,7 +63,7 @@ async def fill(path: Path, owner: Owner | None, n: int = 3) -> None:
     await db.close()
 
 
-async def reopen(path: Path, owner: Owner) -> tuple[Loaded, bool, list[dict[str, object]]]:
+async def reopen(path: Path, owner: Owner) -> tuple[Loaded, bool, list[MutableMapping[str, Any]]]:
     """What a start with `owner` loads, whether the stored event is still a replay, the logs."""
     with structlog.testing.capture_logs() as logs:
         db = StateDB(str(path))
@@ -104,17 +105,11 @@ async def test_another_account_starts_afresh_with_one_log_line(tmp_path: Path, c
     ]
     # and the new account's exporter serves none of the old account's hosts
     api = SimulatedApi(Account(2, 1, clock.now), SID_B, TOKEN)
-    exporter = build_exporter(
-        parse({}).with_credentials(SID_B, TOKEN), SimulatorTransport(api, clock, SID_B, TOKEN), clock
-    )
-    db = StateDB(str(path))
-    try:
-        await db.open(Owner(SID_B, API))
-        with structlog.testing.capture_logs():
-            await attach_state(exporter, db)
-        assert not exporter.store.has_data
-    finally:
-        await db.close()
+    config = parse({}).with_credentials(SID_B, TOKEN)
+    transport = SimulatorTransport(api, clock, SID_B, TOKEN)
+    with structlog.testing.capture_logs():
+        async with open_exporter(config, transport, clock, str(path), Owner(SID_B, API)) as exporter:
+            assert not exporter.store.has_data
 
 
 async def test_another_base_url_keeps_only_the_request_ledger(tmp_path: Path) -> None:
@@ -173,7 +168,6 @@ async def test_a_set_aside_event_is_never_replayed(tmp_path: Path, clock: FakeCl
         await db.close()
     loaded, _, _ = await reopen(tmp_path / "s.sqlite", Owner(SID_A, API))
     assert [seq for seq, _, _ in loaded.events] == [second]
-    await VolatileDB().set_aside(1, "nothing is stored")
 
 
 async def test_a_failed_checkpoint_leaves_webhooks_and_the_ledger_writable(
@@ -273,7 +267,7 @@ def foreign(path: Path) -> None:
         conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
 
 
-BROKEN: dict[str, tuple[Callable[[Path], None], str]] = {
+BROKEN: dict[str, tuple[Callable[[Path], object], str]] = {
     "garbage": (
         lambda p: p.write_bytes(b"\x00not sqlite\xff" * 400),
         "not a readable SQLite database (file is not a database)",

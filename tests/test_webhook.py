@@ -3,8 +3,6 @@ replays across restarts, HetrixTools chunks, tokens and source networks."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
 import json
 from collections.abc import AsyncIterator, Callable
@@ -14,157 +12,28 @@ from typing import Any
 
 import pytest
 import structlog
-from aiohttp.test_utils import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app import Exporter, attach_state, build_exporter
-from exporter.config.parse import parse
-from exporter.demo.simulator.account import Account
-from exporter.demo.simulator.api import SimulatedApi
-from exporter.demo.simulator.transport import SimulatorTransport
-from exporter.state.sqlite import StateDB
-from exporter.web.routes import ServerParts, build_app
-from exporter.webhooks.receivers import add_admin_routes, add_routes
 from exporter.webhooks.signature import sign
-from tests.conftest import SID, TOKEN, FakeClock
-
-SECRET = "whsec_test_secret_value"
-HX_TOKEN = "hx-token-0123456789abcdef"
-
-
-class Harness:
-    def __init__(self, exporter: Exporter, client: TestClient[Any, Any], clock: FakeClock) -> None:
-        self.exporter, self.client, self.clock = exporter, client, clock
-
-    async def post(
-        self,
-        body: dict[str, Any] | bytes,
-        *,
-        secret: str = SECRET,
-        t: int | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, str]:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        stamp = int(self.clock.now) if t is None else t
-        h = {"Content-Type": "application/json", "X-Webhook-Signature": sign(raw, secret, stamp)}
-        h.update(headers or {})
-        response = await self.client.post("/webhooks/generatorlabs", data=raw, headers=h)
-        return response.status, await response.text()
-
-    async def hetrix(self, body: list[Any] | bytes) -> tuple[int, str]:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        response = await self.client.post(
-            f"/webhooks/hetrixtools/{HX_TOKEN}", data=raw, headers={"Content-Type": "application/json"}
-        )
-        return response.status, await response.text()
-
-    async def settle(self) -> None:
-        """Let the applier (off the request path) catch up. It may be waiting on the state
-        file's thread (moving replayed events aside, a checkpoint) while acknowledged items queue
-        up, for as long as the disk takes: wait, bounded in real time, until it has taken every
-        queued item (it applies what it takes at once), then a few turns for what that set off."""
-        for _ in range(2000):  # 20 s at most
-            if not self.exporter.applier.pending:
-                break
-            await asyncio.sleep(0.01)
-        for _ in range(50):
-            await asyncio.sleep(0)
-
-    async def metrics(self) -> str:
-        await self.settle()
-        self.exporter.scraper.render_now()
-        response = await self.client.get("/metrics")
-        assert response.status == 200
-        return await response.text()
-
-
-def sample(text: str, metric: str, /, **labels: str) -> float | None:
-    """The value of one sample on /metrics (parsed, so the exposition must be valid)."""
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == metric and s.labels == labels:
-                return float(s.value)
-    return None
-
-
-def event(event_type: str, sid: str = "TA" + "1" * 32, **fields: Any) -> dict[str, Any]:
-    # 15:00Z is after the fake clock's start (14:13:20Z), so events are newer than the first polls
-    return {"event_sid": sid, "event_type": event_type, "event_date": "2026-09-21T15:00:00+00:00", **fields}
-
-
-async def make_harness(
-    aiohttp_client: Callable[..., Any],
-    clock: FakeClock,
-    path: Path,
-    raw: dict[str, Any] | None = None,
-    on_open: Callable[[StateDB], None] | None = None,
-) -> tuple[Harness, StateDB, asyncio.Task[None]]:
-    """The exporter on a simulated account, warm-started from the state file at `path`, with the
-    webhook receivers and admin routes on a real aiohttp server and the applier running.
-    `on_open` sees the opened state file before the start-up replay."""
-    config = parse(
-        raw
-        or {
-            "webhooks": {
-                "enabled": True,
-                "secrets": [SECRET, "older_secret_value"],
-                "hetrixtools_token": HX_TOKEN,
-            }
-        }
-    ).with_credentials(SID, TOKEN)
-    api = SimulatedApi(Account(20, 6, clock.now), SID, TOKEN)
-    exporter = build_exporter(config, SimulatorTransport(api, clock, SID, TOKEN), clock)
-    db = StateDB(str(path))
-    await db.open()
-    if on_open is not None:
-        on_open(db)
-    with structlog.testing.capture_logs():
-        await attach_state(exporter, db)
-        end = clock.now + 20
-        while clock.now < end:
-            await exporter.scheduler.step()
-
-    async def reload() -> list[str]:
-        return []
-
-    app = build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload, clock.time))
-    assert exporter.webhook_parts is not None
-    add_routes(app, exporter.webhook_parts)
-    add_admin_routes(app, exporter.webhook_parts)
-    client = await aiohttp_client(app)
-    task = asyncio.create_task(exporter.applier.run())
-    return Harness(exporter, client, clock), db, task
+from tests.helpers.rig import FakeClock
+from tests.helpers.webhooks import (
+    HX_TOKEN,
+    SECRET,
+    Harness,
+    event,
+    host_id,
+    monitor_id,
+    refreshes_sent,
+    rejected,
+    running,
+)
 
 
 @pytest.fixture
 async def harness(
     aiohttp_client: Callable[..., Any], clock: FakeClock, tmp_path: Path
 ) -> AsyncIterator[Harness]:
-    h, db, task = await make_harness(aiohttp_client, clock, tmp_path / "state.sqlite")
-    yield h
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await db.close()
-
-
-def host_id(h: Harness, listed: bool) -> str:
-    snap = h.exporter.store.snapshot("rbl_hosts")
-    assert snap is not None
-    return next(i for i, host in sorted(snap.items.items()) if host.listed == listed)
-
-
-def monitor_id(h: Harness) -> str:
-    snap = h.exporter.store.snapshot("cert_monitors")
-    assert snap is not None
-    return sorted(snap.items)[0]
-
-
-def rejected(text: str, reason: str) -> float:
-    for line in text.splitlines():
-        if line.startswith("generatorlabs_webhook_rejected_total{") and f'reason="{reason}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    async with running(aiohttp_client, clock, tmp_path / "state.sqlite") as h:
+        yield h
 
 
 async def test_host_listed_shows_on_the_next_scrape(harness: Harness) -> None:
@@ -290,7 +159,7 @@ async def test_unknown_ids_ask_for_a_refresh_and_invent_no_series(harness: Harne
     )[0] == 204
     text = await harness.metrics()
     assert stranger not in text
-    assert ("host", stranger) in harness.exporter.scheduler._wanted
+    assert await refreshes_sent(harness) == 1  # the exporter asked the API for that one host
 
 
 async def test_certificate_events(harness: Harness) -> None:
@@ -422,8 +291,7 @@ async def test_hetrixtools_source_allowlist_and_trusted_proxies(
             "trusted_proxies": ["127.0.0.0/8"],
         }
     }
-    h, db, task = await make_harness(aiohttp_client, clock, tmp_path / "s.sqlite", raw)
-    try:
+    async with running(aiohttp_client, clock, tmp_path / "s.sqlite", raw) as h:
         url = f"/webhooks/hetrixtools/{HX_TOKEN}"
         assert (await h.client.post(url, data=chunk(1))).status == 403  # 127.0.0.1 itself
         ok = await h.client.post(url, data=chunk(1), headers={"X-Forwarded-For": "198.51.100.7"})
@@ -433,34 +301,23 @@ async def test_hetrixtools_source_allowlist_and_trusted_proxies(
         )  # the right-most untrusted hop decides
         assert spoof.status == 403
         assert (await h.client.post("/webhooks/generatorlabs", data=b"{}")).status == 404  # disabled
-    finally:
-        task.cancel()
-        await db.close()
 
 
 async def test_state_and_replay_protection_survive_a_restart(
     aiohttp_client: Callable[..., Any], clock: FakeClock, tmp_path: Path
 ) -> None:
     path = tmp_path / "state.sqlite"
-    first, db, task = await make_harness(aiohttp_client, clock, path)
     body = json.dumps(event("expiring.card.alert", payment_source={})).encode()
-    assert (await first.post(body))[0] == 204
-    response = await first.client.post(f"/webhooks/hetrixtools/{HX_TOKEN}", data=chunk(3))
-    assert response.status == 200
-    task.cancel()  # no checkpoint: the restart must replay the committed events
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await db.close()
-    second, db2, task2 = await make_harness(aiohttp_client, clock, path)
-    try:
+    async with running(aiohttp_client, clock, path) as first:  # stopped with no checkpoint
+        assert (await first.post(body))[0] == 204
+        response = await first.client.post(f"/webhooks/hetrixtools/{HX_TOKEN}", data=chunk(3))
+        assert response.status == 200
+    async with running(aiohttp_client, clock, path) as second:  # replays the committed events
         assert second.exporter.store.has_data
         text = await second.metrics()
         assert text.count("hetrixtools_blacklist_monitor_info{") == 3
         assert 'generatorlabs_webhook_events_total{event="expiring.card.alert"} 1' in text
         assert (await second.post(body))[0] == 200  # still a replay after the restart
-    finally:
-        task2.cancel()
-        await db2.close()
 
 
 async def test_a_later_poll_reconciles_what_a_webhook_said(harness: Harness) -> None:

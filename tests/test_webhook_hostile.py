@@ -7,7 +7,6 @@ scales them; see tests/conftest.py)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import json
 import math
@@ -30,17 +29,18 @@ from exporter.webhooks import applier
 from exporter.webhooks import receivers as webhook
 from exporter.webhooks.overlay import WebhookState
 from exporter.webhooks.signature import sign
-from tests.conftest import FakeClock
 from tests.helpers import FIELDS, ODD_VALUES, VALUE
-from tests.test_webhook import (
+from tests.helpers.rig import FakeClock
+from tests.helpers.webhooks import (
     HX_TOKEN,
     SECRET,
     Harness,
     event,
     host_id,
-    make_harness,
     monitor_id,
+    refreshes_sent,
     rejected,
+    running,
     sample,
 )
 
@@ -62,23 +62,6 @@ def set_aside(text: str, source: str) -> float:
 
 def forgotten(text: str, kind: str, reason: str) -> float:
     return sample(text, "generatorlabs_webhook_objects_forgotten_total", kind=kind, reason=reason) or 0.0
-
-
-@contextlib.asynccontextmanager
-async def running(
-    aiohttp_client: Callable[..., Any],
-    clock: FakeClock,
-    path: Path,
-    on_open: Callable[[StateDB], None] | None = None,
-) -> AsyncIterator[Harness]:
-    h, db, task = await make_harness(aiohttp_client, clock, path, on_open=on_open)
-    try:
-        yield h
-    finally:
-        task.cancel()  # no flush: a restart must replay what was committed
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await db.close()
 
 
 @pytest.fixture
@@ -180,7 +163,7 @@ async def test_signed_events_with_unusable_fields_are_400_and_never_stored(
     metrics = await harness.metrics()
     assert warnings(metrics, "webhook_event", field) == 1
     assert sample(metrics, "generatorlabs_webhook_events_total", event=body["event_type"]) is None
-    loaded = await harness.exporter.db.load(harness.clock.now)  # type: ignore[union-attr]
+    loaded = await harness.exporter.db.load(harness.clock.now)
     assert loaded.events == []  # nothing committed
 
 
@@ -189,8 +172,7 @@ async def test_an_id_is_never_taken_into_an_api_path(harness: Harness) -> None:
         event("rbl.host.listed", sid=sid(), host={"id": "HT3/../../../../etc"}, listed=True, total=1)
     )
     assert status == 400
-    await harness.settle()
-    assert not harness.exporter.scheduler._wanted  # no targeted refresh was asked for
+    assert await refreshes_sent(harness) == 0  # no targeted refresh was asked for
 
 
 @pytest.mark.parametrize(

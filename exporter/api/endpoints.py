@@ -21,12 +21,14 @@ class Tier(enum.IntEnum):
 class Endpoint:
     collector: str
     path: str  # relative to api.base_url, with the `.json` suffix every SDK appends
-    key: str  # resource-named list key, the fallback when `data` is absent (evidence §3.2)
+    key: str  # resource-named list key: older SDK fixtures put the list there, not under `data`
     tier: Tier
     default_interval: float
     default_enabled: bool = True
     paged: bool = True
-    count_path: str | None = None  # cheap change detection (evidence §3.3): bare number, no .json
+    # Cheap change detection: the vendor's Zabbix template polls these; the body is a bare number
+    # and the path has no .json suffix.
+    count_path: str | None = None
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -53,3 +55,10 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 
 COLLECTORS: tuple[str, ...] = tuple(ENDPOINTS)
+
+
+def route_of(path: str) -> str:
+    """The route of an API path, as errors, logs and the `endpoint` label name it: the path
+    without the `.json` suffix every official SDK appends (`rbl/hosts.json` -> `rbl/hosts`).
+    Count paths have no suffix and are their own route."""
+    return path.removesuffix(".json")

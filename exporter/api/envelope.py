@@ -1,8 +1,9 @@
 """Pure: decode one API response (status, headers, body bytes) into a Page, a count, or an error.
 
-The envelope (evidence §3): `status_code`/`status_message` on every body, `page`, `page_size`,
-`total_pages`, and the list under `data` or a resource-named key. A body `status_code >= 400` is
-an error even on HTTP 200, as in every official SDK.
+The envelope (API reference, the `page`/`page_size` parameters and list response samples): `status_code` and
+`status_message` on every body, `page`, `page_size`, `total_pages`, `total`, and the list under
+`data`, or under a resource-named key (`hosts`, `listings`) as some official SDK fixtures have it.
+A body `status_code >= 400` is an error even on HTTP 200, as in every official SDK.
 
 A wrong envelope is an error (reason `decode`), never an empty page: the poll fails and the last
 good snapshot stays. That covers a list of the wrong type (`"data": "temporarily unavailable"`, a
@@ -202,7 +203,8 @@ def decode_page(endpoint: str, key: str, response: RawResponse, now: float, *, s
 
 
 def decode_count(endpoint: str, response: RawResponse, now: float) -> int:
-    """The count endpoints answer a bare number (evidence §3.3); anything else is an error, and
+    """The count endpoints (`rbl/listings/count`, `cert/errors/count`, as the vendor's Zabbix
+    template polls them) answer a bare number; anything else is an error, and
     so is a number that is not a count (negative, fractional, non-finite, above MAX_COUNT)."""
     check_status(endpoint, response, now)
     text = response.body.decode("utf-8", "replace").strip()

@@ -1,4 +1,7 @@
-"""Pure: lenient readers for the API's loosely specified fields (evidence note §4, §11.4).
+"""Pure: lenient readers for the API's loosely specified fields.
+
+The v4 reference gives few response schemas, and the v3 samples it stays compatible with send
+`listed` as 0/1, dates as `2016-11-07 21:01:33 EST`, empty strings for null and ids as comma lists.
 
 Each reader returns a clean value or None; None means "absent or unreadable" and the caller
 decides whether that deserves a parse warning.
@@ -48,6 +51,9 @@ MAX_MAGNITUDE = 1e15  # exact as a float, far beyond any count, day or balance t
 MAX_COUNT = 1_000_000_000  # listings, totals, pages: a count above this is nonsense, not data
 MAX_TIMESTAMP = 32_503_680_000.0  # 3000-01-01: a later "date" is a unit mistake or garbage
 MAX_TEXT_NUMBER = 64  # characters: a longer "number" or date string is not read at all
+# The SID form of the Generator Labs API reference: two upper case letters that say what the id
+# names (AC an account, HT a host, CM a certificate monitor, TA an event) and 32 hex digits.
+SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
 FALSE_WORDS = {"0", "false", "no", "n", "off", ""}
 
 
@@ -56,7 +62,8 @@ class Unreadable(ValueError):
 
 
 def text(value: object) -> str | None:
-    """Strings as they are (stripped), numbers as text; empty strings are null (evidence §4.1)."""
+    """Strings as they are (stripped), numbers as text; empty strings are null (the v3 samples
+    send `""` for a host that was never listed)."""
     if value is None or isinstance(value, bool | dict | list):
         return None
     out = str(value).strip()
@@ -137,17 +144,6 @@ def shorten(value: object) -> str:
     """A value for an error or log message: its repr, never more than 60 characters of it."""
     shown = repr(value)
     return shown if len(shown) <= 60 else shown[:57] + "..."
-
-
-def id_list(value: object) -> tuple[str, ...]:
-    """`contact_group` as a string, a comma list or an array."""
-    if value is None or value == "":
-        return ()
-    if isinstance(value, list | tuple):
-        return tuple(t for v in value if (t := text(v if not isinstance(v, dict) else v.get("id"))))
-    if isinstance(value, str):
-        return tuple(p.strip() for p in value.split(",") if p.strip())
-    raise Unreadable(f"not a list of ids: {shorten(value)}")
 
 
 def timestamp(value: object) -> float | None:

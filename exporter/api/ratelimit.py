@@ -14,7 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-RETRY_AFTER_CAP = 3600.0  # a 429 from the hourly window can ask for up to an hour; never more
+# The API's hourly window, in seconds: 1,000 requests per hour per API application
+# (RateLimit-Limit: `1000;w=3600`). The request ledger of the state file keeps this long.
+HOURLY_WINDOW = 3600.0
+RETRY_AFTER_CAP = HOURLY_WINDOW  # a 429 from the hourly window can ask for up to an hour; never more
 RESET_CAP = RETRY_AFTER_CAP  # the most restrictive window resets within the hour, by definition
 # A RateLimit-Reset larger than ten years of seconds is not a delay but an absolute epoch time
 # (some servers send it that way); it is read as such, then capped like a delay.
@@ -34,10 +37,6 @@ class RateLimit:
     remaining: int | None
     reset_at: float | None  # never later than observed_at + RESET_CAP
     observed_at: float
-
-    @property
-    def hourly_limit(self) -> int | None:
-        return next((n for n, w in self.policies if w == 3600), None)
 
 
 def _get(headers: Mapping[str, str], name: str) -> str | None:

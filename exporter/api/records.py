@@ -1,18 +1,21 @@
-"""Pure: API objects (hosts, monitors, errors, inventory) parsed defensively into frozen records.
+"""Pure: API objects (hosts, monitors, errors, inventory) parsed defensively into frozen records,
+and the one rule (`listing`) that reads a host's listing count from its count and RBL list.
 
-Field names follow ../shared/reference/generatorlabs-api-evidence.md; where the v4 name is unknown
-several spellings are accepted. A missing or unreadable field is reported through `warn(object,
-field, detail)` and costs only that field: the object is kept with the field absent (a host's
-listing count then comes from its RBL list, a monitor's port is ""). Only an object without an
-id is skipped. Numbers go through `exporter.api.fields`, so NaN, infinities, `1e400`, booleans and
-out-of-range values never reach a record. Nothing here raises on any JSON input; the scheduler
-still guards each call, so that a bug costs one object, never the page.
+Field names follow the Generator Labs API v4 reference and the v3 samples it stays compatible
+with (the v4 reference keeps "response formats" backward compatible); where the v4 name is
+unknown several spellings are accepted (`profile` and `rbl_profile`, `listed_count` and `total`).
+A missing or unreadable field is reported through `warn(object, field, detail)` and costs only
+that field: the object is kept with the field absent (a host's listing count then comes from its
+RBL list, a monitor's port is ""). Only an object without an id is skipped. Numbers go through
+`exporter.api.fields`, so NaN, infinities, `1e400`, booleans and out-of-range values never reach
+a record. Nothing here raises on any JSON input; the scheduler still guards each call, so that a
+bug costs one object, never the page.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +26,8 @@ Warn = Callable[[str, str, str], None]
 Raw = Mapping[str, Any]
 
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
-# host `type` (evidence §4.1): rbl = an IP, uribl = a domain; never exported as `type`.
+# host `type` (API reference, "Create Host"; v3 samples): rbl = an IP, uribl = a domain,
+# ip_range = a subnet. Never exported as `type`.
 HOST_KINDS = {
     "rbl": "ip",
     "ip": "ip",
@@ -34,7 +38,8 @@ HOST_KINDS = {
     "subnet": "ip_range",
 }
 PAUSED_WORDS = {"paused", "inactive", "disabled", "suspended"}
-# The bounded set of certificate error reasons (exporter-anchors §7.4); first keyword match wins.
+# The bounded set of certificate error reasons: the failure kinds a certificate profile can alert
+# on (expiration, name, CA, integrity/configuration, connection, DNS CAA); first keyword match wins.
 ERROR_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dns_caa", ("caa",)),
     ("expiration", ("expir", "expired", "not_after", "validity")),
@@ -204,12 +209,54 @@ def _kind(raw: Raw, host: str) -> str:
 
 
 def rbl_name(detail: object) -> str | None:
-    """The RBL's name from one `listed_details[]` entry (evidence §4.2: `host` is the RBL name)."""
+    """The RBL's name from one `listed_details[]` / `details[]` entry: its `host` field is the
+    RBL's display name in the v3 host samples ("Google Safe Browsing"), not a DNS zone."""
     if isinstance(detail, str):
         return fields.text(detail)
     if isinstance(detail, Mapping):
         return fields.text(_first(detail, "host", "rbl", "name", "source", "zone"))
     return None
+
+
+def rbl_names(details: Iterable[object] | None) -> tuple[str, ...]:
+    """The distinct RBL names of a details list, in order; entries without a name are skipped."""
+    if not details:
+        return ()
+    return tuple(dict.fromkeys(n for d in details if (n := rbl_name(d))))
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Whether a host is listed, on how many RBLs, and which ones by name."""
+
+    listed: bool
+    listings: int
+    rbls: tuple[str, ...]
+
+
+NOT_LISTED = Listing(False, 0, ())
+
+
+def listing(listed: bool | None, count: int | None, rbls: tuple[str, ...]) -> Listing:
+    """The one rule that turns a listed flag, a count and a list of RBL names into a Listing,
+    for polled hosts (`listed`, `listed_count`, `listed_details`), Generator Labs' rbl.* webhooks
+    (`listed`, `total`, `details`) and HetrixTools monitors (`blacklisted_now`, `blacklisted_on`).
+
+    The API reference defines the count as "the total number of data sources this Host is
+    currently listed on" and the list as the data sources that matched. The count may exceed the
+    list (entries without a name), but each distinct RBL named is one source the host is listed
+    on, so the list is a lower bound: a count of 1 naming two RBLs reads as 2, and
+    generatorlabs_rbl_host_listings is never below the number of RBL series shown for the host.
+
+    - `listed` unknown (None): listed when the count is above 0 or any RBL is named.
+    - not listed: no listings and no RBLs, whatever the count or the list say.
+    - listed: max(count, number of RBLs named, 1); a listed host is listed somewhere.
+    """
+    if listed is None:
+        listed = bool(count) or bool(rbls)
+    if not listed:
+        return NOT_LISTED
+    return Listing(True, max(count or 0, len(rbls), 1), rbls)
 
 
 def _fast_text(value: object) -> str | None:
@@ -232,7 +279,6 @@ def parse_host(raw: Raw, warn: Warn) -> Host | None:
     if details is not None and not isinstance(details, list):
         warn("host", "listed_details", f"not a list: {type(details).__name__}")
         details = None
-    rbls = tuple(dict.fromkeys(n for d in details if (n := rbl_name(d)))) if details else ()
     count = get("listed_count")
     if type(count) is not int or not 0 <= count <= fields.MAX_COUNT:
         count = _read(raw, "host", warn, fields.count, "listed_count", "total", "listings")
@@ -241,11 +287,7 @@ def parse_host(raw: Raw, warn: Warn) -> Host | None:
         listed = bool(listed)
     else:
         listed = _read(raw, "host", warn, fields.boolean, "listed")
-        if listed is None:
-            listed = bool(count) or bool(rbls)
-    listings = count if count is not None else len(rbls)
-    if listed and listings == 0:
-        listings = max(len(rbls), 1)
+    said = listing(listed, count, rbl_names(details))
     checked = get("last_checked")
     return Host(
         id=ident,
@@ -254,13 +296,13 @@ def parse_host(raw: Raw, warn: Warn) -> Host | None:
         kind=_kind(raw, host),
         profile_id=fields.text(_first(raw, "profile", "rbl_profile", "profile_id")) or "",
         paused=_paused(raw, "host", warn),
-        listed=listed,
-        listings=listings if listed else 0,
-        rbls=rbls if listed else (),
+        listed=said.listed,
+        listings=said.listings,
+        rbls=said.rbls,
         last_checked=(
             None if checked in (None, "") else _read(raw, "host", warn, fields.timestamp, "last_checked")
         ),
-        first_listed=(_read(raw, "host", warn, fields.timestamp, "first_listed") if listed else None),
+        first_listed=(_read(raw, "host", warn, fields.timestamp, "first_listed") if said.listed else None),
     )
 
 
@@ -273,7 +315,8 @@ def _not_after(raw: Raw, warn: Warn) -> float | None:
                     return fields.timestamp(source[key])
                 except FIELD_ERRORS as err:
                     warn("monitor", key, str(err))
-    # last resort (evidence §5.1): any other key that smells of expiry and reads as a date
+    # last resort: no public source names the v4 expiry field, so any other key that smells of
+    # expiry and reads as a date is taken
     for key, value in raw.items():
         if ("expir" in key or "not_after" in key) and key not in NOT_AFTER_KEYS and "day" not in key:
             try:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from exporter import __version__
+from exporter.api.endpoints import route_of
 from exporter.api.envelope import RawResponse
 from exporter.api.fields import loggable
 from exporter.errors import ApiError
@@ -50,7 +51,8 @@ def make_session(account_sid: str, auth_token: str, timeout: float) -> aiohttp.C
 
 
 def basic_auth(account_sid: str, auth_token: str) -> str:
-    """HTTP Basic: the account SID is the user, the auth token the password (evidence §2)."""
+    """HTTP Basic: the account SID is the user, the auth token the password (API reference:
+    `basicAuth` on every endpoint)."""
     return "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
 
 
@@ -79,7 +81,7 @@ class HttpTransport:
         self._base = base_url.rstrip("/") + "/"
 
     async def get(self, path: str, params: Mapping[str, str]) -> RawResponse:
-        route = path.removesuffix(".json")
+        route = route_of(path)
         try:
             async with self._session.get(
                 self._base + path, params=dict(params), allow_redirects=False

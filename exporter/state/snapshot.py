@@ -25,7 +25,6 @@ class Snapshot:
     item_times: Mapping[str, float] = field(default_factory=dict)
 
 
-
 @dataclass(frozen=True, slots=True)
 class Health:
     """One collector's last poll, for the self-metrics and the landing page."""
@@ -39,11 +38,9 @@ class Health:
     error: str | None = None  # bounded reason of the last failure, None after a success
 
 
-
 class Journal(Protocol):
     """Where snapshot changes are written for a warm restart (exporter.state.sqlite)."""
 
     def replaced(self, snapshot: Snapshot) -> None: ...
     def confirmed(self, collector: str, at: float) -> None: ...
     def dropped(self, collector: str) -> None: ...
-

@@ -38,6 +38,7 @@ from typing import Any
 import structlog
 
 from exporter.api.endpoints import COLLECTORS
+from exporter.api.ratelimit import HOURLY_WINDOW
 from exporter.api.records import CertError, Host, Item, Monitor
 from exporter.clock import SystemClock
 from exporter.errors import StateError, StateUnreadable
@@ -490,7 +491,7 @@ class StateDB:
             min(ts, now)
             for (ts,) in c.execute(
                 "SELECT ts FROM ledger WHERE typeof(ts) IN ('real', 'integer') AND ts > ? ORDER BY ts",
-                (now - 3600,),
+                (now - HOURLY_WINDOW,),
             )
         ]
         return Loaded(snapshots, webhooks, events, ledger)
@@ -538,7 +539,7 @@ class StateDB:
             c.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('webhooks', ?)", (state_json,))
             c.execute("DELETE FROM events WHERE seq <= ?", (last_seq,))
             c.execute("DELETE FROM seen WHERE expires < ?", (now,))
-            c.execute("DELETE FROM ledger WHERE ts <= ?", (now - 3600,))
+            c.execute("DELETE FROM ledger WHERE ts <= ?", (now - HOURLY_WINDOW,))
             c.execute("COMMIT")
         except BaseException:  # never leave the connection inside a transaction (disk full, busy)
             c.execute("ROLLBACK")
@@ -634,27 +635,3 @@ class GroupCommit:
             for (_, future), seq in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(seq)
-
-
-class VolatileDB(StateDB):
-    """Replay protection without a file, for an exporter built without a state file (tests):
-    nothing survives the process. A running exporter always attaches a StateDB."""
-
-    def __init__(self) -> None:
-        super().__init__(":memory:")
-        self._seq = 0
-        self._seen: set[str] = set()
-
-    async def accept(self, batch: list[Incoming]) -> list[int | None]:
-        out: list[int | None] = []
-        for item in batch:
-            if any(k in self._seen for k in item.keys):
-                out.append(None)
-                continue
-            self._seen.update(item.keys)
-            self._seq += 1
-            out.append(self._seq)
-        return out
-
-    async def set_aside(self, seq: int, reason: str) -> None:
-        """Nothing is stored, so nothing is replayed: there is nothing to set aside."""

@@ -65,4 +65,3 @@ class StateStore:
     @property
     def has_data(self) -> bool:
         return bool(self._snapshots)
-

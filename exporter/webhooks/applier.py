@@ -1,6 +1,6 @@
 """The Applier: folds committed webhook events into the store's webhook state, in sequence, off the
-request path, and sweeps webhook-only objects past their maximum age (no HTTP; the state file through
-GroupCommit)."""
+request path, and sweeps webhook-only objects past their maximum age. No HTTP; its only I/O is the
+state file (set-aside events and checkpoints, through StateDB)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,6 @@ def _source(item: Item) -> str:
     return "hetrixtools"
 
 
-
 class Applier:
     """Folds committed events into the store's webhook state, in sequence, off the request path.
 
@@ -75,7 +74,6 @@ class Applier:
         self._logged_other: set[str] = set()
         self._to_set_aside: list[tuple[int, str]] = []  # not yet moved out in the state file
         self._last_sweep = -math.inf
-        self.applied = 0
         self.set_aside = 0
 
     @property
@@ -105,7 +103,6 @@ class Applier:
             return False
         finally:
             webhooks.last_seq = max(webhooks.last_seq, seq)
-        self.applied += 1
         if isinstance(item, Event):
             try:
                 self._unknown(item)
@@ -228,7 +225,6 @@ class Applier:
             await self._db.checkpoint(self._store.webhooks, self._clock.time())
 
 
-
 def _stored(kind: str, body: bytes) -> Item:
     """A committed record read back: the same checks as at intake."""
     if kind == "generatorlabs":
@@ -241,4 +237,3 @@ def _stored(kind: str, body: bytes) -> Item:
     if kind == "forget":
         return parse_forget(body)
     raise MalformedEvent(f"unknown record kind {kind[:40]!r}")
-

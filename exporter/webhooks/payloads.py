@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from exporter.api import fields
 from exporter.api.fields import Unreadable
-from exporter.api.records import error_reason, rbl_name
+from exporter.api.records import Listing, error_reason, listing, rbl_names
 from exporter.errors import ExporterError
 
 T = TypeVar("T")
@@ -75,15 +75,6 @@ class MalformedEvent(ExporterError):
     def __init__(self, message: str, field: str = "body") -> None:
         self.field = field
         super().__init__(message)
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """What rbl.host.listed/delisted/check.completed say about a host."""
-
-    listed: bool
-    listings: int
-    rbls: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,25 +193,18 @@ def _list(body: Mapping[str, Any], key: str) -> list[Any] | None:
     return value
 
 
-def _rbls(entries: list[Any] | None) -> tuple[str, ...]:
-    """Distinct RBL names of `details` (webhook_rbl_details objects or strings), in order."""
-    if not entries:
-        return ()
-    return tuple(dict.fromkeys(n for d in entries if (n := rbl_name(d))))
-
-
 def _listing(event_type: str, body: Mapping[str, Any]) -> Listing:
+    """What rbl.host.listed/delisted/check.completed say about the host, read by the one rule
+    (exporter.api.records.listing). A delisted host is not listed, whatever else the body says;
+    a listed event with no `listed` flag is listed. Every field is validated either way."""
     listed = _read(fields.boolean, body, "listed")
     total = _read(fields.count, body, "total")
-    rbls = _rbls(_list(body, "details"))
+    rbls = rbl_names(_list(body, "details"))
     if event_type == "rbl.host.delisted":
-        return Listing(False, 0, ())
-    if listed is None:
-        listed = event_type == "rbl.host.listed" or bool(total) or bool(rbls)
-    if not listed:
-        return Listing(False, 0, ())
-    count = total if total is not None else len(rbls)
-    return Listing(True, max(count, len(rbls), 1), rbls)
+        listed = False
+    elif listed is None and event_type == "rbl.host.listed":
+        listed = True
+    return listing(listed, total, rbls)
 
 
 def _expiry_days(body: Mapping[str, Any]) -> float:
@@ -286,8 +270,8 @@ def parse_event(raw: bytes) -> Event:
     event_type = raw_type if raw_type in KNOWN_EVENTS else "other"
     if event_type in RBL_EVENTS:
         host = _object_id(body, "host", HOST_ID)
-        listing = _listing(event_type, body) if event_type in LISTING_EVENTS else None
-        return Event(sid, event_type, raw_type, date, host, listing=listing)
+        said = _listing(event_type, body) if event_type in LISTING_EVENTS else None
+        return Event(sid, event_type, raw_type, date, host, listing=said)
     if event_type in CERT_EVENTS:
         monitor = _object_id(body, "monitor", MONITOR_ID)
         if event_type.startswith("cert.expiration."):
@@ -357,8 +341,8 @@ def _hetrix_item(item: object) -> HetrixMonitor:
             if isinstance(entry, Mapping) and (n := fields.text(entry.get("rbl")))
         )
     )
-    count = now if now is not None else len(rbls)
-    return HetrixMonitor(monitor.strip(), fields.text(label) or "", count, rbls if count else ())
+    said = listing(None, now, rbls)  # the same rule as Generator Labs hosts
+    return HetrixMonitor(monitor.strip(), fields.text(label) or "", said.listings, said.rbls)
 
 
 def check_hetrix_chunk(raw: bytes) -> HetrixChunk:
@@ -375,11 +359,6 @@ def check_hetrix_chunk(raw: bytes) -> HetrixChunk:
         except _Skip as skip:
             skipped.append(Skipped(i, skip.field, skip.reason))
     return HetrixChunk(monitors, skipped)
-
-
-def parse_hetrix_chunk(raw: bytes) -> list[HetrixMonitor]:
-    """The usable monitors of a chunk (see check_hetrix_chunk)."""
-    return check_hetrix_chunk(raw).monitors
 
 
 def parse_forget(raw: bytes) -> Forget:

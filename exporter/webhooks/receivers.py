@@ -1,5 +1,5 @@
-"""Webhook receivers (Generator Labs' signed events, HetrixTools' blacklist chunks), the Applier
-that folds them into the state, and the admin routes that forget a webhook-only object.
+"""HTTP I/O: the webhook receivers (Generator Labs' signed events, HetrixTools' blacklist chunks)
+and the admin routes that forget a webhook-only object.
 
 Each request is checked (method, content type, size, body encoding, signature or token, source
 network), parsed and validated, made durable (a group commit to the state file), and only then
@@ -57,6 +57,7 @@ class WebhookParts:
     clock: Clock
     bodies_in_flight: int = 0  # see MAX_BODIES_IN_FLIGHT
 
+
 WEBHOOKS = web.AppKey("webhooks", WebhookParts)
 WEBHOOK_ADMIN = web.AppKey("webhook_admin", WebhookParts)
 
@@ -73,7 +74,6 @@ def _reject(
         **{k: loggable(v) if isinstance(v, str) else v for k, v in fields.items()},
     )
     return web.Response(status=status, text=loggable(text) + "\n")
-
 
 
 async def _refuse(
@@ -101,7 +101,6 @@ async def _refuse(
     return response
 
 
-
 def _ended(request: web.Request, response: web.StreamResponse) -> None:
     """After a body failed to decode: the stream keeps raising, so mark it ended (or aiohttp
     reads it again after our answer and logs an "Unhandled exception"), and close the
@@ -110,12 +109,10 @@ def _ended(request: web.Request, response: web.StreamResponse) -> None:
     response.force_close()
 
 
-
 def _malformed(parts: WebhookParts, source: str, obj: str, err: MalformedEvent) -> web.Response:
     """400 for a body whose fields are unusable: counted as a rejection and a parse warning."""
     parts.telemetry.parse_warning(obj, err.field)
     return _reject(parts, source, 400, "malformed", str(err), detail=str(err), field=err.field)
-
 
 
 async def _body(request: web.Request, parts: WebhookParts, source: str) -> bytes | web.Response:
@@ -139,7 +136,6 @@ async def _body(request: web.Request, parts: WebhookParts, source: str) -> bytes
         return await _read_body(request, parts, source, limit, too_large)
     finally:
         parts.bodies_in_flight -= 1
-
 
 
 async def _read_body(
@@ -172,7 +168,6 @@ async def _read_body(
         _ended(request, response)
         return response
     return b"".join(chunks)
-
 
 
 async def generatorlabs(request: web.Request) -> web.Response:
@@ -221,6 +216,7 @@ async def generatorlabs(request: web.Request) -> web.Response:
     log.debug("webhook.accepted", event_type=event.type, event_sid=event.sid[:40], seq=seq)
     return web.Response(status=204)
 
+
 Networks = list[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 
@@ -237,14 +233,12 @@ def _client_ip(request: web.Request, trusted: Networks) -> str | None:
     return peer
 
 
-
 def _in(address: str, networks: Networks) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
     return any(ip in net for net in networks)
-
 
 
 async def hetrixtools(request: web.Request) -> web.Response:
@@ -294,12 +288,10 @@ async def hetrixtools(request: web.Request) -> web.Response:
     )
 
 
-
 def add_routes(app: web.Application, parts: WebhookParts) -> None:
     app[WEBHOOKS] = parts
     app.router.add_route("*", "/webhooks/generatorlabs", generatorlabs)
     app.router.add_route("*", "/webhooks/hetrixtools/{token}", hetrixtools)
-
 
 
 async def _forget(request: web.Request, kind: str, ident: str) -> web.Response:
@@ -317,15 +309,12 @@ async def _forget(request: web.Request, kind: str, ident: str) -> web.Response:
     return web.Response(status=204)
 
 
-
 async def forget_hetrixtools_monitor(request: web.Request) -> web.Response:
     return await _forget(request, FORGETTABLE[0], request.match_info["monitor"])
 
 
-
 async def forget_agent(request: web.Request) -> web.Response:
     return await _forget(request, FORGETTABLE[1], request.match_info["agent_id"])
-
 
 
 def add_admin_routes(app: web.Application, parts: WebhookParts) -> None:
@@ -336,4 +325,3 @@ def add_admin_routes(app: web.Application, parts: WebhookParts) -> None:
     # a monitor may be an IP range ("192.0.2.0/24"): the rest of the path, slashes included
     app.router.add_delete("/-/webhooks/hetrixtools/monitors/{monitor:.+}", forget_hetrixtools_monitor)
     app.router.add_delete("/-/webhooks/agents/{agent_id}", forget_agent)
-

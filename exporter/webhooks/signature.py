@@ -1,5 +1,5 @@
 """Pure: verify Generator Labs' `X-Webhook-Signature: t=<unix>,v1=<hex>` (API reference,
-"Webhook Verification"; evidence §9, identical in all five official SDKs).
+"Webhook Verification"; the five official SDKs verify it the same way, with a 300 s tolerance).
 
 HMAC-SHA256 with the signing secret (UTF-8 bytes, as-is) over `"{t}." + raw body`, lowercase hex,
 constant-time comparison of bytes. The header is read strictly before any secret is used: at
@@ -37,8 +37,7 @@ class SignatureError(ExporterError):
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    timestamp: int
-    signature: str  # the matching v1 value, for replay protection
+    signature: str  # the matching v1 value (lowercase hex), a replay-protection key
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:
@@ -101,5 +100,5 @@ def verify(
         expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest().encode("ascii")
         for candidate in candidates:
             if hmac.compare_digest(expected, candidate):
-                return Verified(timestamp, expected.decode("ascii"))
+                return Verified(expected.decode("ascii"))
     raise SignatureError("bad_signature", "signature does not match")
