@@ -1,8 +1,11 @@
 """Composition root: builds every real object, owns every lifetime, runs the daemon.
 
-Nothing else constructs sessions, tasks or servers; everything else receives what it needs.
-`run` enters every lifetime on one AsyncExitStack, so that whatever fails (a taken port, a
-locked or broken state file), everything started so far is released, in reverse order.
+Nothing else constructs sessions, tasks or servers; everything else receives what it needs, and
+each object is built complete, once. `run` enters every lifetime (the demo, the state file, the
+API session, the listeners, the signal handlers) on one AsyncExitStack as it is created, so that
+whatever fails (a taken port, a locked or broken state file, a bad web config) everything started
+so far is released, in reverse order. The demo and its simulator are imported only for `--demo`.
+I/O: the state file, the API session, the listeners and the signal handlers.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -23,14 +26,13 @@ from exporter.clock import Clock, SystemClock
 from exporter.config.load import default_state_path, environ
 from exporter.config.model import Config
 from exporter.config.parse import parse_listen_address
-from exporter.demo.wiring import DEMO_BASE_URL, Demo, demo_config, running_demo, send_demo_webhooks
 from exporter.errors import ConfigError
 from exporter.metrics.selfmetrics import Live, Telemetry
 from exporter.metrics.serve import Scraper
 from exporter.polling.ledger import Ledger
-from exporter.polling.scheduler import Scheduler, Transport
+from exporter.polling.scheduler import PollSettings, Scheduler, Transport
 from exporter.state.snapshot import Snapshot
-from exporter.state.sqlite import GroupCommit, Loaded, Owner, StateDB, VolatileDB
+from exporter.state.sqlite import GroupCommit, Loaded, Owner, StateDB
 from exporter.state.store import StateStore
 from exporter.supervisor import Supervisor
 from exporter.web.guard import WebGuard
@@ -39,16 +41,20 @@ from exporter.web.server import ConnectionGuard, serve
 from exporter.webhooks.applier import Applier
 from exporter.webhooks.receivers import WebhookParts, add_admin_routes, add_routes
 
+if TYPE_CHECKING:
+    from exporter.demo.wiring import Demo
+
 log = structlog.get_logger("exporter.app")
 
 # Loads the config again (file + environment) for a reload; raises ConfigError.
 ConfigSource = Callable[[], Config]
 ReadyFn = Callable[[int], Awaitable[None]]
+WEBHOOK_LISTENER_MAX_BODY = 1024 * 1024  # bytes; the receivers check the configured limit too
 
 
 @dataclass(slots=True)
 class Exporter:
-    """Every long-lived object of one running exporter."""
+    """Every long-lived object of one running exporter, built together by build_exporter."""
 
     config: Config
     clock: Clock
@@ -60,13 +66,14 @@ class Exporter:
     scraper: Scraper
     applier: Applier
     supervisor: Supervisor
-    db: StateDB | None = None
-    web_guard: WebGuard | None = None
+    db: StateDB
+    journal: DbJournal
+    web_guard: WebGuard
     webhook_parts: WebhookParts | None = None
 
     async def reload(self, source: ConfigSource) -> list[str]:
         """Re-read the config (and the web config); a bad one keeps the old and is reported."""
-        web_problems = self.web_guard.reload() if self.web_guard is not None else []
+        web_problems = self.web_guard.reload()
         try:
             config = source()
         except ConfigError as err:
@@ -81,8 +88,7 @@ class Exporter:
         if config.api != self.config.api:
             log.warning("config.restart_needed", reason="api.* changes apply after a restart")
         self.config = config
-        self.scheduler.configure(config)
-        self.scheduler.refresh_debounce = config.webhooks.refresh_debounce
+        self.scheduler.configure(poll_settings(config))
         if self.webhook_parts is not None:
             self.webhook_parts.config = config.webhooks  # secrets rotate without a restart
         self.applier.series_max_age = config.webhooks.series_max_age
@@ -96,55 +102,15 @@ class Exporter:
         return []
 
 
-def build_exporter(config: Config, transport: Transport, clock: Clock) -> Exporter:
-    store = StateStore()
-    ledger = Ledger(config.budget.requests_per_hour, config.budget.requests_per_second)
-    live = Live(store, ledger, reload_at=clock.time())
-    telemetry = Telemetry(live, clock.time)
-    scheduler = Scheduler(config, transport, ledger, store, telemetry, live, clock)
-    scraper = Scraper(
-        clock,
-        store,
-        telemetry,
-        clock.time,
-        lambda: dict(scheduler.plan.intervals) if scheduler.plan else {},
-        scheduler.max_ages,
-    )
-    store.on_change = scraper.changed.set
-    scheduler.refresh_debounce = config.webhooks.refresh_debounce
-    applier = make_applier(config, store, None, clock, scheduler, telemetry)
-    supervisor = Supervisor(clock, lambda task: telemetry.task_restarts.labels(task).inc())
-    exporter = Exporter(
-        config, clock, store, ledger, live, telemetry, scheduler, scraper, applier, supervisor
-    )
-    if config.webhooks.enabled or config.webhooks.hetrixtools_token:
-        exporter.webhook_parts = WebhookParts(
-            config.webhooks, GroupCommit(VolatileDB()), applier, telemetry, clock
-        )
-    return exporter
-
-
-def make_applier(
-    config: Config,
-    store: StateStore,
-    db: StateDB | None,
-    clock: Clock,
-    scheduler: Scheduler,
-    telemetry: Telemetry,
-) -> Applier:
-    """The webhook applier as the app wires it: the one place an Applier is made."""
-    return Applier(
-        store,
-        db,
-        clock,
-        scheduler.request_refresh,
-        telemetry=telemetry,
-        series_max_age=config.webhooks.series_max_age,
+def poll_settings(config: Config) -> PollSettings:
+    """The parts of the config the scheduler uses."""
+    return PollSettings(
+        config.collectors, config.budget, config.api.page_size, config.webhooks.refresh_debounce
     )
 
 
 class DbJournal:
-    """Writes snapshot changes to the state file, in order, without blocking the caller."""
+    """Writes snapshot changes and sends to the state file, in order, without blocking the caller."""
 
     def __init__(self, db: StateDB) -> None:
         self._db = db
@@ -164,21 +130,89 @@ class DbJournal:
     def dropped(self, collector: str) -> None:
         self._spawn(self._db.drop(collector))
 
+    async def sent(self, at: float) -> None:
+        """A request is about to leave: on file before it does (the hourly ledger)."""
+        await self._db.record_sends([at])
+
     async def drain(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def attach_state(exporter: Exporter, db: StateDB, loaded: Loaded | None = None) -> DbJournal:
-    """Load the state file (or what `db.start` loaded from it) into a fresh exporter (a warm
-    start) and keep the file up to date."""
-    now = exporter.clock.time()
-    if loaded is None:
-        loaded = await db.load(now)
-    _restore(exporter, loaded, now)
-    exporter.db = db
-    _replay(exporter, db, loaded)
-    journal = _keep_written(exporter, db)
+def build_exporter(
+    config: Config,
+    transport: Transport,
+    clock: Clock,
+    db: StateDB,
+    loaded: Loaded,
+    *,
+    web_guard: WebGuard | None = None,
+) -> Exporter:
+    """The exporter, complete, on the open state file `db`: warm-started from what was `loaded`
+    from it (snapshots of enabled collectors, webhook state, the hourly ledger, the events
+    acknowledged but not yet checkpointed), and writing every change to it from now on.
+
+    Drain `exporter.journal` before `db` closes (`open_exporter` does both)."""
+    now = clock.time()
+    store = _restored_store(config, loaded)
+    ledger = Ledger(config.budget.requests_per_hour, config.budget.requests_per_second, sent=loaded.ledger)
+    live = Live(store, ledger, reload_at=now)
+    telemetry = Telemetry(live, clock.time)
+    journal = DbJournal(db)
+    scheduler = Scheduler(
+        poll_settings(config), transport, ledger, store, telemetry, live, clock, journal_send=journal.sent
+    )
+    scheduler.restore(now)
+    scraper = Scraper(
+        clock,
+        store,
+        telemetry,
+        clock.time,
+        lambda: dict(scheduler.plan.intervals) if scheduler.plan else {},
+        scheduler.max_ages,
+    )
+    applier = _replaying_applier(config, store, db, clock, scheduler.request_refresh, telemetry, loaded)
+    # set only now, so that restoring the store neither wrote the file back nor woke anyone
+    store.on_change, store.journal = scraper.changed.set, journal
+    parts = None
+    if config.webhooks.enabled or config.webhooks.hetrixtools_token:
+        parts = WebhookParts(config.webhooks, GroupCommit(db), applier, telemetry, clock)
+    supervisor = Supervisor(clock, lambda task: telemetry.task_restarts.labels(task).inc())
+    return Exporter(
+        config=config,
+        clock=clock,
+        store=store,
+        ledger=ledger,
+        live=live,
+        telemetry=telemetry,
+        scheduler=scheduler,
+        scraper=scraper,
+        applier=applier,
+        supervisor=supervisor,
+        db=db,
+        journal=journal,
+        web_guard=web_guard if web_guard is not None else WebGuard(None),
+        webhook_parts=parts,
+    )
+
+
+def _replaying_applier(
+    config: Config,
+    store: StateStore,
+    db: StateDB,
+    clock: Clock,
+    refresh: Callable[[str, str, float], bool],
+    telemetry: Telemetry,
+    loaded: Loaded,
+) -> Applier:
+    """The webhook applier, writing to `db`, with the events acknowledged but not yet
+    checkpointed folded in (one that cannot be applied is set aside, never raised)."""
+    applier = Applier(
+        store, db, clock, refresh, telemetry=telemetry, series_max_age=config.webhooks.series_max_age
+    )
+    aside = applier.replay(loaded.events)
+    if aside:
+        log.warning("state.events_set_aside", path=db.path, count=len(aside))
     log.info(
         "state.loaded",
         path=db.path,
@@ -186,45 +220,43 @@ async def attach_state(exporter: Exporter, db: StateDB, loaded: Loaded | None = 
         replayed_events=len(loaded.events),
         ledger=len(loaded.ledger),
     )
-    return journal
+    return applier
 
 
-def _restore(exporter: Exporter, loaded: Loaded, now: float) -> None:
-    """Stored snapshots (of enabled collectors), webhook state and the hourly ledger."""
+def _restored_store(config: Config, loaded: Loaded) -> StateStore:
+    """A store holding the stored snapshots of enabled collectors and the webhook state."""
+    store = StateStore()
     for snapshot in loaded.snapshots:
-        collector = exporter.config.collectors.get(snapshot.collector)
+        collector = config.collectors.get(snapshot.collector)
         if collector is not None and collector.enabled:
-            exporter.store.replace(snapshot)
-    exporter.store.webhooks = loaded.webhooks
-    for ts in loaded.ledger:
-        exporter.ledger.record(ts)
-    exporter.scheduler.restore(now)
+            store.replace(snapshot)
+    store.webhooks = loaded.webhooks
+    return store
 
 
-def _replay(exporter: Exporter, db: StateDB, loaded: Loaded) -> None:
-    """An applier writing to the file folds in the events acknowledged but not yet checkpointed;
-    from now on webhooks are committed to the file."""
-    exporter.applier = make_applier(
-        exporter.config, exporter.store, db, exporter.clock, exporter.scheduler, exporter.telemetry
-    )
-    aside = exporter.applier.replay(loaded.events)
-    if aside:
-        log.warning("state.events_set_aside", path=db.path, count=len(aside))
-    if exporter.webhook_parts is not None:
-        exporter.webhook_parts.commit = GroupCommit(db)
-        exporter.webhook_parts.applier = exporter.applier
-
-
-def _keep_written(exporter: Exporter, db: StateDB) -> DbJournal:
-    """Snapshot changes and every request sent are written to the file."""
-    journal = DbJournal(db)
-    exporter.store.journal = journal
-
-    async def sent(ts: float) -> None:
-        await db.record_sends([ts])
-
-    exporter.scheduler.journal_send = sent
-    return journal
+@contextlib.asynccontextmanager
+async def open_exporter(
+    config: Config,
+    transport: Transport,
+    clock: Clock,
+    path: str,
+    owner: Owner | None = None,
+    *,
+    web_guard: WebGuard | None = None,
+) -> AsyncIterator[Exporter]:
+    """The state file at `path` (":memory:": none) locked, checked, bound to `owner` and loaded,
+    and the exporter built on it; on exit the journal is drained and the file closed, also when
+    the start fails half-way."""
+    db = StateDB(path, clock.time)
+    try:
+        loaded = await db.start(owner, clock.time(), if_unreadable=config.state.if_unreadable)
+        exporter = build_exporter(config, transport, clock, db, loaded, web_guard=web_guard)
+        try:
+            yield exporter
+        finally:
+            await exporter.journal.drain()  # before the file closes
+    finally:
+        await db.close()
 
 
 def create_app(
@@ -258,7 +290,7 @@ def create_app(
         supervisor.start("renderer", exporter.scraper.keep_rendered)
         supervisor.start("applier", lambda: exporter.applier.run())
         guard = exporter.web_guard
-        if guard is not None and guard.path:
+        if guard.path:
             supervisor.start("web_config_watcher", lambda: guard.watch(exporter.clock.sleep))
         yield
         await supervisor.stop()
@@ -282,49 +314,76 @@ async def run(
     async with contextlib.AsyncExitStack() as stack:
         simulation: Demo | None = None
         if demo:
-            simulation = await stack.enter_async_context(running_demo(clock, config.state.path))
-            config, source = demo_config(config, simulation), _demo_source(source, simulation)
-            log.info("demo.started", api=simulation.base_url)
-        exporter = await _start_exporter(stack, config, clock, DEMO_BASE_URL if demo else None)
-        exporter.web_guard = WebGuard(web_config_file)
+            simulation = await _start_demo(stack, clock, config.state.path)
+            config, source = _demo_config(config, simulation), _demo_source(source, simulation)
+        guard = WebGuard(web_config_file)  # a bad file fails here, before the state file opens
+        exporter = await _start_exporter(stack, config, clock, guard, demo=demo)
         port = await _serve(stack, exporter, source, webhook_listen_address)
         stop = _handle_signals(stack, exporter, source)
         if ready is not None:
             await ready(port)
         if simulation is not None:
-            sim, demo_now = simulation, config
-            exporter.supervisor.start("demo_webhooks", lambda: send_demo_webhooks(sim, demo_now, clock, port))
-            # stopped first: no webhook connects while the server shuts down
-            stack.push_async_callback(exporter.supervisor.stop, "demo_webhooks")
+            _start_demo_webhooks(stack, exporter, simulation, port)
         await stop.wait()
         log.info("exporter.stopping")
 
 
+async def _start_demo(stack: contextlib.AsyncExitStack, clock: Clock, state_path: str | None) -> Demo:
+    """The simulator (imported here: the daemon without --demo never loads it), released by `stack`."""
+    from exporter.demo.wiring import running_demo
+
+    simulation = await stack.enter_async_context(running_demo(clock, state_path))
+    log.info("demo.started", api=simulation.base_url)
+    return simulation
+
+
+def _demo_config(config: Config, simulation: Demo) -> Config:
+    from exporter.demo.wiring import demo_config
+
+    return demo_config(config, simulation)
+
+
 def _demo_source(source: ConfigSource, simulation: Demo) -> ConfigSource:
-    return lambda: demo_config(source(), simulation)
+    return lambda: _demo_config(source(), simulation)
+
+
+def _start_demo_webhooks(
+    stack: contextlib.AsyncExitStack, exporter: Exporter, simulation: Demo, port: int
+) -> None:
+    """The simulator's webhooks to our listener, stopped first on the way out (so that no webhook
+    connects while the server shuts down)."""
+    from exporter.demo.wiring import send_demo_webhooks
+
+    config, clock = exporter.config, exporter.clock
+    exporter.supervisor.start("demo_webhooks", lambda: send_demo_webhooks(simulation, config, clock, port))
+    stack.push_async_callback(exporter.supervisor.stop, "demo_webhooks")
 
 
 async def _start_exporter(
-    stack: contextlib.AsyncExitStack, config: Config, clock: Clock, owner_url: str | None
+    stack: contextlib.AsyncExitStack, config: Config, clock: Clock, guard: WebGuard, *, demo: bool
 ) -> Exporter:
     """The state file (locked, checked, bound to the account), the API session and the exporter
     loaded from the file; each released by `stack`."""
     account_sid, auth_token = config.api.account_sid, config.api.auth_token
     if not account_sid or not auth_token:  # the CLI checks this; direct callers get it too
         raise ConfigError("<config>", ["api.account_sid and api.auth_token: required, got nothing"])
-    db = StateDB(config.state.path or default_state_path(environ()), clock.time)
-    stack.push_async_callback(db.close)
-    loaded = await db.start(
-        Owner(account_sid, owner_url or config.api.base_url),
-        clock.time(),
-        if_unreadable=config.state.if_unreadable,
+    # a demo's state file is bound to the demo, not to the simulator's port of the day
+    owner_url = config.api.base_url
+    if demo:
+        from exporter.demo.wiring import DEMO_BASE_URL
+
+        owner_url = DEMO_BASE_URL
+    session = await stack.enter_async_context(make_session(account_sid, auth_token, config.api.timeout))
+    return await stack.enter_async_context(
+        open_exporter(
+            config,
+            HttpTransport(session, config.api.base_url),
+            clock,
+            config.state.path or default_state_path(environ()),
+            Owner(account_sid, owner_url),
+            web_guard=guard,
+        )
     )
-    session = make_session(account_sid, auth_token, config.api.timeout)
-    stack.push_async_callback(session.close)
-    exporter = build_exporter(config, HttpTransport(session, config.api.base_url), clock)
-    journal = await attach_state(exporter, db, loaded)
-    stack.push_async_callback(journal.drain)  # before the file closes
-    return exporter
 
 
 async def _serve(
@@ -336,12 +395,11 @@ async def _serve(
     """The web app (whose start-up starts the background tasks) and, when asked, the webhook
     receiver on its own address; the port of the web app."""
     guard = exporter.web_guard
-    assert guard is not None  # noqa: S101 - set by run()
     separate = webhook_listen_address is not None
     app = create_app(exporter, source, middlewares=(guard.middleware,), webhooks=not separate)
     connections = ConnectionGuard()  # one cap for both listeners
     if webhook_listen_address is not None and exporter.webhook_parts is not None:
-        hook_app = web.Application(client_max_size=1024 * 1024)
+        hook_app = web.Application(client_max_size=WEBHOOK_LISTENER_MAX_BODY)
         add_routes(hook_app, exporter.webhook_parts)
         await _listen(stack, hook_app, webhook_listen_address, None, connections)
         log.info("webhooks.listening", listen=webhook_listen_address)

@@ -25,6 +25,8 @@ BACKOFF_FIRST = 1.0  # seconds before the first restart; doubles per crash in a 
 BACKOFF_CAP = 60.0
 STABLE_AFTER = 60.0  # a run this long resets the crash count
 CRASH_LOOP = 5  # crashes in a row that make the task (and /-/healthy) unhealthy
+SHOWN_ERROR_CHARS = 200  # at most this much of an error's text reaches the log and /-/healthy
+MAX_TRACEBACK_KINDS = 20  # distinct errors per task whose traceback is logged (memory bound)
 
 TaskFactory = Callable[[], Awaitable[None]]
 
@@ -38,6 +40,8 @@ class _Watch:
 
 
 class Supervisor:
+    """Named background tasks, each restarted with backoff whenever it raises (see above)."""
+
     def __init__(self, clock: Clock, on_restart: Callable[[str], None] | None = None) -> None:
         self._clock = clock
         self._on_restart = on_restart
@@ -74,10 +78,10 @@ class Supervisor:
         watch.crashes_in_a_row = 1 if ran >= STABLE_AFTER else watch.crashes_in_a_row + 1
         # the text goes into a log line and the /-/healthy answer, and an exception's message
         # may hold anything (a lone surrogate from hostile input)
-        kind = loggable(f"{type(err).__name__}: {err}", 200)
+        kind = loggable(f"{type(err).__name__}: {err}", SHOWN_ERROR_CHARS)
         watch.last_error = kind
         if kind not in watch.logged:  # the traceback once per distinct error, not per restart
-            watch.logged = watch.logged | {kind} if len(watch.logged) < 20 else watch.logged
+            watch.logged = watch.logged | {kind} if len(watch.logged) < MAX_TRACEBACK_KINDS else watch.logged
             log.error(
                 "task.crashed", task=name, error=kind, crashes_in_a_row=watch.crashes_in_a_row, exc_info=err
             )

@@ -12,7 +12,8 @@ import structlog
 
 from exporter.api.envelope import RawResponse
 from exporter.demo.simulator.api import Faults
-from tests.conftest import Rig
+from exporter.polling.scheduler import Transport
+from tests.helpers.rig import FakeClock, Rig
 from tests.helpers.windows import max_in_any_window
 
 DAY = 86400.0
@@ -23,27 +24,36 @@ FORCED_RETRY_AFTER = 300.0
 class Recording:
     """Wraps the transport: the time of every request the exporter sends, answered or not."""
 
-    def __init__(self, rig: Rig) -> None:
-        self.inner = rig.scheduler._transport
-        self.clock = rig.clock
+    def __init__(self, clock: FakeClock) -> None:
+        self.inner: Transport | None = None
+        self.clock = clock
         self.sent: list[float] = []
 
+    def around(self, inner: Transport) -> Transport:
+        self.inner = inner
+        return self
+
     async def get(self, path: str, params: Mapping[str, str]) -> RawResponse:
+        assert self.inner is not None
         self.sent.append(self.clock.now)
         return await self.inner.get(path, params)
 
 
 @pytest.mark.parametrize(("hosts", "monitors"), [(20, 10), (5_000, 500), (100_000, 5_000)])
 async def test_a_day_within_budget_with_fresh_listings(
-    make_rig: Callable[..., Rig], hosts: int, monitors: int
+    make_rig: Callable[..., Rig], clock: FakeClock, hosts: int, monitors: int
 ) -> None:
     start = 1_790_000_000.0
-    faults = Faults(error_rate=0.01, body_error_rate=0.003, malformed_rate=0.003,
-                    timeout_rate=0.002, forced_retry_after=FORCED_RETRY_AFTER,
-                    rate_limit_at=[start + h * 3600 for h in (3, 10.5, 17)])
-    rig = make_rig(hosts=hosts, monitors=monitors, faults=faults)
-    recording = Recording(rig)
-    rig.scheduler._transport = recording
+    faults = Faults(
+        error_rate=0.01,
+        body_error_rate=0.003,
+        malformed_rate=0.003,
+        timeout_rate=0.002,
+        forced_retry_after=FORCED_RETRY_AFTER,
+        rate_limit_at=[start + h * 3600 for h in (3, 10.5, 17)],
+    )
+    recording = Recording(clock)
+    rig = make_rig(hosts=hosts, monitors=monitors, faults=faults, wrap=recording.around)
     refreshes: list[tuple[float, float]] = []  # (listings confirmed at, promised interval then)
 
     def on_change() -> None:

@@ -1,6 +1,7 @@
-"""Lifetimes: whatever stops a start (a taken port, a locked state file), everything started so far
-is released, in reverse order, without a traceback or an "Unclosed" warning; a clean stop releases
-everything too."""
+"""Lifetimes: whatever stops a start (a taken port, a locked state file, a bad web config),
+everything started so far is released, in reverse order, without a traceback or an "Unclosed"
+warning, and a second start on the same state file succeeds; a clean stop releases everything too.
+The daemon without --demo never loads the simulator."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import structlog
 from exporter.app import run
 from exporter.config.model import Config
 from exporter.config.parse import parse
-from exporter.errors import StateError
+from exporter.errors import ConfigError, StateError
 from exporter.state.sqlite import StateDB
 from tests.helpers.processes import DEADLINE, ROOT, free_port
 
@@ -88,6 +89,10 @@ def no_leaks() -> Iterator[Leaks]:
     assert leaks.found == [], "\n".join(leaks.found)
 
 
+async def stop_when_ready(port: int) -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # handled by the exporter: a clean stop
+
+
 def config_for(tmp_path: Path, port: int, **state: str) -> Config:
     return parse({"web": {"listen_address": f"127.0.0.1:{port}"}, "state": state})
 
@@ -138,15 +143,71 @@ async def test_a_locked_state_file_names_its_holder_and_releases_everything(tmp_
 async def test_a_clean_stop_releases_everything(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     config = config_for(tmp_path, free_port(), path=str(path))
-
-    async def ready(port: int) -> None:
-        os.kill(os.getpid(), signal.SIGTERM)  # handled by the exporter: a clean stop
-
     with no_leaks(), structlog.testing.capture_logs() as logs:
-        await asyncio.wait_for(run(config, lambda: config, demo=True, ready=ready), DEADLINE)
+        await asyncio.wait_for(run(config, lambda: config, demo=True, ready=stop_when_ready), DEADLINE)
     assert [e["event"] for e in logs if e["event"].startswith("exporter.")] == [
         "exporter.started",
         "exporter.stopping",
     ]
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # our handlers are gone
     assert can_lock(path)
+
+
+async def test_after_a_failed_start_a_second_start_on_the_same_file_succeeds(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    with taken_port() as port:
+        config = config_for(tmp_path, port, path=str(path))
+        with no_leaks(), structlog.testing.capture_logs(), pytest.raises(OSError, match="in use"):
+            await run(config, lambda: config, demo=True)
+    config = config_for(tmp_path, free_port(), path=str(path))
+    with no_leaks(), structlog.testing.capture_logs() as logs:
+        await asyncio.wait_for(run(config, lambda: config, demo=True, ready=stop_when_ready), DEADLINE)
+    assert "exporter.started" in [e["event"] for e in logs]
+    assert can_lock(path)
+
+
+def refuses_connections(url: str) -> bool:
+    """Whether nothing listens at the host and port of `url` any more."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=DEADLINE).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+async def test_a_bad_web_config_fails_the_start_and_stops_the_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where a demo puts its own state
+    web_config = tmp_path / "web.yml"
+    web_config.write_text("basic_auth_users: [not, a, mapping]\n")
+    config = config_for(tmp_path, free_port())
+    with no_leaks(), structlog.testing.capture_logs() as logs, pytest.raises(ConfigError):
+        await run(config, lambda: config, demo=True, web_config_file=str(web_config))
+    [simulator] = [e["api"] for e in logs if e["event"] == "demo.started"]
+    assert refuses_connections(simulator)  # the simulator's listener is closed
+    assert [p.name for p in os.scandir(tmp_path)] == ["web.yml"]  # the demo's state directory is gone
+
+
+def test_the_daemon_without_demo_never_imports_the_simulator(tmp_path: Path) -> None:
+    """Loading the app and checking a config (what a production start does before it runs)."""
+    program = (
+        "import sys\n"
+        "import exporter.app, exporter.cli\n"
+        "code = exporter.cli.main(['--config.check'])\n"
+        "print(code, sorted(m for m in sys.modules if m.startswith('exporter.demo')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
+    env |= {"GENERATORLABS_ACCOUNT_SID": "AC" + "1" * 32, "GENERATORLABS_AUTH_TOKEN": "f" * 64}
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        cwd=ROOT,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "0 []"

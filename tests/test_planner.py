@@ -27,8 +27,9 @@ def test_tight_budget_stretches_inventory_before_alerting_data() -> None:
 
 def test_huge_account_keeps_listings_fresh_and_spreads_inventory_over_hours() -> None:
     """100,000 hosts = 1,000 pages: a full pass cannot fit an hour, listings still refresh."""
-    plan = make_plan(demands({"rbl_hosts": 1000, "rbl_listings": 50, "cert_monitors": 50,
-                              "cert_errors": 7}), 900, 0.1)
+    plan = make_plan(
+        demands({"rbl_hosts": 1000, "rbl_listings": 50, "cert_monitors": 50, "cert_errors": 7}), 900, 0.1
+    )
     assert plan.requests_per_hour <= 810 + 1e-6
     assert plan.intervals["rbl_hosts"] > 3600  # spread over several hours
     assert plan.intervals["rbl_listings"] < 600  # still minutes, not hours

@@ -7,10 +7,16 @@ from dataclasses import replace
 
 import structlog
 
+from exporter.app import poll_settings
 from exporter.config.model import CollectorConfig
 from exporter.config.parse import parse
 from exporter.metrics.render import Freshness, render
-from tests.conftest import SID, TOKEN, Rig
+from tests.helpers.rig import SID, TOKEN, Rig
+
+
+def counted(rig: Rig, name: str, **labels: str) -> float:
+    """A counter of the exporter's own metrics, as a scrape shows it (0 when absent)."""
+    return rig.telemetry.registry.get_sample_value(name, labels) or 0.0
 
 
 def series(rig: Rig, name: str) -> list[str]:
@@ -51,7 +57,10 @@ async def test_a_failed_poll_keeps_the_last_good_data_and_backs_off(
     ]
     assert retries[:3] == [15.0, 30.0, 60.0]  # exponential, capped at the interval
     assert max(retries) == rig.scheduler.interval("rbl_listings")
-    assert rig.telemetry.failures.labels("rbl_listings", "server_error")._value.get() > 0
+    failures = counted(
+        rig, "generatorlabs_collector_failures_total", collector="rbl_listings", reason="server_error"
+    )
+    assert failures == len(retries)
     rig.api.faults.error_rate = 0.0
     await rig.run_for(120)
     assert rig.store.health("rbl_listings").success is True
@@ -87,22 +96,23 @@ async def test_data_older_than_max_age_stops_being_exported(make_rig: Callable[.
 async def test_count_probe_skips_unchanged_multi_page_listings(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig(hosts=2000, monitors=10, raw={"api": {"page_size": 50}}, churn_hours=1e6)
     await rig.run_for(200)
-    run = rig.scheduler._runs["rbl_listings"]
-    assert run.pages_known >= 2
+    pages = rig.live.pages["rbl_listings"]  # generatorlabs_collector_pages
+    assert pages >= 2
     with structlog.testing.capture_logs() as logs:
         await rig.run_for(600)
     runs = [e for e in logs if e["event"] == "poll.ok" and e["collector"] == "rbl_listings"]
     probes = [e for e in runs if e["probe"]]
     assert all(e["requests"] == 1 for e in probes)
     assert len(probes) >= len(runs) * 0.7  # a full refetch still comes every 5th run or so
-    assert sum(e["requests"] for e in runs) < len(runs) * run.pages_known / 2
+    assert sum(e["requests"] for e in runs) < len(runs) * pages / 2
 
 
 async def test_a_changed_count_triggers_a_full_fetch(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig(hosts=2000, monitors=10, raw={"api": {"page_size": 50}}, churn_hours=1e6)
     await rig.run_for(200)
     clean = next(h for h in rig.account.hosts.values() if not h.rbls and not h.paused)
-    rig.account._list(clean, rig.clock.now)
+    clean.rbls, clean.first_listed = ["zen.spamhaus.org"], rig.clock.now  # listed: the count moves
+    rig.account.listed.add(clean.id)
     with structlog.testing.capture_logs() as logs:
         await rig.run_for(120)
     full = [e for e in logs if e["event"] == "poll.ok" and e["collector"] == "rbl_listings"]
@@ -117,8 +127,15 @@ async def test_deleted_hosts_disappear_after_the_next_inventory_refresh(
     await rig.run_for(30)
     gone = next(iter(rig.account.hosts))
     assert any(gone in line for line in series(rig, "generatorlabs_rbl_host_info"))
-    del rig.account.hosts[gone]
-    rig.account._host_list = list(rig.account.hosts.values())
+    original = rig.account.page
+
+    def without_gone(name: str, page: int, size: int) -> tuple[list[dict[str, object]], int]:
+        items, total = original(name, page, size)
+        if name == "hosts":  # deleted in the account: the API no longer lists it
+            return [i for i in items if i["id"] != gone], total - 1
+        return items, total
+
+    rig.account.page = without_gone  # type: ignore[method-assign]
     rig.account.listed.discard(gone)
     await rig.run_for(rig.scheduler.interval("rbl_hosts") + 30)
     assert not any(gone in line for line in series(rig, "generatorlabs_rbl_host_info"))
@@ -138,11 +155,11 @@ async def test_reload_disables_a_collector_and_drops_its_data(make_rig: Callable
     rig = make_rig()
     await rig.run_for(30)
     config = parse({"collectors": {"contacts": {"enabled": False}}}).with_credentials(SID, TOKEN)
-    rig.scheduler.configure(config)
+    rig.scheduler.configure(poll_settings(config))
     assert rig.store.snapshot("contacts") is None
     assert "contacts" not in rig.scheduler.max_ages()
     faster = {**config.collectors, "rbl_hosts": CollectorConfig(True, 120.0)}
-    rig.scheduler.configure(replace(config, collectors=faster))
+    rig.scheduler.configure(poll_settings(replace(config, collectors=faster)))
     assert rig.scheduler.interval("rbl_hosts") == 120.0
 
 
@@ -163,14 +180,12 @@ async def test_bad_objects_are_counted_and_logged_once(make_rig: Callable[..., R
         await rig.run_for(30)
     warnings = [e for e in logs if e["event"] == "parse.warning"]
     assert [(e["object"], e["field"]) for e in warnings] == [("host", "listed")]
-    counted = rig.telemetry.parse_warnings.labels("host", "listed")._value.get()
-    assert counted == 20
+    assert counted(rig, "generatorlabs_parse_warnings_total", object="host", field="listed") == 20
     assert len(rig.store.snapshot("rbl_hosts").items) == 20  # type: ignore[union-attr]
 
 
 async def test_wrong_credentials_fail_with_reason_auth(make_rig: Callable[..., Rig]) -> None:
-    rig = make_rig()
-    rig.scheduler._transport._auth = "Basic d3Jvbmc6d3Jvbmc="  # type: ignore[attr-defined]
+    rig = make_rig(token="wrong")
     with structlog.testing.capture_logs() as logs:
         await rig.run_for(20)
     failed = [e for e in logs if e["event"] == "poll.failed"]
@@ -196,7 +211,7 @@ async def test_a_targeted_refresh_fetches_one_object_once(make_rig: Callable[...
     assert len(rig.api.accepted) == before + 1
     assert missing in rig.store.snapshot("rbl_hosts").items  # type: ignore[union-attr]
     assert [e["event"] for e in logs] == ["refresh.ok"]
-    assert rig.telemetry.requests.labels("rbl/hosts/{id}", "200")._value.get() == 1
+    assert counted(rig, "generatorlabs_api_requests_total", endpoint="rbl/hosts/{id}", code="200") == 1
 
 
 async def test_a_request_is_counted_when_it_leaves_not_when_its_journal_write_began(
@@ -204,15 +219,15 @@ async def test_a_request_is_counted_when_it_leaves_not_when_its_journal_write_be
 ) -> None:
     """The send is journaled to the state file first; a slow write delays the request, and the
     ledger must hold the time the API really sees, or its window would end early."""
-    rig = make_rig()
 
     async def slow_journal(now: float) -> None:
         await rig.clock.sleep(5.0)  # a write behind a large snapshot
 
-    rig.scheduler.journal_send = slow_journal
+    rig = make_rig(journal_send=slow_journal)
     started = rig.clock.now
     with structlog.testing.capture_logs():
         await rig.scheduler.step()
-    [sent] = rig.ledger.sent_times(rig.clock.now)
-    assert sent == started + 5.0
+    sent = started + 5.0
     assert rig.api.accepted == [sent]
+    assert rig.ledger.used(sent + 3600 - 0.5) == 1  # the ledger's hour ends when the API's does
+    assert rig.ledger.used(sent + 3600) == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import structlog
@@ -11,25 +11,22 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from exporter import __version__
-from exporter.app import build_exporter, create_app
+from exporter.app import Exporter, create_app
 from exporter.config.model import Config
 from exporter.config.parse import parse
-from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi
-from exporter.demo.simulator.transport import SimulatorTransport
 from exporter.errors import ConfigError
 from exporter.web.routes import ServerParts, build_app
-from tests.conftest import SID, TOKEN, FakeClock
+from tests.helpers.exporters import simulated_exporter
+from tests.helpers.rig import SID, TOKEN, FakeClock
 
 AiohttpClient = Callable[[web.Application], "TestClient"]
 
 
 @pytest.fixture
-def setup(clock: FakeClock):  # type: ignore[no-untyped-def]
-    config = parse({}).with_credentials(SID, TOKEN)
-    api = SimulatedApi(Account(30, 8, clock.now), SID, TOKEN)
-    exporter = build_exporter(config, SimulatorTransport(api, clock, SID, TOKEN), clock)
-    return exporter, api
+async def setup(clock: FakeClock) -> AsyncIterator[tuple[Exporter, SimulatedApi]]:
+    async with simulated_exporter(clock, hosts=30, monitors=8) as simulated:
+        yield simulated.exporter, simulated.api
 
 
 async def poll(exporter, seconds: float = 30) -> None:  # type: ignore[no-untyped-def]
@@ -151,11 +148,11 @@ async def test_reload_applies_a_good_config_and_keeps_the_old_on_a_bad_one(  # t
 
 async def test_custom_telemetry_path(aiohttp_client, clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
     config = parse({"web": {"telemetry_path": "/prom"}}).with_credentials(SID, TOKEN)
-    api = SimulatedApi(Account(5, 2, clock.now), SID, TOKEN)
-    exporter = build_exporter(config, SimulatorTransport(api, clock, SID, TOKEN), clock)
-    client = await aiohttp_client(create_app(exporter, lambda: config))
-    assert (await client.get("/prom")).status == 200
-    assert (await client.get("/metrics")).status == 404
+    async with simulated_exporter(clock, config) as simulated:
+        client = await aiohttp_client(create_app(simulated.exporter, lambda: config))
+        assert (await client.get("/prom")).status == 200
+        assert (await client.get("/metrics")).status == 404
+        await client.close()  # the app's clean-up writes to the state, before it closes
 
 
 async def test_a_nan_balance_and_an_unrenderable_host_cost_only_themselves(  # type: ignore[no-untyped-def]

@@ -14,28 +14,28 @@ import aiohttp
 import pytest
 
 from exporter.api.records import Host
-from exporter.app import build_exporter
-from exporter.config.parse import parse
-from exporter.demo.simulator.account import Account
-from exporter.demo.simulator.api import SimulatedApi
-from exporter.demo.simulator.transport import SimulatorTransport
+from exporter.app import Exporter
 from exporter.state.snapshot import Snapshot
 from exporter.web.routes import ServerParts, build_app
 from exporter.web.server import WRITE_CHUNK, ConnectionGuard, Limits, Listener, serve
-from tests.conftest import SID, TOKEN, FakeClock
+from tests.helpers.exporters import simulated_exporter
+from tests.helpers.rig import FakeClock
 
 DEADLINE = 20.0  # seconds: generous bounds on waits, never a timing assertion
 HOSTS = 12_000  # an uncompressed /metrics of several MB: more than the socket buffers hold
 BODY = 4_000_000  # bytes: the least that body is
 
 
-@pytest.fixture(scope="module")
-def app_factory() -> Callable[[], object]:
-    """An exporter holding HOSTS hosts (a large /metrics), rendered once for the module."""
+@pytest.fixture
+async def app_factory() -> AsyncIterator[Callable[[], object]]:
+    """An exporter holding HOSTS hosts (a large /metrics), rendered once for the test."""
     clock = FakeClock()
-    config = parse({}).with_credentials(SID, TOKEN)
-    api = SimulatedApi(Account(1, 1, clock.now), SID, TOKEN)
-    exporter = build_exporter(config, SimulatorTransport(api, clock, SID, TOKEN), clock)
+    async with simulated_exporter(clock, hosts=1, monitors=1) as simulated:
+        yield app_maker(simulated.exporter, clock)
+
+
+def app_maker(exporter: Exporter, clock: FakeClock) -> Callable[[], object]:
+    """Fills `exporter` with HOSTS hosts, renders once, and returns a factory of its web app."""
     hosts = {
         f"HT{i:032x}": Host(
             f"HT{i:032x}",

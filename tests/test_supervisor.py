@@ -5,29 +5,24 @@ once the task has recovered; stop() ends everything."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import structlog
 
-from exporter.app import Exporter, build_exporter
-from exporter.config.parse import parse
-from exporter.demo.simulator.account import Account
-from exporter.demo.simulator.api import SimulatedApi
-from exporter.demo.simulator.transport import SimulatorTransport
+from exporter.app import Exporter
 from exporter.supervisor import BACKOFF_CAP, BACKOFF_FIRST, CRASH_LOOP, STABLE_AFTER, Supervisor
 from exporter.web.routes import ServerParts, build_app
-from tests.conftest import SID, TOKEN, FakeClock
+from tests.helpers.exporters import simulated_exporter
+from tests.helpers.rig import FakeClock
 
 
 @pytest.fixture
-def exporter(clock: FakeClock) -> Exporter:
+async def exporter(clock: FakeClock) -> AsyncIterator[Exporter]:
     """The exporter as the app builds it: its supervisor counts restarts in its telemetry."""
-    api = SimulatedApi(Account(5, 2, clock.now), SID, TOKEN)
-    return build_exporter(
-        parse({}).with_credentials(SID, TOKEN), SimulatorTransport(api, clock, SID, TOKEN), clock
-    )
+    async with simulated_exporter(clock) as simulated:
+        yield simulated.exporter
 
 
 class Flaky:

@@ -18,9 +18,11 @@ import math
 from collections import deque
 from collections.abc import Iterable
 
-from exporter.api.ratelimit import RETRY_AFTER_CAP, RateLimit
+from exporter.api.ratelimit import HOURLY_WINDOW, RETRY_AFTER_CAP, RateLimit
 
-WINDOW = 3600.0
+# The hourly window: the budget counts requests per rolling hour, as the API's own limit does
+# (its RateLimit-Policy header says `w=3600`). Every hour-long span in polling/ is this constant.
+WINDOW = HOURLY_WINDOW
 
 
 class Ledger:
@@ -72,11 +74,6 @@ class Ledger:
         """Requests recorded in the last `window` seconds."""
         self._expire(now)
         return len(self._sent)
-
-    def sent_times(self, now: float) -> list[float]:
-        """The ledger itself (for persistence): send times inside the window."""
-        self._expire(now)
-        return list(self._sent)
 
     def server_remaining(self, now: float) -> int | None:
         """The server's remaining count minus what we sent since it told us, until its reset."""

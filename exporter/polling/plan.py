@@ -1,8 +1,9 @@
-"""Pure: turn the account's size into polling intervals that fit the hourly request budget.
+"""Pure (no I/O, no clock): turn the account's size into polling intervals that fit the hourly request budget.
 
 Each collector costs `cost` requests per run (pages learnt from `total_pages`, plus a count probe
 where one is used) and wants to run every `floor` seconds (the configured interval, the fastest
-the user wants). Demand is requests/hour = cost * 3600 / interval.
+the user wants). Demand is requests/hour = cost * WINDOW / interval (WINDOW: the hour the
+budget counts, exporter.polling.ledger).
 
 The budget left after the reserve (kept for retries and webhook-triggered refreshes) is shared out
 tier by tier, most important first. A tier takes what it needs but, when the next tiers need the
@@ -19,11 +20,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from exporter.api.endpoints import Tier
+from exporter.polling.ledger import WINDOW
 
 TIER_SHARE: Mapping[Tier, float] = MappingProxyType(
     {Tier.ALERTING: 0.7, Tier.INVENTORY: 0.8, Tier.SECONDARY: 1.0}
 )
 MAX_INTERVAL = 7 * 86400.0  # for a collector granted nothing
+# an interval counts as stretched only when longer than its floor by more than float rounding
+STRETCH_TOLERANCE = 1.0001
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +47,9 @@ class Plan:
     stretched: frozenset[str]  # collectors running slower than configured
     hourly: Mapping[str, float]  # planned requests per hour for each collector
 
-    def interval(self, collector: str) -> float:
-        return self.intervals[collector]
-
 
 def _hourly(cost: float, interval: float) -> float:
-    return cost * 3600.0 / interval
+    return cost * WINDOW / interval
 
 
 def make_plan(demands: Sequence[Demand], budget_per_hour: float, reserve: float) -> Plan:
@@ -71,6 +72,14 @@ def make_plan(demands: Sequence[Demand], budget_per_hour: float, reserve: float)
             interval = d.floor / factor if factor > 0 else MAX_INTERVAL
             intervals[d.collector] = max(interval, d.floor)
     hourly = {d.collector: _hourly(d.cost, intervals[d.collector]) for d in demands}
-    stretched = frozenset(d.collector for d in demands if intervals[d.collector] > d.floor * 1.0001)
-    return Plan(MappingProxyType(intervals), sum(hourly.values()), budget_per_hour, available,
-                stretched, MappingProxyType(hourly))
+    stretched = frozenset(
+        d.collector for d in demands if intervals[d.collector] > d.floor * STRETCH_TOLERANCE
+    )
+    return Plan(
+        MappingProxyType(intervals),
+        sum(hourly.values()),
+        budget_per_hour,
+        available,
+        stretched,
+        MappingProxyType(hourly),
+    )

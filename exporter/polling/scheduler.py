@@ -17,13 +17,16 @@ supervisor (exporter.supervisor), which logs, counts and restarts the task.
 Ids that arrive from webhooks go into URLs only when they have the documented form (two upper
 case letters and 32 hex digits, the prefix matching the kind), and every path segment is
 percent-encoded besides.
+
+The scheduler takes only the settings it uses (PollSettings) and reports through two small
+protocols, Reports (counters) and Board (the plan the self-metrics show); time comes from the
+injected clock. I/O only through the Transport it is given.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,16 +35,15 @@ from urllib.parse import quote
 
 import structlog
 
-from exporter.api.endpoints import ENDPOINTS, Endpoint, Tier
+from exporter.api.endpoints import ENDPOINTS, Endpoint, Tier, route_of
 from exporter.api.envelope import RawResponse, decode_count, decode_page
-from exporter.api.fields import loggable
+from exporter.api.fields import SID, loggable
 from exporter.api.ratelimit import from_headers
 from exporter.api.records import Warn, parse_cert_error, parse_host, parse_item, parse_monitor
 from exporter.clock import Clock, sleep_or_event
-from exporter.config.model import Config
+from exporter.config.model import BudgetConfig, CollectorConfig
 from exporter.errors import ApiError, RateLimited
-from exporter.metrics.selfmetrics import Live, Telemetry
-from exporter.polling.ledger import Ledger
+from exporter.polling.ledger import WINDOW, Ledger
 from exporter.polling.plan import Demand, Plan, make_plan
 from exporter.state.snapshot import Health, Snapshot
 from exporter.state.store import StateStore
@@ -70,20 +72,22 @@ OBJECTS: Mapping[str, str] = {
     "contact_groups": "contact_group",
 }
 FULL_REFRESH_RUNS = 5  # with a count probe, refetch everything at least every 5th run anyway
-RETRY_BASE = 15.0
-MIN_MAX_AGE = 600.0
+RETRY_BASE = 15.0  # seconds before the first retry of a failed run; doubles per failure in a row
+MIN_MAX_AGE = 600.0  # data is exported at least this long after its last confirmation...
+MAX_AGE_INTERVALS = 3  # ...and at least this many effective intervals (unless max_age is set)
 BURST_SHARE = 0.05  # an inventory pass may burst up to 5 % of the hourly budget
+COST_RUNS = 5  # a collector's cost is the most requests any of its last COST_RUNS runs took
+IDLE_LOOK = 60.0  # seconds to sleep when no collector is enabled (a reload wakes it earlier)
+MAX_DEBOUNCE_KEYS = 10_000  # past this many remembered refresh requests, expired ones go
 
 
 REFRESH_PATHS = {
     "host": ("rbl/hosts/{}.json", "rbl/hosts/{id}", "hosts", "rbl_hosts"),
     "monitor": ("cert/monitors/{}.json", "cert/monitors/{id}", "monitors", "cert_monitors"),
 }
-# The documented SID form (evidence §2): two upper case letters and 32 hex digits; the prefix
-# says what the id names (HT a host, CM a certificate monitor).
-OBJECT_ID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
 ID_PREFIXES = {"host": "HT", "monitor": "CM"}
 MAX_LOGGED_ERRORS = 100  # distinct internal errors whose traceback is logged (memory bound)
+SHOWN_ID_CHARS = 80  # at most this much of an invalid id reaches the log
 SendJournal = Callable[[float], Awaitable[None]]
 
 
@@ -91,7 +95,7 @@ def valid_id(kind: str, object_id: object) -> bool:
     """True for an id of the documented form whose prefix matches `kind` (HT for a host)."""
     return (
         isinstance(object_id, str)
-        and OBJECT_ID.fullmatch(object_id) is not None
+        and SID.fullmatch(object_id) is not None
         and object_id[:2] == ID_PREFIXES.get(kind)
     )
 
@@ -99,6 +103,59 @@ def valid_id(kind: str, object_id: object) -> bool:
 class Transport(Protocol):
     async def get(self, path: str, params: Mapping[str, str]) -> RawResponse:
         """GET `path` (relative to the API base URL); raise ApiError when no response came."""
+
+
+class Increment(Protocol):
+    def inc(self, amount: float = ...) -> None: ...
+
+
+class Observe(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class Counting(Protocol):
+    def labels(self, *values: str) -> Increment: ...
+
+
+class Timing(Protocol):
+    def labels(self, *values: str) -> Observe: ...
+
+
+class Reports(Protocol):
+    """What the scheduler counts (exporter.metrics.selfmetrics.Telemetry implements it)."""
+
+    @property
+    def requests(self) -> Counting:
+        """Requests sent, by route and status code."""
+
+    @property
+    def latency(self) -> Timing:
+        """Request durations, by route."""
+
+    @property
+    def failures(self) -> Counting:
+        """Failed runs, by collector and reason."""
+
+    def parse_warning(self, obj: str, fld: str) -> bool:
+        """Count a parse warning; True the first time this (object, field) is seen."""
+
+
+class Board(Protocol):
+    """Where the scheduler posts its plan for the self-metrics (exporter.metrics.selfmetrics.Live)."""
+
+    plan: Plan | None
+    enabled: Mapping[str, float]  # collector -> configured interval
+    pages: Mapping[str, int]  # collector -> pages per full pass, as known
+
+
+@dataclass(frozen=True, slots=True)
+class PollSettings:
+    """The parts of the configuration polling uses (the app derives them from Config)."""
+
+    collectors: Mapping[str, CollectorConfig]
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    page_size: int = 100
+    refresh_debounce: float = 60.0  # seconds during which a second ask for one object is declined
 
 
 @dataclass(slots=True)
@@ -123,7 +180,7 @@ class Run:
     pages_known: int = 1
     last_count: int | None = None
     last_full_at: float | None = None
-    costs: deque[int] = field(default_factory=lambda: deque(maxlen=5))
+    costs: deque[int] = field(default_factory=lambda: deque(maxlen=COST_RUNS))
     tokens: float = 0.0  # inventory pacing (see Scheduler._page_spacing)
     tokens_at: float | None = None
 
@@ -143,43 +200,45 @@ class Run:
 class Scheduler:
     def __init__(
         self,
-        config: Config,
+        settings: PollSettings,
         transport: Transport,
         ledger: Ledger,
         store: StateStore,
-        telemetry: Telemetry,
-        live: Live,
+        reports: Reports,
+        board: Board,
         clock: Clock,
+        *,
+        journal_send: SendJournal | None = None,
     ) -> None:
+        """`journal_send(t)` is awaited before each request is sent (the state file's ledger)."""
         self._transport = transport
         self._ledger = ledger
         self._store = store
-        self._telemetry = telemetry
-        self._live = live
+        self._reports = reports
+        self._board = board
         self._clock = clock
+        self._journal_send = journal_send
         self._runs: dict[str, Run] = {}
         self._wake = asyncio.Event()
         self.plan: Plan | None = None
-        self.journal_send: SendJournal | None = None  # awaited before each request is sent
         self._wanted: dict[tuple[str, str], float] = {}  # targeted refreshes asked for
         self._asked: dict[tuple[str, str], float] = {}  # last time each was asked (debounce)
         self._refreshes: list[float] = []  # targeted refreshes sent in the last hour
-        self.refresh_debounce = 60.0
         self._logged_errors: set[str] = set()  # internal errors whose traceback was logged
         self._logged_bad_ids: set[str] = set()  # kinds for which an invalid id was logged
-        self.configure(config)
+        self.configure(settings)
 
     # -- configuration and planning -------------------------------------------------------
 
-    def configure(self, config: Config) -> None:
-        """Apply a (re)loaded config; runs of collectors that stay enabled keep their progress."""
-        self._config = config
-        self._page_size = config.api.page_size
-        self._reserve = config.budget.reserve
-        self._ledger.per_hour = config.budget.requests_per_hour
-        self._ledger.per_second = config.budget.requests_per_second
+    def configure(self, settings: PollSettings) -> None:
+        """Apply (re)loaded settings; runs of collectors that stay enabled keep their progress."""
+        self._page_size = settings.page_size
+        self._reserve = settings.budget.reserve
+        self._refresh_debounce = settings.refresh_debounce
+        self._ledger.per_hour = settings.budget.requests_per_hour
+        self._ledger.per_second = settings.budget.requests_per_second
         runs: dict[str, Run] = {}
-        for name, cc in config.collectors.items():
+        for name, cc in settings.collectors.items():
             if not cc.enabled:
                 self._store.drop(name)
                 continue
@@ -187,15 +246,15 @@ class Scheduler:
             run.floor, run.max_age = cc.interval, cc.max_age
             runs[name] = run
         self._runs = runs
-        self._live.enabled = {n: r.floor for n, r in runs.items()}
+        self._board.enabled = {n: r.floor for n, r in runs.items()}
         self.replan()
         self._wake.set()
 
     def replan(self) -> Plan:
         demands = [Demand(r.name, r.endpoint.tier, r.floor, r.cost()) for r in self._runs.values()]
         self.plan = make_plan(demands, self._ledger.per_hour, self._reserve)
-        self._live.plan = self.plan
-        self._live.pages = {r.name: r.pages_known for r in self._runs.values()}
+        self._board.plan = self.plan
+        self._board.pages = {r.name: r.pages_known for r in self._runs.values()}
         return self.plan
 
     def interval(self, collector: str) -> float:
@@ -206,7 +265,7 @@ class Scheduler:
         run = self._runs[collector]
         if run.max_age is not None:
             return run.max_age
-        return max(3 * self.interval(collector), MIN_MAX_AGE)
+        return max(MAX_AGE_INTERVALS * self.interval(collector), MIN_MAX_AGE)
 
     def max_ages(self) -> dict[str, float]:
         return {name: self.max_age(name) for name in self._runs}
@@ -239,17 +298,20 @@ class Scheduler:
             self._invalid_id(kind, object_id)
             return False
         key = (kind, object_id)
-        if now - self._asked.get(key, -1e18) < self.refresh_debounce:
+        asked = self._asked.get(key)
+        if asked is not None and now - asked < self._refresh_debounce:
             return False
-        if len(self._asked) > 10_000:  # forget debounce entries that have expired
-            self._asked = {k: t for k, t in self._asked.items() if now - t < self.refresh_debounce}
+        if len(self._asked) > MAX_DEBOUNCE_KEYS:  # forget debounce entries that have expired
+            self._asked = {k: t for k, t in self._asked.items() if now - t < self._refresh_debounce}
         self._asked[key] = now
         self._wanted[key] = now
         self._wake.set()
         return True
 
     def _invalid_id(self, kind: str, object_id: object) -> None:
-        shown = loggable(repr(object_id) if isinstance(object_id, str) else type(object_id).__name__, 80)
+        shown = loggable(
+            repr(object_id) if isinstance(object_id, str) else type(object_id).__name__, SHOWN_ID_CHARS
+        )
         if kind not in self._logged_bad_ids:  # once per kind at info, then at debug
             self._logged_bad_ids.add(kind)
             log.info(
@@ -262,7 +324,7 @@ class Scheduler:
             log.debug("refresh.invalid_id", kind=kind, object_id=shown)
 
     def _refresh_allowed(self, now: float) -> bool:
-        self._refreshes = [t for t in self._refreshes if t > now - 3600]
+        self._refreshes = [t for t in self._refreshes if t > now - WINDOW]
         return len(self._refreshes) < max(1, int(self._reserve * self._ledger.per_hour))
 
     async def _refresh(self, kind: str, object_id: str, now: float) -> None:
@@ -296,8 +358,8 @@ class Scheduler:
             log.warning("refresh.failed", kind=kind, object_id=object_id, reason="internal", status=None)
 
     async def _send_journal(self, now: float) -> None:
-        if self.journal_send is not None:
-            await self.journal_send(now)
+        if self._journal_send is not None:
+            await self._journal_send(now)
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -306,7 +368,7 @@ class Scheduler:
         due = [r for r in self._runs.values() if r.due_at <= now]
         if due:
             return min(due, key=lambda r: (r.endpoint.tier, r.due_at))
-        return min((r.due_at for r in self._runs.values()), default=now + 60.0)
+        return min((r.due_at for r in self._runs.values()), default=now + IDLE_LOOK)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake early when the config changes (reload) or work is queued."""
@@ -340,7 +402,7 @@ class Scheduler:
     # -- doing ------------------------------------------------------------------------------
 
     def _warn(self, obj: str, fld: str, detail: str) -> None:
-        if self._telemetry.parse_warning(obj, fld):
+        if self._reports.parse_warning(obj, fld):
             log.warning("parse.warning", object=obj, field=fld, detail=loggable(detail))
 
     def _internal_error(self, err: Exception, where: str, route: str) -> str:
@@ -393,7 +455,7 @@ class Scheduler:
             assert endpoint.count_path is not None  # noqa: S101 - probe_eligible checked it
             path, route, params = endpoint.count_path, endpoint.count_path, {}
         else:
-            path, route = endpoint.path, endpoint.path.removesuffix(".json")
+            path, route = endpoint.path, route_of(endpoint.path)
             params = {"page": str(run.page), "page_size": str(self._page_size)}
         run.requests += 1
         try:
@@ -432,8 +494,8 @@ class Scheduler:
             response = await self._transport.get(path, params)
             code = str(response.status)
         finally:
-            self._telemetry.requests.labels(route, code).inc()
-            self._telemetry.latency.labels(route).observe(self._clock.monotonic() - started)
+            self._reports.requests.labels(route, code).inc()
+            self._reports.latency.labels(route).observe(self._clock.monotonic() - started)
         done = self._clock.time()
         limit = from_headers(response.headers, done)
         if limit is not None:
@@ -487,7 +549,7 @@ class Scheduler:
         """
         if run.endpoint.tier == Tier.ALERTING or self.plan is None:
             return 0.0
-        rate = self.plan.hourly.get(run.name, 0.0) / 3600.0
+        rate = self.plan.hourly.get(run.name, 0.0) / WINDOW
         if rate <= 0:
             return 0.0
         capacity = max(1.0, min(run.cost(), BURST_SHARE * self._ledger.per_hour))
@@ -531,7 +593,7 @@ class Scheduler:
                 err.reason,
             ),
         )
-        self._telemetry.failures.labels(run.name, err.reason).inc()
+        self._reports.failures.labels(run.name, err.reason).inc()
         run.due_at = now + retry_in
         log.warning(
             "poll.failed",

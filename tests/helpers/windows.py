@@ -1,7 +1,9 @@
-"""Counting requests in rolling windows, for the budget tests."""
+"""Counting requests in rolling windows, for the budget tests (pure)."""
+
+from exporter.polling.ledger import WINDOW
 
 
-def max_in_any_window(times: list[float], window: float = 3600.0) -> int:
+def max_in_any_window(times: list[float], window: float = WINDOW) -> int:
     best, lo = 0, 0
     for hi, t in enumerate(times):
         while times[lo] <= t - window:
