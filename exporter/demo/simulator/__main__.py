@@ -1,4 +1,8 @@
-"""`python -m exporter.demo.simulator`: run the fake Generator Labs API on its own."""
+"""`python -m exporter.demo.simulator`: run the fake Generator Labs API on its own.
+
+I/O: listens on --host/--port (and a second port for cross-host redirects when asked), prints
+where and with which credentials to stdout, and POSTs webhooks when --webhook-url is given.
+"""
 
 from __future__ import annotations
 
@@ -6,79 +10,60 @@ import argparse
 import asyncio
 import secrets
 import sys
+from contextlib import AsyncExitStack
 
 import aiohttp
 
-from exporter.clock import SystemClock
-from exporter.demo.simulator.account import Account
-from exporter.demo.simulator.api import RETRY_AFTER_FORMATS, Faults, SimulatedApi
+from exporter.clock import Clock, SystemClock
+from exporter.demo.simulator.account import CHURN_HOURS, LISTED_FRACTION, STEP, Account
+from exporter.demo.simulator.api import HOURLY_LIMIT, PER_SECOND_LIMIT, RETRY_AFTER_FORMATS, SimulatedApi
 from exporter.demo.simulator.app import start_other_host, start_simulator
-from exporter.demo.simulator.webhooks import WebhookSender
+from exporter.demo.simulator.faults import Faults
+from exporter.demo.simulator.webhooks import PERIOD, WebhookSender
+
+PROG = "python -m exporter.demo.simulator"
+DEFAULT_PORT = 8080
+DEFAULT_HOSTS = 200
+DEFAULT_MONITORS = 50
+DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
+TOKEN_BYTES = 32  # a random auth token: 64 hex digits, as the API's
+SECRET_BYTES = 16  # a random webhook signing secret
+
+# The random faults: (flag, help), each a share of requests (the `Faults` field of that name).
+FAULT_RATE_OPTIONS = (
+    ("--error-rate", "share of HTTP 500 answers"),
+    ("--body-error-rate", "share of HTTP 200 answers whose body says status_code 500"),
+    ("--malformed-rate", "share of truncated JSON"),
+    ("--timeout-rate", "share of requests never answered"),
+    ("--garbage-rate", "share of bodies that are not JSON"),
+    ("--wrong-types-rate", "share of pages with hostile values in random fields of random objects"),
+    ("--wrong-data-rate", "share of pages whose `data` has the wrong type"),
+    ("--wrong-envelope-rate", "share of pages whose page/total fields have the wrong type"),
+    ("--absurd-limits-rate", "share of answers with absurd RateLimit-* headers"),
+    ("--redirect-rate", "share of answers that redirect to another host (served on --other-host-port)"),
+    ("--redirect-loop-rate", "share of answers that start a same-host redirect loop"),
+    ("--trickle-rate", "share of bodies sent in 4 KB pieces with pauses"),
+)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m exporter.demo.simulator",
-        description="A fake Generator Labs v4 API for demos and tests.",
-    )
+def _add_account_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--hosts", type=int, default=200, help="RBL-monitored hosts")
-    p.add_argument("--monitors", type=int, default=50, help="certificate monitors")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--hosts", type=int, default=DEFAULT_HOSTS, help="RBL-monitored hosts")
+    p.add_argument("--monitors", type=int, default=DEFAULT_MONITORS, help="certificate monitors")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--listed-fraction", type=float, default=0.05)
-    p.add_argument("--churn-hours", type=float, default=6.0, help="mean listing duration")
-    p.add_argument("--step", type=float, default=60.0, help="seconds between account changes")
-    p.add_argument("--account-sid", default="AC" + "0" * 32)
+    p.add_argument("--listed-fraction", type=float, default=LISTED_FRACTION)
+    p.add_argument("--churn-hours", type=float, default=CHURN_HOURS, help="mean listing duration")
+    p.add_argument("--step", type=float, default=STEP, help="seconds between account changes")
+    p.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
     p.add_argument("--auth-token", default=None, help="default: random, printed at start")
-    p.add_argument("--hourly-limit", type=int, default=1000)
-    p.add_argument("--per-second-limit", type=int, default=100)
-    p.add_argument("--error-rate", type=float, default=0.0, help="share of HTTP 500 answers")
-    p.add_argument(
-        "--body-error-rate",
-        type=float,
-        default=0.0,
-        help="share of HTTP 200 answers whose body says status_code 500",
-    )
-    p.add_argument("--malformed-rate", type=float, default=0.0, help="share of truncated JSON")
-    p.add_argument("--timeout-rate", type=float, default=0.0, help="share of requests never answered")
-    p.add_argument("--garbage-rate", type=float, default=0.0, help="share of bodies that are not JSON")
-    p.add_argument(
-        "--wrong-types-rate",
-        type=float,
-        default=0.0,
-        help="share of pages with hostile values in random fields of random objects",
-    )
-    p.add_argument(
-        "--wrong-data-rate", type=float, default=0.0, help="share of pages whose `data` has the wrong type"
-    )
-    p.add_argument(
-        "--wrong-envelope-rate",
-        type=float,
-        default=0.0,
-        help="share of pages whose page/total fields have the wrong type",
-    )
-    p.add_argument(
-        "--absurd-limits-rate",
-        type=float,
-        default=0.0,
-        help="share of answers with absurd RateLimit-* headers",
-    )
-    p.add_argument(
-        "--redirect-rate",
-        type=float,
-        default=0.0,
-        help="share of answers that redirect to another host (served on --other-host-port)",
-    )
-    p.add_argument(
-        "--redirect-loop-rate",
-        type=float,
-        default=0.0,
-        help="share of answers that start a same-host redirect loop",
-    )
-    p.add_argument(
-        "--trickle-rate", type=float, default=0.0, help="share of bodies sent in 4 KB pieces with pauses"
-    )
+    p.add_argument("--hourly-limit", type=int, default=HOURLY_LIMIT)
+    p.add_argument("--per-second-limit", type=int, default=PER_SECOND_LIMIT)
+
+
+def _add_fault_options(p: argparse.ArgumentParser) -> None:
+    for flag, text in FAULT_RATE_OPTIONS:
+        p.add_argument(flag, type=float, default=0.0, help=text)
     p.add_argument(
         "--retry-after-format",
         choices=RETRY_AFTER_FORMATS,
@@ -91,10 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="port of the other host that cross-host redirects point at (0: any free)",
     )
+
+
+def _add_webhook_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--webhook-url", help="POST signed Generator Labs webhooks here as the account changes")
     p.add_argument("--webhook-secret", default=None, help="signing secret (default: random, printed)")
     p.add_argument("--hetrix-url", help="POST HetrixTools-style chunks here now and then")
-    p.add_argument("--webhook-period", type=float, default=5.0, help="seconds between webhook rounds")
+    p.add_argument("--webhook-period", type=float, default=PERIOD, help="seconds between webhook rounds")
     p.add_argument(
         "--quiet",
         action="store_true",
@@ -105,23 +93,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="serve POST /_sim/... routes that list/delist hosts and expire/break certificates",
     )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description="A fake Generator Labs v4 API for demos and tests.")
+    _add_account_options(p)
+    _add_fault_options(p)
+    _add_webhook_options(p)
     return p.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace, token: str) -> None:
-    clock = SystemClock()
-    account = Account(
-        args.hosts,
-        args.monitors,
-        clock.time(),
-        seed=args.seed,
-        listed_fraction=args.listed_fraction,
-        churn_hours=args.churn_hours,
-        step=args.step,
-    )
-    if args.quiet:
-        account.list_rate = account.delist_rate = account.error_rate = account.clear_rate = 0.0
-    faults = Faults(
+def _faults(args: argparse.Namespace) -> Faults:
+    return Faults(
         error_rate=args.error_rate,
         body_error_rate=args.body_error_rate,
         malformed_rate=args.malformed_rate,
@@ -136,54 +119,75 @@ async def serve(args: argparse.Namespace, token: str) -> None:
         trickle_rate=args.trickle_rate,
         retry_after_format=args.retry_after_format,
     )
-    api = SimulatedApi(
+
+
+def _api(args: argparse.Namespace, token: str, clock: Clock) -> SimulatedApi:
+    account = Account(
+        args.hosts,
+        args.monitors,
+        clock.time(),
+        seed=args.seed,
+        listed_fraction=args.listed_fraction,
+        churn_hours=args.churn_hours,
+        step=args.step,
+    )
+    if args.quiet:
+        account.stop_drift()
+    return SimulatedApi(
         account,
         args.account_sid,
         token,
         hourly_limit=args.hourly_limit,
         per_second_limit=args.per_second_limit,
-        faults=faults,
+        faults=_faults(args),
     )
-    runner, port = await start_simulator(api, clock, args.host, args.port, control_routes=args.control)
-    other_runner = None
-    if args.redirect_rate > 0 or args.other_host_port:
-        other_runner, other_port = await start_other_host(api, clock, args.host, args.other_host_port)
-        faults.other_host = f"http://{args.host}:{other_port}"
-        print(f"simulator: other host for redirects at {faults.other_host}/", flush=True)
-    print(
-        f"simulator: http://{args.host}:{port}/4.0/  account_sid={args.account_sid} auth_token={token}",
-        flush=True,
+
+
+async def _start_webhooks(
+    args: argparse.Namespace, api: SimulatedApi, clock: Clock, stack: AsyncExitStack
+) -> None:
+    """With --webhook-url: a sender in the background until `stack` closes."""
+    if not args.webhook_url:
+        return
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    sender = WebhookSender(
+        api.account,
+        session,
+        clock,
+        url=args.webhook_url,
+        secret=args.webhook_secret or secrets.token_hex(SECRET_BYTES),
+        hetrix_url=args.hetrix_url,
+        period=args.webhook_period,
+        quiet=args.quiet,
     )
-    session = aiohttp.ClientSession()
-    sender_task = None
-    if args.webhook_url:
-        secret = args.webhook_secret or secrets.token_hex(16)
-        sender = WebhookSender(
-            account,
-            session,
-            clock,
-            url=args.webhook_url,
-            secret=secret,
-            hetrix_url=args.hetrix_url,
-            period=args.webhook_period,
+    task = asyncio.create_task(sender.run())
+    stack.callback(task.cancel)
+    print(f"simulator: webhooks to {args.webhook_url} every {args.webhook_period:g}s", flush=True)
+
+
+async def serve(args: argparse.Namespace, token: str) -> None:
+    """Serve until cancelled; everything started is released on the way out."""
+    clock = SystemClock()
+    api = _api(args, token, clock)
+    async with AsyncExitStack() as stack:
+        runner, port = await start_simulator(api, clock, args.host, args.port, control_routes=args.control)
+        stack.push_async_callback(runner.cleanup)
+        if args.redirect_rate > 0 or args.other_host_port:
+            other_runner, other_port = await start_other_host(api, clock, args.host, args.other_host_port)
+            stack.push_async_callback(other_runner.cleanup)
+            api.faults.other_host = f"http://{args.host}:{other_port}"
+            print(f"simulator: other host for redirects at {api.faults.other_host}/", flush=True)
+        print(
+            f"simulator: http://{args.host}:{port}/4.0/  account_sid={args.account_sid} auth_token={token}",
+            flush=True,
         )
-        sender.quiet = args.quiet
-        sender_task = asyncio.create_task(sender.run())
-        print(f"simulator: webhooks to {args.webhook_url} every {args.webhook_period:g}s", flush=True)
-    try:
+        await _start_webhooks(args, api, clock, stack)
         await asyncio.Event().wait()
-    finally:
-        if sender_task is not None:
-            sender_task.cancel()
-        await session.close()
-        await runner.cleanup()
-        if other_runner is not None:
-            await other_runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    token = args.auth_token or secrets.token_hex(32)
+    token = args.auth_token or secrets.token_hex(TOKEN_BYTES)
     try:
         asyncio.run(serve(args, token))
     except KeyboardInterrupt:

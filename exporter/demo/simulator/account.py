@@ -1,8 +1,11 @@
-"""Pure: a simulated Generator Labs account that changes over (injected) time.
+"""Pure: a simulated Generator Labs account that changes over (injected) time. No I/O.
 
 Hosts get listed and delisted, certificates approach expiry and are renewed, certificate errors
-appear and clear. Objects are shaped like the v3 samples the v4 API keeps "backward compatible"
-(evidence §4): `listed` as 0/1, v3-style local dates, `listed_details[].host` = the RBL's name.
+appear and clear. The v4 API reference promises "Backward compatible authentication and response
+formats" ("Key Changes in v4.0") and documents no object schemas, so objects are shaped like the
+real v3 host samples in the rbltracker/rbltracker-php README: `listed` as 0/1, v3-style local
+dates, `listed_details[].host` = the RBL's name. When a sender asks for them (`outbox`), every
+change also becomes a webhook event.
 """
 
 from __future__ import annotations
@@ -11,28 +14,56 @@ import functools
 import hashlib
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+HOUR = 3600
+DAY = 24 * HOUR
 RBLS = (
-    "Spamhaus ZEN", "Barracuda Central", "SpamCop", "SORBS SPAM", "UCEPROTECT Level 1",
-    "PSBL", "Mailspike BL", "SURBL multi", "URIBL black", "Spamhaus DBL", "Google Safe Browsing",
-    "Invaluement ivmSIP", "Truncate", "JustSpam", "Abusix Mail Intelligence",
+    "Spamhaus ZEN",
+    "Barracuda Central",
+    "SpamCop",
+    "SORBS SPAM",
+    "UCEPROTECT Level 1",
+    "PSBL",
+    "Mailspike BL",
+    "SURBL multi",
+    "URIBL black",
+    "Spamhaus DBL",
+    "Google Safe Browsing",
+    "Invaluement ivmSIP",
+    "Truncate",
+    "JustSpam",
+    "Abusix Mail Intelligence",
 )
 ERROR_TYPES = ("name_mismatch", "ca_verification", "chain_integrity", "connection", "dns_caa")
 PROTOCOLS = (("https", 443), ("smtps", 465), ("imaps", 993), ("ldaps", 636), ("https", 443))
-EST = timezone(timedelta(hours=-5))
+EST = timezone(timedelta(hours=-5))  # the v3 samples' dates are local time, written "EST"
+GROUP_ID = "CG" + "0" * 32  # the one contact group every object notifies
+# How the account drifts (the defaults of `Account`; the CLI can change the first two).
+LISTED_FRACTION = 0.05  # hosts listed in the steady state
+CHURN_HOURS = 6.0  # mean duration of a listing
+STEP = 60.0  # the account moves in steps of at least this many seconds
+CERT_ERROR_HOURS = 48  # mean time between errors of one monitor
+CERT_ERROR_CLEAR_HOURS = 2  # mean duration of a (non-expiry) certificate error
+INITIAL_ERROR_SHARE = 0.05  # monitors that start with an error
+EXPIRY_ERROR_DAYS = 14  # a certificate this close to expiry has an "expiration" error
+RENEW_DAYS_BEFORE = 3  # certificates are renewed this close to expiry...
+RENEWED_FOR_DAYS = 90  # ...for this long
+POISSON_EXACT_BELOW = 30  # mean number of events under which they are drawn exactly
 
 
 def sid(prefix: str, *parts: object) -> str:
-    """Stable SIDs: two letters and 32 hex digits, as the API's (evidence §2)."""
+    """Stable SIDs: two letters and 32 hex digits, as the API's (the SDKs validate
+    `^[A-Z]{2}[0-9a-fA-F]{32}$`, e.g. generator-labs/go-sdk `client.go`)."""
     digest = hashlib.md5(":".join(map(str, (prefix, *parts))).encode(), usedforsecurity=False)
     return prefix + digest.hexdigest()
 
 
 def v3_date(ts: float | None) -> str:
-    """`2016-11-07 21:01:33 EST`, or "" for none (evidence §4.1)."""
+    """`2016-11-07 21:01:33 EST` (the v3 host samples' `last_checked`), or "" for none."""
     if ts is None:
         return ""
     return _v3_date(int(ts))
@@ -60,15 +91,24 @@ class SimHost:
     last_checked: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        listed = bool(self.rbls)
         return {
-            "id": self.id, "host": self.host, "name": self.name, "type": self.type, "parent": "",
-            "status": "paused" if self.paused else "active", "profile": self.profile,
-            "contact_group": "CG" + "0" * 32, "tags": ["demo"],
-            "last_checked": v3_date(self.last_checked), "first_listed": v3_date(self.first_listed),
-            "listed_period": "", "listed": 1 if listed else 0, "listed_count": len(self.rbls),
-            "listed_details": [{"host": r, "website": "", "details": "Listed (simulated)"}
-                               for r in self.rbls],
+            "id": self.id,
+            "host": self.host,
+            "name": self.name,
+            "type": self.type,
+            "parent": "",
+            "status": "paused" if self.paused else "active",
+            "profile": self.profile,
+            "contact_group": GROUP_ID,
+            "tags": ["demo"],
+            "last_checked": v3_date(self.last_checked),
+            "first_listed": v3_date(self.first_listed),
+            "listed_period": "",
+            "listed": 1 if self.rbls else 0,
+            "listed_count": len(self.rbls),
+            "listed_details": [
+                {"host": r, "website": "", "details": "Listed (simulated)"} for r in self.rbls
+            ],
         }
 
 
@@ -87,19 +127,43 @@ class SimMonitor:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "hostname": self.hostname,
-            "protocol": self.protocol, "port": self.port, "profile": self.profile,
-            "contact_group": "CG" + "0" * 32, "status": "paused" if self.paused else "active",
-            "tags": [], "expiration_date": iso(self.not_after),
+            "id": self.id,
+            "name": self.name,
+            "hostname": self.hostname,
+            "protocol": self.protocol,
+            "port": self.port,
+            "profile": self.profile,
+            "contact_group": GROUP_ID,
+            "status": "paused" if self.paused else "active",
+            "tags": [],
+            "expiration_date": iso(self.not_after),
             "last_checked": v3_date(self.last_checked),
         }
 
 
-class Account:
-    """The account's objects and how they drift. `advance(now)` moves it to `now`."""
+def _make_host(seed: int, i: int, profile: str) -> SimHost:
+    """Host number `i`: three in four are IPs (RBL), the rest domains (URIBL); one in 50 is paused."""
+    is_ip = i % 4 != 3
+    value = f"198.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" if is_ip else f"mail{i}.example.com"
+    name = f"{'mx' if is_ip else 'web'}-{i:06d}"
+    kind = "rbl" if is_ip else "uribl"
+    return SimHost(sid("HT", seed, i), value, name, kind, profile, paused=i % 50 == 49)
 
-    def __init__(self, hosts: int, monitors: int, now: float, seed: int = 1,
-                 listed_fraction: float = 0.05, churn_hours: float = 6.0, step: float = 60.0) -> None:
+
+class Account:
+    """The account's objects and how they drift. `advance(now)` moves it to `now`; the
+    `list_host`...`clear_certificate` methods change it on purpose (tests, control routes)."""
+
+    def __init__(
+        self,
+        hosts: int,
+        monitors: int,
+        now: float,
+        seed: int = 1,
+        listed_fraction: float = LISTED_FRACTION,
+        churn_hours: float = CHURN_HOURS,
+        step: float = STEP,
+    ) -> None:
         self.rng = random.Random(seed)
         self.now = now
         self.outbox: list[dict[str, Any]] | None = None  # webhook events, when a sender wants them
@@ -107,37 +171,83 @@ class Account:
         self.version = 0
         self.profile_ids = [sid("RP", seed, i) for i in range(3)]
         self.cert_profile_ids = [sid("CP", seed, i) for i in range(2)]
-        self.hosts: dict[str, SimHost] = {}
-        for i in range(hosts):
-            is_ip = i % 4 != 3
-            value = f"198.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" if is_ip else f"mail{i}.example.com"
-            h = SimHost(sid("HT", seed, i), value, f"{'mx' if is_ip else 'web'}-{i:06d}",
-                        "rbl" if is_ip else "uribl", self.profile_ids[i % 3], paused=i % 50 == 49)
-            self.hosts[h.id] = h
+        self.hosts = {h.id: h for h in (_make_host(seed, i, self.profile_ids[i % 3]) for i in range(hosts))}
         self._host_list = list(self.hosts.values())
         self._active_hosts = [h for h in self._host_list if not h.paused]
         self.listed: set[str] = set()
         self.monitors: dict[str, SimMonitor] = {}
         for i in range(monitors):
-            proto, port = PROTOCOLS[i % len(PROTOCOLS)]
-            m = SimMonitor(sid("CM", seed, i), f"cert-{i:05d}", f"svc{i}.example.com", proto, port,
-                           self.cert_profile_ids[i % 2], now + self.rng.uniform(-2, 120) * 86400,
-                           paused=i % 40 == 39)
+            m = self._make_monitor(seed, i, now)
             self.monitors[m.id] = m
         # steady state: `listed_fraction` of hosts listed, each listing lasting ~churn_hours
-        self.delist_rate = 1.0 / (churn_hours * 3600.0)
+        self.delist_rate = 1.0 / (churn_hours * HOUR)
         self.list_rate = self.delist_rate * listed_fraction / max(1e-9, 1.0 - listed_fraction)
-        self.error_rate = 1.0 / (48 * 3600.0)  # per monitor per second
-        self.clear_rate = 1.0 / (2 * 3600.0)
+        self.error_rate = 1.0 / (CERT_ERROR_HOURS * HOUR)  # per monitor per second
+        self.clear_rate = 1.0 / (CERT_ERROR_CLEAR_HOURS * HOUR)
+        self._settle(now, listed_fraction)
+
+    def _make_monitor(self, seed: int, i: int, now: float) -> SimMonitor:
+        """Monitor number `i`, expiring between 2 days ago and 120 days on; one in 40 is paused."""
+        proto, port = PROTOCOLS[i % len(PROTOCOLS)]
+        not_after = now + self.rng.uniform(-2, 120) * DAY
+        profile = self.cert_profile_ids[i % 2]
+        name, hostname = f"cert-{i:05d}", f"svc{i}.example.com"
+        return SimMonitor(sid("CM", seed, i), name, hostname, proto, port, profile, not_after, i % 40 == 39)
+
+    def _settle(self, now: float, listed_fraction: float) -> None:
+        """The state at start: checked in the last hour, some hosts listed, some certificates broken."""
         for h in self.hosts.values():
-            h.last_checked = now - self.rng.uniform(0, 3600)
+            h.last_checked = now - self.rng.uniform(0, HOUR)
             if self.rng.random() < listed_fraction:
-                self._list(h, now - self.rng.uniform(0, 86400))
+                self._list(h, now - self.rng.uniform(0, DAY))
         for m in self.monitors.values():
-            m.last_checked = now - self.rng.uniform(0, 3600)
-            if self.rng.random() < 0.05:
+            m.last_checked = now - self.rng.uniform(0, HOUR)
+            if self.rng.random() < INITIAL_ERROR_SHARE:
                 self._error(m, self.rng.choice(ERROR_TYPES))
             self._expiry_error(m)
+
+    # -- changes on purpose -----------------------------------------------------------------
+
+    def list_host(self, host: SimHost, now: float) -> None:
+        """List `host` on one to three more RBLs (emits `rbl.host.listed`)."""
+        self._list(host, now)
+        self.version += 1
+
+    def delist_host(self, host: SimHost) -> None:
+        """Delist `host` if it is listed (emits `rbl.host.delisted`)."""
+        if host.rbls:
+            self._delist(host)
+        self.version += 1
+
+    def remove_host(self, host_id: str) -> None:
+        """The host is deleted from the account: no route shows it any more."""
+        del self.hosts[host_id]
+        self._host_list = list(self.hosts.values())
+        self._active_hosts = [h for h in self._host_list if not h.paused]
+        self.listed.discard(host_id)
+        self.version += 1
+
+    def expire_certificate(self, monitor: SimMonitor, now: float, days: float) -> None:
+        """The certificate now expires `days` from `now` (an expiry error if that is close)."""
+        monitor.not_after = now + days * DAY
+        self._expiry_error(monitor)
+        self.version += 1
+
+    def renew_certificate(self, monitor: SimMonitor, now: float) -> None:
+        """The certificate is replaced by one valid for RENEWED_FOR_DAYS."""
+        self._renew(monitor, now)
+        self._expiry_error(monitor)
+        self.version += 1
+
+    def break_certificate(self, monitor: SimMonitor, error_type: str) -> None:
+        """The monitor reports an error of `error_type` (emits `cert.error.trigger`)."""
+        self._error(monitor, error_type)
+        self.version += 1
+
+    def clear_certificate(self, monitor: SimMonitor) -> None:
+        """Every error of the monitor clears, expiry included (emits `cert.error.resolve`)."""
+        self._clear(monitor, list(monitor.errors))
+        self.version += 1
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -152,8 +262,7 @@ class Account:
         h.rbls = sorted(set(h.rbls) | set(self.rng.sample(RBLS, self.rng.choice((1, 1, 1, 2, 3)))))
         if self.outbox is not None:
             details = h.to_json()["listed_details"]
-            self._emit("rbl.host.listed", host=h.to_json(), listed=True, total=len(h.rbls),
-                       details=details)
+            self._emit("rbl.host.listed", host=h.to_json(), listed=True, total=len(h.rbls), details=details)
 
     def _delist(self, h: SimHost) -> None:
         h.rbls, h.first_listed = [], None
@@ -167,31 +276,42 @@ class Account:
         if kind in m.errors:
             return
         m.errors[kind] = sid("CE", m.id, kind, self.version)
-        self._emit("cert.error.trigger", monitor=m.to_json(),
-                   errors=[{"id": m.errors[kind], "error_type": kind}],
-                   current_errors=self._current_errors(m))
+        self._emit(
+            "cert.error.trigger",
+            monitor=m.to_json(),
+            errors=[{"id": m.errors[kind], "error_type": kind}],
+            current_errors=self._current_errors(m),
+        )
 
     def _clear(self, m: SimMonitor, kinds: list[str]) -> None:
         gone = [{"id": m.errors.pop(k), "error_type": k} for k in kinds if k in m.errors]
         if gone:
-            self._emit("cert.error.resolve", monitor=m.to_json(), resolved_errors=gone,
-                       current_errors=self._current_errors(m))
+            self._emit(
+                "cert.error.resolve",
+                monitor=m.to_json(),
+                resolved_errors=gone,
+                current_errors=self._current_errors(m),
+            )
 
     def _expiry_error(self, m: SimMonitor) -> None:
-        if m.not_after - self.now < 14 * 86400:
+        if m.not_after - self.now < EXPIRY_ERROR_DAYS * DAY:
             if "expiration" not in m.errors:
-                self._emit("cert.expiration.trigger", monitor=m.to_json(),
-                           expiry_days=int((m.not_after - self.now) // 86400))
+                days = int((m.not_after - self.now) // DAY)
+                self._emit("cert.expiration.trigger", monitor=m.to_json(), expiry_days=days)
             self._error(m, "expiration")
         else:
             self._clear(m, ["expiration"])
+
+    def _renew(self, m: SimMonitor, now: float) -> None:
+        m.not_after = now + RENEWED_FOR_DAYS * DAY
+        self._emit("cert.expiration.resolve", monitor=m.to_json(), expiry_days=RENEWED_FOR_DAYS)
 
     def _events(self, population: int, rate: float, dt: float) -> int:
         """How many of `population` independent events with `rate`/s happen in dt seconds."""
         mean = population * rate * dt
         if mean <= 0:
             return 0
-        if mean < 30:  # Poisson by inversion; fine for small means
+        if mean < POISSON_EXACT_BELOW:  # Poisson by inversion; fine for small means
             n, p, u = 0, math.exp(-mean), self.rng.random()
             cumulative = p
             while u > cumulative and n < population:
@@ -202,10 +322,18 @@ class Account:
         return max(0, min(population, round(self.rng.gauss(mean, math.sqrt(mean)))))
 
     def advance(self, now: float) -> None:
+        """Move the account to `now` (nothing happens before `step` seconds have passed)."""
         dt = now - self.now
         if dt < self.step:
             return
         self.now = now
+        changed, checks = self._drift_hosts(now, dt)
+        changed |= self._drift_monitors(now, dt)
+        if changed or checks:
+            self.version += 1
+
+    def _drift_hosts(self, now: float, dt: float) -> tuple[bool, int]:
+        """Delistings, listings and checks in `dt` seconds: (anything listed or delisted, checks)."""
         hosts = self._host_list
         listed = sorted(self.listed)
         changed = False
@@ -218,13 +346,17 @@ class Account:
             if not h.rbls:
                 self._list(h, now)
                 changed = True
-        checks = min(self._events(len(hosts), 1 / 3600.0, dt), len(hosts))
+        checks = min(self._events(len(hosts), 1 / HOUR, dt), len(hosts))  # each host hourly
         for h in self.rng.sample(hosts, checks):
             h.last_checked = now
+        return changed, checks
+
+    def _drift_monitors(self, now: float, dt: float) -> bool:
+        """Renewals, expiry errors and other errors appearing and clearing in `dt` seconds."""
+        changed = False
         for m in self.monitors.values():
-            if m.not_after - now < 3 * 86400 and not m.paused:  # renewed a few days before expiry
-                m.not_after = now + 90 * 86400
-                self._emit("cert.expiration.resolve", monitor=m.to_json(), expiry_days=90)
+            if m.not_after - now < RENEW_DAYS_BEFORE * DAY and not m.paused:
+                self._renew(m, now)
                 changed = True
             before = len(m.errors)
             self._expiry_error(m)
@@ -237,8 +369,12 @@ class Account:
         for m in self.rng.sample(with_errors, self._events(len(with_errors), self.clear_rate, dt)):
             self._clear(m, [k for k in m.errors if k != "expiration"])
             changed = True
-        if changed or checks:
-            self.version += 1
+        return changed
+
+    def stop_drift(self) -> None:
+        """No more random changes: the account changes only on purpose (and certificates still
+        age, and are renewed)."""
+        self.list_rate = self.delist_rate = self.error_rate = self.clear_rate = 0.0
 
     # -- what the API shows -----------------------------------------------------------------
 
@@ -249,24 +385,31 @@ class Account:
         """One page of a collection and the collection's size, serialising only that page."""
         start = (page - 1) * size
         if name == "hosts":
-            return [h.to_json() for h in self._host_list[start:start + size]], len(self._host_list)
+            return [h.to_json() for h in self._host_list[start : start + size]], len(self._host_list)
         if name == "listings":
             ids = sorted(self.listed)
-            return [self.hosts[i].to_json() for i in ids[start:start + size]], len(ids)
+            return [self.hosts[i].to_json() for i in ids[start : start + size]], len(ids)
         if name == "monitors":
             monitors = list(self.monitors.values())
-            return [m.to_json() for m in monitors[start:start + size]], len(monitors)
+            return [m.to_json() for m in monitors[start : start + size]], len(monitors)
         items = self.collection(name)
-        return items[start:start + size], len(items)
+        return items[start : start + size], len(items)
 
     def cert_errors(self) -> list[dict[str, Any]]:
         return [
-            {"id": esid, "monitor_id": m.id, "monitor_name": m.name, "error_type": kind,
-             "message": f"simulated {kind.replace('_', ' ')} error"}
-            for m in self.monitors.values() for kind, esid in sorted(m.errors.items())
+            {
+                "id": esid,
+                "monitor_id": m.id,
+                "monitor_name": m.name,
+                "error_type": kind,
+                "message": f"simulated {kind.replace('_', ' ')} error",
+            }
+            for m in self.monitors.values()
+            for kind, esid in sorted(m.errors.items())
         ]
 
     def collection(self, name: str) -> list[dict[str, Any]]:
+        """A whole collection by its route name (`hosts`, `profiles`, ...)."""
         if name == "hosts":
             return [h.to_json() for h in self.hosts.values()]
         if name == "listings":
@@ -275,15 +418,51 @@ class Account:
             return [m.to_json() for m in self.monitors.values()]
         if name == "errors":
             return self.cert_errors()
-        if name == "profiles":
-            return [{"id": p, "name": f"Profile {i}", "is_default": i == 0, "frequency": "1_hour"}
-                    for i, p in enumerate(self.profile_ids)]
-        if name == "sources":
-            return [{"id": sid("RB", r), "host": r, "type": "uribl" if "URI" in r or "DBL" in r
-                     else "rbl", "custom": 0, "status": "active"} for r in RBLS]
-        if name == "contacts":
-            return [{"id": sid("CO", i), "contact": f"ops{i}@example.com", "type": "email",
-                     "schedule": "every_check", "status": "active"} for i in range(3)]
-        if name == "groups":
-            return [{"id": "CG" + "0" * 32, "name": "Operations", "contacts": [sid("CO", 0)]}]
+        if name in STATIC_COLLECTIONS:
+            return STATIC_COLLECTIONS[name](self)
         raise KeyError(name)
+
+    def profiles(self) -> list[dict[str, Any]]:
+        return [
+            {"id": p, "name": f"Profile {i}", "is_default": i == 0, "frequency": "1_hour"}
+            for i, p in enumerate(self.profile_ids)
+        ]
+
+
+def _sources(_: Account) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": sid("RB", r),
+            "host": r,
+            "type": "uribl" if "URI" in r or "DBL" in r else "rbl",
+            "custom": 0,
+            "status": "active",
+        }
+        for r in RBLS
+    ]
+
+
+def _contacts(_: Account) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": sid("CO", i),
+            "contact": f"ops{i}@example.com",
+            "type": "email",
+            "schedule": "every_check",
+            "status": "active",
+        }
+        for i in range(3)
+    ]
+
+
+def _groups(_: Account) -> list[dict[str, Any]]:
+    return [{"id": GROUP_ID, "name": "Operations", "contacts": [sid("CO", 0)]}]
+
+
+# The collections that do not drift: what the API shows for them.
+STATIC_COLLECTIONS: dict[str, Callable[[Account], list[dict[str, Any]]]] = {
+    "profiles": Account.profiles,
+    "sources": _sources,
+    "contacts": _contacts,
+    "groups": _groups,
+}

@@ -1,14 +1,20 @@
 """Pure: the simulated API's request handling (routes, auth, envelope, paging, rate limits,
-faults). The aiohttp app and the in-process transport both call `SimulatedApi.handle`.
+faults). No I/O: the aiohttp app (app.py) and the in-process transport (transport.py) both call
+`SimulatedApi.handle` and deliver what it returns.
 
-Faults are off by default. When asked for, they cover what a misbehaving API or network can do:
-5xx, an error in a 200 body, truncated JSON, garbage (non-JSON) bodies, hostile values in random
-fields of random objects, `data` or envelope fields of the wrong type, timeouts, forced 429s and
-429 storms (Retry-After as delta seconds or an HTTP date), absurd RateLimit-* values, bodies sent
-in small pieces, and redirects: a 302 to another host and a same-host redirect loop. Every
-request that reaches the API is recorded in `received`, every injected fault in `injected`, and
-every request that reaches the other host of a redirect (and whether it carried an
-Authorization header) in `other_host_requests`.
+It follows the v4 API reference ("Rate Limiting", "Error Responses"): HTTP Basic auth with the
+account SID and auth token, every JSON answer carries `status_code` and `status_message`, two
+rolling windows (1,000 requests an hour and 100 a second by default) announced on every answer
+in `RateLimit-Limit/-Remaining/-Reset`, and a 429 with `Retry-After` when a window is full.
+
+Faults are off by default. When asked for (see faults.py), they cover what a misbehaving API or
+network can do: 5xx, an error in a 200 body, truncated JSON, garbage (non-JSON) bodies, hostile
+values in random fields of random objects, `data` or envelope fields of the wrong type, timeouts,
+forced 429s and 429 storms (Retry-After as delta seconds or an HTTP date), absurd RateLimit-*
+values, bodies sent in small pieces, and redirects: a 302 to another host and a same-host
+redirect loop. Every request that reaches the API is recorded in `received`, every injected fault
+in `injected`, and every request that reaches the other host of a redirect (and whether it
+carried an Authorization header) in `other_host_requests`.
 """
 
 from __future__ import annotations
@@ -18,18 +24,55 @@ import math
 import random
 import re
 from collections import Counter, deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import urlencode
 
 from exporter.api.transport import basic_auth
-from exporter.demo.simulator.account import Account
+from exporter.demo.simulator.account import HOUR, Account
+from exporter.demo.simulator.faults import (
+    ABSURD_LIMITS,
+    ENVELOPE_FIELDS,
+    FAULT_KINDS,
+    GARBAGE_BODIES,
+    HOSTILE_COUNT_BODIES,
+    HOSTILE_VALUES,
+    OTHER_HOST,
+    RETRY_AFTER_FORMATS,
+    STORM_KINDS,
+    TRUNCATED_BODY,
+    WRONG_DATA,
+    Faults,
+    RawJson,
+    absurd_limit_headers,
+    dumps,
+    show,
+)
 
-HOURLY_LIMIT = 1000
-PER_SECOND_LIMIT = 100
+# Kept importable from here: the tests, bench/soak.py and the CLI use these names through api.py.
+__all__ = [
+    "ABSURD_LIMITS",
+    "FAULT_KINDS",
+    "HOSTILE_VALUES",
+    "OTHER_HOST",
+    "RETRY_AFTER_FORMATS",
+    "STORM_KINDS",
+    "Faults",
+    "RawJson",
+    "SimResponse",
+    "SimulatedApi",
+    "dumps",
+]
+
+HOURLY_LIMIT = 1000  # "Hourly limit: 1,000 requests per hour per API application"
+PER_SECOND_LIMIT = 100  # "100 RPS for reads"
+SECOND = 1.0  # the short rate-limit window
 MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 100
+MAX_UNKNOWN_ROUTES = 100  # distinct unknown paths remembered (a scanner cannot grow it without bound)
+RECENT_FAULTS = 64  # faults remembered in `recent`
 LIST_ROUTES = {
     "rbl/listings.json": ("listings", "Listings"),
     "rbl/hosts.json": ("hosts", "Hosts"),
@@ -40,152 +83,14 @@ LIST_ROUTES = {
     "contact/contacts.json": ("contacts", "Contacts"),
     "contact/groups.json": ("groups", "Contact Groups"),
 }
+COUNT_ROUTES: dict[str, Callable[[Account], int]] = {
+    "rbl/listings/count": lambda account: len(account.listed),
+    "cert/errors/count": lambda account: len(account.cert_errors()),
+}
 ONE_ROUTE = re.compile(r"^(rbl/hosts|cert/monitors)/([A-Z]{2}[0-9a-f]{32})\.json$")
 LOOP_PARAM = "_sim_loop"  # marks the hops of a same-host redirect loop
-OTHER_HOST = "http://other-host.invalid"  # where a cross-host redirect points by default
-STORM_KINDS = ("rate_limit", "redirect_loop", "redirect_other_host")
-FAULT_KINDS = (
-    "timeout",
-    "server_error",
-    "truncated_json",
-    "error_in_body",
-    "garbage",
-    "wrong_types",
-    "wrong_data",
-    "wrong_envelope",
-    "absurd_limits",
-    "redirect",
-    "redirect_loop",
-    "trickle",
-)
-ABSURD_LIMITS = 19  # absurd RateLimit-* combinations, given in turn
-RETRY_AFTER_FORMATS = ("delta", "date", "mixed")
-
-
-class RawJson(str):
-    """A JSON token written as it is (`1e400`, a 400-digit number): no Python value dumps to it."""
-
-
-# Values a hostile or broken API could put in any field: non-finite and huge numbers, numbers
-# as text, wrong types, lone surrogates, very long strings, impossible dates, path tricks.
-HOSTILE_VALUES: tuple[Any, ...] = (
-    math.nan,
-    math.inf,
-    -math.inf,
-    RawJson("1e400"),
-    RawJson("-1e400"),
-    RawJson("9" * 400),
-    "NaN",
-    "Infinity",
-    "-Infinity",
-    "inf",
-    "1e400",
-    "9" * 400,
-    -5,
-    2**80,
-    -(2**63),
-    0.5,
-    [],
-    [1, "two", None],
-    {},
-    {"nested": {"deep": [1]}},
-    True,
-    False,
-    None,
-    "",
-    "\ud800",
-    "lone \udfff surrogate",
-    "A" * 5000,
-    "2024-13-45",
-    "2024-13-45 10:00:00",
-    "0000-00-00 00:00:00",
-    '\x00\x01\n"\\{}',
-    "HT3/../../../../etc",
-    "é" * 10,
-)
-WRONG_DATA: tuple[Any, ...] = (
-    "temporarily unavailable",
-    42,
-    None,
-    True,
-    {"id": "not a list"},
-    [1, "a", None, []],
-    math.nan,
-    RawJson("1e400"),
-)
-ENVELOPE_FIELDS = ("page", "page_size", "total_pages", "total", "status_code", "status_message")
-GARBAGE_BODIES: tuple[bytes, ...] = (
-    b"<html><body><h1>502 Bad Gateway</h1></body></html>",
-    b"\x00\xff\xfe garbage \x80\x81",
-    b"Service Unavailable",
-    b"",
-    b"{'single': 'quotes'}",
-    b"[1, 2, 3",
-    b'\xef\xbb\xbf{"status_code": 200, "data": [}',
-    b"null",
-)
-
-
-def _show(value: Any) -> str:
-    """A short, printable description of a hostile value (for the record of faults)."""
-    if isinstance(value, RawJson):
-        return str(value) if len(value) < 20 else f"<{len(value)}-digit number>"
-    if isinstance(value, str) and len(value) > 40:
-        return f"<{len(value)}-char string>"
-    return ascii(value)
-
-
-def dumps(value: Any) -> bytes:
-    """JSON as Python writes it (NaN, Infinity, lone surrogates escaped), with RawJson tokens."""
-    raws: list[str] = []
-
-    def mark(v: Any) -> Any:
-        if isinstance(v, RawJson):
-            raws.append(str(v))
-            return f"@@raw{len(raws) - 1}@@"
-        if isinstance(v, dict):
-            return {k: mark(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [mark(x) for x in v]
-        return v
-
-    text = json.dumps(mark(value), separators=(",", ":"))
-    for i, raw in enumerate(raws):
-        text = text.replace(f'"@@raw{i}@@"', raw, 1)
-    return text.encode()
-
-
-@dataclass(slots=True)
-class Faults:
-    """Injected failures: rates are per request (at most one fault each); `rate_limit_at` forces
-    a 429 at those times; `storms` make every request in a window fail one way."""
-
-    error_rate: float = 0.0  # HTTP 500 with the error envelope
-    body_error_rate: float = 0.0  # HTTP 200 whose body says status_code 500
-    malformed_rate: float = 0.0  # HTTP 200 with truncated JSON
-    timeout_rate: float = 0.0  # no answer within the client's timeout
-    rate_limit_at: list[float] = field(default_factory=list)
-    forced_retry_after: float = 120.0
-    garbage_rate: float = 0.0  # HTTP 200 whose body is not JSON at all
-    wrong_types_rate: float = 0.0  # hostile values in random fields of random objects
-    wrong_data_rate: float = 0.0  # `data` of the wrong type
-    wrong_envelope_rate: float = 0.0  # page, total_pages, total, status_code of the wrong type
-    absurd_limits_rate: float = 0.0  # a good answer with absurd RateLimit-* headers
-    redirect_rate: float = 0.0  # 302 to another host
-    redirect_loop_rate: float = 0.0  # 302 to the same URL, forever
-    trickle_rate: float = 0.0  # the body sent in small pieces with pauses (over HTTP)
-    # (start, seconds, kind): every request in the window is a 429 ("rate_limit"), a redirect
-    # loop ("redirect_loop") or a redirect to the other host ("redirect_other_host")
-    storms: list[tuple[float, float, str]] = field(default_factory=list)
-    storm_retry_after: tuple[float, float] = (5.0, 120.0)  # Retry-After range in a 429 storm
-    retry_after_format: str = "delta"  # "delta", "date" (HTTP date) or "mixed"
-    other_host: str = OTHER_HOST  # base URL (scheme://host:port) of the cross-host redirect
-    # (time, kind): the first request at or after `time` gets fault `kind` (one of FAULT_KINDS),
-    # so that a short run meets every kind
-    scheduled: list[tuple[float, str]] = field(default_factory=list)
-
-    def storm(self, now: float) -> str | None:
-        return next((kind for start, seconds, kind in self.storms if start <= now < start + seconds), None)
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+JSON = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,12 +102,49 @@ class SimResponse:
     trickle: bool = False  # send the body in small pieces with pauses (HTTP only)
 
 
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """What is left of the two rate-limit windows at one moment."""
+
+    hour_left: int
+    second_left: int
+    hour_reset: float  # seconds until the oldest request leaves the hourly window
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """An accepted request, and the headers its answer carries so far."""
+
+    method: str
+    path: str  # without the leading /4.0/
+    query: Mapping[str, str]
+    now: float
+    headers: dict[str, str]
+
+
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> SimResponse:
+    """The documented error envelope ("Error Responses")."""
     body = json.dumps({"status_code": status, "status_message": message}).encode()
-    return SimResponse(status, {"Content-Type": "application/json", **(headers or {})}, body)
+    return SimResponse(status, {"Content-Type": JSON, **(headers or {})}, body)
+
+
+def _envelope(message: str, page: int, size: int, total: int, data: Any) -> dict[str, Any]:
+    """A success body with the paging envelope, keys in the order the API writes them."""
+    return {
+        "status_code": 200,
+        "status_message": message,
+        "page": page,
+        "page_size": size,
+        "total_pages": max(1, math.ceil(total / size)),
+        "total": total,
+        "data": data,
+    }
 
 
 class SimulatedApi:
+    """The API of one account: answers `handle(...)` calls, enforces the rate limits, injects the
+    faults asked for and records what it saw."""
+
     def __init__(
         self,
         account: Account,
@@ -226,37 +168,52 @@ class SimulatedApi:
         self.rejected_429 = 0
         self.injected: Counter[str] = Counter()  # faults injected, by kind
         # the last faults injected: (time, path, kind, what exactly), to explain what follows
-        self.recent: deque[tuple[float, str, str, str]] = deque(maxlen=64)
+        self.recent: deque[tuple[float, str, str, str]] = deque(maxlen=RECENT_FAULTS)
         self.unknown_routes: Counter[str] = Counter()  # paths asked for that are no API route
         self._absurd = 0
         self._at: tuple[float, str] = (0.0, "")
         # every request the other host of a redirect saw: (time, path, Authorization present,
         # the API's own credentials in it)
         self.other_host_requests: list[tuple[float, str, bool, bool]] = []
+        # Faults that break the answer to any method, and those that only answer a GET (after
+        # the 405 for other methods).
+        self._any_method_faults: dict[str, Callable[[Call], SimResponse]] = {
+            "timeout": self._hang,
+            "server_error": self._server_error,
+            "truncated_json": self._truncated_json,
+            "error_in_body": self._error_in_body,
+        }
+        self._get_faults: dict[str, Callable[[Call], SimResponse]] = {
+            "garbage": self._garbage,
+            "redirect": self._redirect_other,
+            "redirect_loop": self._redirect_loop,
+        }
 
     # -- rate limiting ----------------------------------------------------------------------
 
-    def _window(self, now: float) -> tuple[int, int, float, float]:
-        while self._hour and self._hour[0] <= now - 3600:
+    def _window(self, now: float) -> Windows:
+        while self._hour and self._hour[0] <= now - HOUR:
             self._hour.popleft()
         second = 0
         for t in reversed(self._hour):
-            if t <= now - 1:
+            if t <= now - SECOND:
                 break
             second += 1
-        hour_left = self.hourly_limit - len(self._hour)
-        second_left = self.per_second_limit - second
-        hour_reset = (self._hour[0] + 3600 - now) if self._hour else 3600.0
-        return hour_left, second_left, hour_reset, 1.0
+        return Windows(
+            hour_left=self.hourly_limit - len(self._hour),
+            second_left=self.per_second_limit - second,
+            hour_reset=(self._hour[0] + HOUR - now) if self._hour else float(HOUR),
+        )
 
     def _limit_headers(self, now: float) -> dict[str, str]:
-        hour_left, second_left, hour_reset, second_reset = self._window(now)
-        if second_left < hour_left:
-            remaining, reset = second_left, second_reset
+        """RateLimit-* for the most restrictive window ("Rate Limiting")."""
+        left = self._window(now)
+        if left.second_left < left.hour_left:
+            remaining, reset = left.second_left, SECOND
         else:
-            remaining, reset = hour_left, hour_reset
+            remaining, reset = left.hour_left, left.hour_reset
         return {
-            "RateLimit-Limit": f"{self.hourly_limit};w=3600, {self.per_second_limit};w=1",
+            "RateLimit-Limit": f"{self.hourly_limit};w={HOUR}, {self.per_second_limit};w={SECOND:g}",
             "RateLimit-Remaining": str(max(remaining, 0)),
             "RateLimit-Reset": str(max(1, math.ceil(reset))),
         }
@@ -274,163 +231,116 @@ class SimulatedApi:
             return formatdate(now + seconds, usegmt=True)
         return str(max(1, math.ceil(seconds)))
 
-    def _note(self, kind: str, detail: str = "") -> None:
-        self.injected[kind] += 1
-        now, path = self._at
-        self.recent.append((now, path, kind, detail[:300]))
-
-    def _absurd_limits(self, now: float) -> dict[str, str]:
-        """Each absurd combination in turn, so that a short run meets every one."""
-        choices = (  # the ones of issue 7 first
-            ("inf", "60", None),
-            ("0", "99999999999", None),
-            ("0", str(int(now) + 120), None),
-            ("1", str(int(now) + 3600 * 24 * 41), None),  # reset as an epoch, 41 days away
-            ("NaN", "60", None),
-            ("1e400", "60", None),
-            ("-1", "60", None),
-            ("9" * 400, "60", None),
-            ("Infinity", "60", None),
-            ("abc", "60", None),
-            ("0", "inf", None),
-            ("0", "NaN", None),
-            ("0", "-5", None),
-            ("0", "1e400", None),
-            ("5", "9" * 400, None),
-            (None, None, "garbage"),
-            (None, None, "0;w=0"),
-            (None, None, "9" * 400 + ";w=3600"),
-            (None, None, "1000;w=inf, 100;w=-1"),
-        )
-        remaining, reset, limit = choices[self._absurd % len(choices)]
-        self._absurd += 1
-        headers = self._limit_headers(now)
-        if remaining is not None:
-            headers["RateLimit-Remaining"] = remaining
-        if reset is not None:
-            headers["RateLimit-Reset"] = reset
-        if limit is not None:
-            headers["RateLimit-Limit"] = limit
-        self._note(
-            "absurd_rate_limit_headers",
-            f"Remaining={remaining} Reset={reset} Limit={limit}"
-            if len(str(remaining)) + len(str(reset)) < 100
-            else "400-digit values",
-        )
-        return headers
+    def _refuse(self, now: float, *, in_rate_limit_storm: bool) -> SimResponse | None:
+        """The 429 for this request, if it gets one: a 429 storm, a forced 429 that fell due, or
+        a full window (then Retry-After says when the window has room again)."""
+        left = self._window(now)
+        forced = self.faults.take_forced_429(now)
+        if in_rate_limit_storm:
+            lo, hi = self.faults.storm_retry_after
+            retry = self._retry_after(self._rng.uniform(lo, hi), now)
+            self._note("rate_limit_storm", f"Retry-After: {retry}")
+        elif forced:
+            retry = self._retry_after(self.faults.forced_retry_after, now)
+            self._note("rate_limit", f"Retry-After: {retry}")
+        elif left.hour_left <= 0 or left.second_left <= 0:
+            retry = str(max(1, math.ceil(left.hour_reset if left.hour_left <= 0 else SECOND)))
+        else:
+            return None
+        self.rejected_429 += 1
+        return _error(429, "Rate limit exceeded.", {"Retry-After": retry, **self._limit_headers(now)})
 
     # -- handling ---------------------------------------------------------------------------
 
     def handle(
         self, method: str, path: str, query: Mapping[str, str], authorization: str | None, now: float
     ) -> SimResponse:
+        """The answer to one request at time `now`."""
         path = path.strip("/").removeprefix("4.0/")
         self.received.append(now)
         self._at = (now, path)
         if authorization != self._auth:
             return _error(401, "Authentication failed.")
-        hour_left, second_left, hour_reset, _ = self._window(now)
-        forced = [t for t in self.faults.rate_limit_at if t <= now]
-        if forced:
-            self.faults.rate_limit_at = [t for t in self.faults.rate_limit_at if t > now]
         storm = self.faults.storm(now)
         loop_hop = LOOP_PARAM in query
-        if storm == "rate_limit" and not loop_hop:
-            self.rejected_429 += 1
-            lo, hi = self.faults.storm_retry_after
-            retry = self._retry_after(self._rng.uniform(lo, hi), now)
-            self._note("rate_limit_storm", f"Retry-After: {retry}")
-            return _error(429, "Rate limit exceeded.", {"Retry-After": retry, **self._limit_headers(now)})
-        if forced or hour_left <= 0 or second_left <= 0:
-            self.rejected_429 += 1
-            seconds = self.faults.forced_retry_after if forced else (hour_reset if hour_left <= 0 else 1.0)
-            retry = self._retry_after(seconds, now) if forced else str(max(1, math.ceil(seconds)))
-            if forced:
-                self._note("rate_limit", f"Retry-After: {retry}")
-            return _error(429, "Rate limit exceeded.", {"Retry-After": retry, **self._limit_headers(now)})
+        refused = self._refuse(now, in_rate_limit_storm=storm == "rate_limit" and not loop_hop)
+        if refused is not None:
+            return refused
         self._hour.append(now)
         self.accepted.append(now)
-        headers = {"Content-Type": "application/json", **self._limit_headers(now)}
+        call = Call(method, path, query, now, {"Content-Type": JSON, **self._limit_headers(now)})
         if loop_hop or storm == "redirect_loop":
-            return self._redirect_loop(path, query, headers)
+            return self._redirect_loop(call)
         if storm == "redirect_other_host":
-            return self._redirect_other(path, query, headers)
-        fault = self._scheduled(now) or self._pick(self._rng.random())
-        if fault == "timeout":
-            self._note("timeout")
-            return SimResponse(504, headers, b"", hang=True)
-        if fault == "server_error":
-            self._note("server_error")
-            return _error(500, "Internal server error (simulated).", self._limit_headers(now))
-        if fault == "truncated_json":
-            self._note("truncated_json")
-            return SimResponse(200, headers, b'{"status_code": 200, "data": [{"id": "HT')
-        if fault == "error_in_body":
-            self._note("error_in_body")
-            body = json.dumps({"status_code": 500, "status_message": "Validation failure (simulated)."})
-            return SimResponse(200, headers, body.encode())
-        if method != "GET":
-            return _error(405, f"{method} is not supported by the simulator.", headers)
-        if fault == "garbage":
-            garbage = self._rng.choice(GARBAGE_BODIES)
-            self._note("garbage_body", repr(garbage[:60]))
-            return SimResponse(200, headers, garbage)
-        if fault == "redirect":
-            return self._redirect_other(path, query, headers)
-        if fault == "redirect_loop":
-            return self._redirect_loop(path, query, headers)
+            return self._redirect_other(call)
+        fault = self.faults.take_scheduled(now) or self.faults.pick(self._rng.random())
+        return self._answer(call, fault)
+
+    def _answer(self, call: Call, fault: str | None) -> SimResponse:
+        """The answer to an accepted request, with `fault` (if any) applied."""
+        if fault in self._any_method_faults:
+            return self._any_method_faults[fault](call)
+        if call.method != "GET":
+            return _error(405, f"{call.method} is not supported by the simulator.", call.headers)
+        if fault in self._get_faults:
+            return self._get_faults[fault](call)
         if fault == "absurd_limits":
-            headers = {"Content-Type": "application/json", **self._absurd_limits(now)}
-        self.account.advance(now)
-        response = self._route(path, query, headers, fault)
+            call = replace(call, headers={"Content-Type": JSON, **self._absurd_limits(call.now)})
+        self.account.advance(call.now)
+        response = self._route(call, fault)
         if fault == "trickle":
             self._note("trickled_body")
-            return SimResponse(response.status, response.headers, response.body, trickle=True)
+            return replace(response, trickle=True)
         return response
 
-    def _scheduled(self, now: float) -> str | None:
-        """The first fault of `faults.scheduled` that has fallen due, if any (consumed)."""
-        due = self.faults.scheduled
-        if not due or min(t for t, _ in due) > now:
-            return None
-        at, kind = min(due)
-        due.remove((at, kind))
-        return kind
+    def _note(self, kind: str, detail: str = "") -> None:
+        self.injected[kind] += 1
+        now, path = self._at
+        self.recent.append((now, path, kind, detail[:300]))
 
-    def _pick(self, roll: float) -> str | None:
-        """The fault this roll lands on, if any (each kind has its share of [0, 1))."""
-        f = self.faults
-        for name, rate in (
-            ("timeout", f.timeout_rate),
-            ("server_error", f.error_rate),
-            ("truncated_json", f.malformed_rate),
-            ("error_in_body", f.body_error_rate),
-            ("garbage", f.garbage_rate),
-            ("wrong_types", f.wrong_types_rate),
-            ("wrong_data", f.wrong_data_rate),
-            ("wrong_envelope", f.wrong_envelope_rate),
-            ("absurd_limits", f.absurd_limits_rate),
-            ("redirect", f.redirect_rate),
-            ("redirect_loop", f.redirect_loop_rate),
-            ("trickle", f.trickle_rate),
-        ):
-            if roll < rate:
-                return name
-            roll -= rate
-        return None
+    # -- faults that replace the answer -----------------------------------------------------
 
-    def _redirect_other(self, path: str, query: Mapping[str, str], headers: dict[str, str]) -> SimResponse:
-        qs = f"?{urlencode(dict(query))}" if query else ""
-        location = f"{self.faults.other_host.rstrip('/')}/4.0/{path}{qs}"
+    def _hang(self, call: Call) -> SimResponse:
+        self._note("timeout")
+        return SimResponse(504, call.headers, b"", hang=True)
+
+    def _server_error(self, call: Call) -> SimResponse:
+        self._note("server_error")
+        return _error(500, "Internal server error (simulated).", self._limit_headers(call.now))
+
+    def _truncated_json(self, call: Call) -> SimResponse:
+        self._note("truncated_json")
+        return SimResponse(200, call.headers, TRUNCATED_BODY)
+
+    def _error_in_body(self, call: Call) -> SimResponse:
+        self._note("error_in_body")
+        body = json.dumps({"status_code": 500, "status_message": "Validation failure (simulated)."})
+        return SimResponse(200, call.headers, body.encode())
+
+    def _garbage(self, call: Call) -> SimResponse:
+        garbage = self._rng.choice(GARBAGE_BODIES)
+        self._note("garbage_body", repr(garbage[:60]))
+        return SimResponse(200, call.headers, garbage)
+
+    def _absurd_limits(self, now: float) -> dict[str, str]:
+        """Each absurd combination in turn, so that a short run meets every one."""
+        headers, detail = absurd_limit_headers(self._absurd, self._limit_headers(now), now)
+        self._absurd += 1
+        self._note("absurd_rate_limit_headers", detail)
+        return headers
+
+    def _redirect_other(self, call: Call) -> SimResponse:
+        qs = f"?{urlencode(dict(call.query))}" if call.query else ""
+        location = f"{self.faults.other_host.rstrip('/')}/4.0/{call.path}{qs}"
         self._note("redirect_other_host", f"Location: {location}")
-        return SimResponse(302, {**headers, "Location": location}, b"")
+        return SimResponse(302, {**call.headers, "Location": location}, b"")
 
-    def _redirect_loop(self, path: str, query: Mapping[str, str], headers: dict[str, str]) -> SimResponse:
-        raw = str(query.get(LOOP_PARAM, "0"))
+    def _redirect_loop(self, call: Call) -> SimResponse:
+        raw = str(call.query.get(LOOP_PARAM, "0"))
         hop = int(raw) if raw.isascii() and raw.isdigit() else 0
-        location = f"/4.0/{path}?{urlencode({**dict(query), LOOP_PARAM: str(hop + 1)})}"
+        location = f"/4.0/{call.path}?{urlencode({**dict(call.query), LOOP_PARAM: str(hop + 1)})}"
         self._note("redirect_loop_hop" if hop else "redirect_loop", f"Location: {location}")
-        return SimResponse(302, {**headers, "Location": location}, b"")
+        return SimResponse(302, {**call.headers, "Location": location}, b"")
 
     def other_host(self, path: str, authorization: str | None, now: float) -> SimResponse:
         """What the other host of a cross-host redirect answers; records who came, with what."""
@@ -439,114 +349,90 @@ class SimulatedApi:
 
     # -- routes -----------------------------------------------------------------------------
 
-    def _route(
-        self, path: str, query: Mapping[str, str], headers: dict[str, str], fault: str | None = None
-    ) -> SimResponse:
-        if path in ("rbl/listings/count", "cert/errors/count"):
-            count = (
-                len(self.account.listed) if path == "rbl/listings/count" else len(self.account.cert_errors())
-            )
-            text = str(count)
-            if fault == "wrong_types":
-                text = self._rng.choice(
-                    (
-                        "Infinity",
-                        "NaN",
-                        "1e400",
-                        "9" * 400,
-                        "-3",
-                        "2.5",
-                        "[]",
-                        '{"count": "inf"}',
-                        '{"count": 1e400}',
-                        "\ud800",
-                    )
-                )
-                self._note("wrong_types", f"count body {text[:40]!r}")
-            return SimResponse(
-                200, {**headers, "Content-Type": "text/plain"}, text.encode("utf-8", "surrogatepass")
-            )
-        if path in LIST_ROUTES:
-            return self._list(path, query, headers, fault)
-        m = ONE_ROUTE.match(path)
-        if m:
-            kind, ident = m.groups()
-            objects: Mapping[str, Any] = self.account.hosts if kind == "rbl/hosts" else self.account.monitors
-            obj = objects.get(ident)
-            if obj is None:
-                return _error(400, f"Invalid {kind.split('/')[1][:-1]} id provided.", headers)
-            body: dict[str, Any] = {
-                "status_code": 200,
-                "status_message": "OK",
-                "page": 1,
-                "page_size": 100,
-                "total_pages": 1,
-                "total": 1,
-                "data": [obj.to_json()],
-            }
-            return SimResponse(200, headers, self._hostile(body, fault))
-        if len(self.unknown_routes) < 100 or path in self.unknown_routes:
-            self.unknown_routes[path[:200]] += 1
-        return _error(404, f"Unknown endpoint /4.0/{path}.", headers)
+    def _route(self, call: Call, fault: str | None) -> SimResponse:
+        if call.path in COUNT_ROUTES:
+            return self._count(call, fault)
+        if call.path in LIST_ROUTES:
+            return self._list(call, fault)
+        one = ONE_ROUTE.match(call.path)
+        if one:
+            return self._one(call, one.group(1), one.group(2), fault)
+        if len(self.unknown_routes) < MAX_UNKNOWN_ROUTES or call.path in self.unknown_routes:
+            self.unknown_routes[call.path[:200]] += 1
+        return _error(404, f"Unknown endpoint /4.0/{call.path}.", call.headers)
 
-    def _list(
-        self, path: str, query: Mapping[str, str], headers: dict[str, str], fault: str | None = None
-    ) -> SimResponse:
-        name, message = LIST_ROUTES[path]
+    def _count(self, call: Call, fault: str | None) -> SimResponse:
+        """`rbl/listings/count`, `cert/errors/count`: a bare number as text/plain."""
+        text = str(COUNT_ROUTES[call.path](self.account))
+        if fault == "wrong_types":
+            text = self._rng.choice(HOSTILE_COUNT_BODIES)
+            self._note("wrong_types", f"count body {text[:40]!r}")
+        headers = {**call.headers, "Content-Type": "text/plain"}
+        return SimResponse(200, headers, text.encode("utf-8", "surrogatepass"))
+
+    def _one(self, call: Call, kind: str, ident: str, fault: str | None) -> SimResponse:
+        """`rbl/hosts/{HT…}.json`, `cert/monitors/{CM…}.json`: one object in a one-item page."""
+        objects: Mapping[str, Any] = self.account.hosts if kind == "rbl/hosts" else self.account.monitors
+        obj = objects.get(ident)
+        if obj is None:
+            return _error(400, f"Invalid {kind.split('/')[1][:-1]} id provided.", call.headers)
+        body = _envelope("OK", 1, DEFAULT_PAGE_SIZE, 1, [obj.to_json()])
+        return SimResponse(200, call.headers, self._hostile(body, fault))
+
+    def _list(self, call: Call, fault: str | None) -> SimResponse:
+        """A collection, one page of it, in the paging envelope."""
+        name, message = LIST_ROUTES[call.path]
         try:
-            page = max(1, int(query.get("page", "1")))
-            size = min(MAX_PAGE_SIZE, max(1, int(query.get("page_size", "100"))))
+            page = max(1, int(call.query.get("page", "1")))
+            size = min(MAX_PAGE_SIZE, max(1, int(call.query.get("page_size", str(DEFAULT_PAGE_SIZE)))))
         except ValueError:
-            return _error(400, "page and page_size must be integers.", headers)
+            return _error(400, "page and page_size must be integers.", call.headers)
         items, total = self.account.page(name, page, size)
-        body: dict[str, Any] = {
-            "status_code": 200,
-            "status_message": message,
-            "page": page,
-            "page_size": size,
-            "total_pages": max(1, math.ceil(total / size)),
-            "total": total,
-            "data": items,
-        }
+        body = _envelope(message, page, size, total, items)
         if name in ("hosts", "listings"):
             body["total_listed"] = len(self.account.listed)
         if name == "errors":
             body["total_errors"] = total
         if fault is None or fault in ("absurd_limits", "trickle"):
-            return SimResponse(200, headers, json.dumps(body, separators=(",", ":")).encode())
-        return SimResponse(200, headers, self._hostile(body, fault))
+            return SimResponse(200, call.headers, json.dumps(body, separators=(",", ":")).encode())
+        return SimResponse(200, call.headers, self._hostile(body, fault))
+
+    # -- faults that spoil a body -----------------------------------------------------------
 
     def _hostile(self, body: dict[str, Any], fault: str | None) -> bytes:
         """The body with the chosen fault applied to it (objects, `data` or the envelope)."""
         rng = self._rng
-        changed: list[str] = []
         if fault == "wrong_types" and body["data"]:
-            items = body["data"]
-            if rng.random() < 0.2:  # every field of one object
-                i = rng.randrange(len(items))
-                items[i] = {k: rng.choice(HOSTILE_VALUES) for k in items[i]}
-                changed = [f"data[{i}].{k}={_show(v)}" for k, v in items[i].items()]
-            else:  # random fields of random objects, nested ones too
-                for i in rng.sample(range(len(items)), min(len(items), rng.randint(1, 3))):
-                    obj = dict(items[i])
-                    for key in rng.sample(sorted(obj), min(len(obj), rng.randint(1, 3))):
-                        obj[key] = rng.choice(HOSTILE_VALUES)
-                        changed.append(f"data[{i}].{key}={_show(obj[key])}")
-                    details = obj.get("listed_details")
-                    if isinstance(details, list) and details and rng.random() < 0.5:
-                        value = rng.choice(HOSTILE_VALUES)
-                        obj["listed_details"] = [
-                            {**d, "host": value} if isinstance(d, dict) else d for d in details
-                        ]
-                        changed.append(f"data[{i}].listed_details[].host={_show(value)}")
-                    items[i] = obj
-            self._note("wrong_types", "; ".join(changed))
+            self._note("wrong_types", "; ".join(self._spoil_objects(body["data"])))
         elif fault == "wrong_data":
             body["data"] = rng.choice(WRONG_DATA)
-            self._note("wrong_data", f"data={_show(body['data'])}")
+            self._note("wrong_data", f"data={show(body['data'])}")
         elif fault == "wrong_envelope":
+            changed = []
             for key in rng.sample(ENVELOPE_FIELDS, rng.randint(1, 3)):
                 body[key] = rng.choice(HOSTILE_VALUES)
-                changed.append(f"{key}={_show(body[key])}")
+                changed.append(f"{key}={show(body[key])}")
             self._note("wrong_envelope", "; ".join(changed))
         return dumps(body)
+
+    def _spoil_objects(self, items: list[dict[str, Any]]) -> list[str]:
+        """Hostile values in `items` (in place): every field of one object (a fifth of the time)
+        or random fields of random objects, nested ones too. Returns what changed."""
+        rng = self._rng
+        if rng.random() < 0.2:
+            i = rng.randrange(len(items))
+            items[i] = {k: rng.choice(HOSTILE_VALUES) for k in items[i]}
+            return [f"data[{i}].{k}={show(v)}" for k, v in items[i].items()]
+        changed: list[str] = []
+        for i in rng.sample(range(len(items)), min(len(items), rng.randint(1, 3))):
+            obj = dict(items[i])
+            for key in rng.sample(sorted(obj), min(len(obj), rng.randint(1, 3))):
+                obj[key] = rng.choice(HOSTILE_VALUES)
+                changed.append(f"data[{i}].{key}={show(obj[key])}")
+            details = obj.get("listed_details")
+            if isinstance(details, list) and details and rng.random() < 0.5:
+                value = rng.choice(HOSTILE_VALUES)
+                obj["listed_details"] = [{**d, "host": value} if isinstance(d, dict) else d for d in details]
+                changed.append(f"data[{i}].listed_details[].host={show(value)}")
+            items[i] = obj
+        return changed

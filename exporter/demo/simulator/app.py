@@ -1,6 +1,7 @@
-"""The simulated API as an aiohttp app under /4.0/ (thin: `SimulatedApi.handle` does the work),
-and the "other host" a cross-host redirect fault points at: a second tiny server that records
-every request it gets and whether it carried an Authorization header."""
+"""I/O (loopback sockets): the simulated API as an aiohttp app under /4.0/ (thin:
+`SimulatedApi.handle` does the work), its optional control routes, and the "other host" a
+cross-host redirect fault points at: a second tiny server that records every request it gets and
+whether it carried an Authorization header."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ HANG: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("hang")
 HANG_SECONDS = 120.0  # a simulated timeout: longer than any sane client timeout
 TRICKLE_PIECE = 4096  # bytes per piece of a trickled body
 TRICKLE_PAUSE = 0.002  # real seconds between pieces (loopback would deliver it whole otherwise)
+DEFAULT_EXPIRE_DAYS = "5"  # /_sim/monitors/{id}/expire without ?days=
+DEFAULT_ERROR_TYPE = "name_mismatch"  # /_sim/monitors/{id}/error without ?type=
 
 
 async def _respond(request: web.Request, result: SimResponse) -> web.StreamResponse:
+    """Send `result`, at once or (a trickle fault) in TRICKLE_PIECE pieces with pauses."""
     headers = dict(result.headers)
     content_type = headers.pop("Content-Type", "application/json")
     if not result.trickle:
@@ -38,6 +42,7 @@ async def _respond(request: web.Request, result: SimResponse) -> web.StreamRespo
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
+    """Any method on /4.0/{path}: what the simulated API answers (a "timeout" waits first)."""
     api, clock = request.app[API], request.app[CLOCK]
     path = request.match_info["path"]
     result = api.handle(
@@ -49,6 +54,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def other_host(request: web.Request) -> web.StreamResponse:
+    """Anything on the other host: a 404, recorded."""
     api, clock = request.app[API], request.app[CLOCK]
     result = api.other_host(request.path, request.headers.get("Authorization"), clock.time())
     return await _respond(request, result)
@@ -58,32 +64,27 @@ async def control(request: web.Request) -> web.Response:
     """Test control (only with --control): change the account on purpose.
 
     POST /_sim/hosts/{id}/list | /delist, /_sim/monitors/{id}/expire?days=N | /renew,
-    /_sim/monitors/{id}/error?type=T | /clear. Changes emit webhooks like natural drift does."""
-    account, clock = request.app[API].account, request.app[CLOCK]
+    /_sim/monitors/{id}/error?type=T | /clear. Changes emit webhooks like natural drift does;
+    an unknown action changes nothing. Answers the object as the API shows it after the change."""
+    account, now = request.app[API].account, request.app[CLOCK].time()
     kind, ident, action = (request.match_info[k] for k in ("kind", "id", "action"))
-    now = clock.time()
     if kind == "hosts" and ident in account.hosts:
         host = account.hosts[ident]
         if action == "list":
-            account._list(host, now)
-        elif action == "delist" and host.rbls:
-            account._delist(host)
-        account.version += 1
+            account.list_host(host, now)
+        elif action == "delist":
+            account.delist_host(host)
         return web.json_response(host.to_json())
     if kind == "monitors" and ident in account.monitors:
         monitor = account.monitors[ident]
         if action == "expire":
-            monitor.not_after = now + float(request.query.get("days", "5")) * 86400
-            account._expiry_error(monitor)
+            account.expire_certificate(monitor, now, float(request.query.get("days", DEFAULT_EXPIRE_DAYS)))
         elif action == "renew":
-            monitor.not_after = now + 90 * 86400
-            account._emit("cert.expiration.resolve", monitor=monitor.to_json(), expiry_days=90)
-            account._expiry_error(monitor)
+            account.renew_certificate(monitor, now)
         elif action == "error":
-            account._error(monitor, request.query.get("type", "name_mismatch"))
+            account.break_certificate(monitor, request.query.get("type", DEFAULT_ERROR_TYPE))
         elif action == "clear":
-            account._clear(monitor, list(monitor.errors))
-        account.version += 1
+            account.clear_certificate(monitor)
         return web.json_response(monitor.to_json())
     return web.json_response({"error": f"no {kind} {ident}"}, status=404)
 
@@ -141,8 +142,5 @@ async def start_other_host(
 async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    server = site._server  # the bound port when port=0; aiohttp has no public accessor
-    assert isinstance(server, asyncio.base_events.Server)  # noqa: S101
-    return runner, server.sockets[0].getsockname()[1]
+    await web.TCPSite(runner, host, port).start()
+    return runner, int(runner.addresses[0][1])  # the bound port, also when port=0

@@ -1,5 +1,6 @@
 """An in-process transport straight into the simulator: hours of polling in milliseconds with a
-fake clock (tests, the budget proof, the benchmarks).
+fake clock (tests, the budget proof, the benchmarks). No I/O: latency and timeouts are sleeps on
+the injected clock.
 
 Like the real transport (exporter.api.transport), it does not follow redirects: a 3xx is answered as it
 is. `max_redirects > 0` models a client that follows them as aiohttp does by default (up to 10
@@ -13,16 +14,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlsplit
 
+from exporter.api.endpoints import route_of
 from exporter.api.envelope import RawResponse
 from exporter.api.transport import basic_auth
 from exporter.clock import Clock
-from exporter.demo.simulator.api import SimResponse, SimulatedApi
+from exporter.demo.simulator.api import REDIRECT_STATUSES, SimResponse, SimulatedApi
 from exporter.errors import ApiError
 
 AIOHTTP_MAX_REDIRECTS = 10  # what aiohttp follows by default, for max_redirects
+LATENCY = 0.05  # clock seconds an answer takes
+TIMEOUT = 30.0  # clock seconds a client waits for an answer that never comes
 
 
 class SimulatorTransport:
+    """The exporter's transport seam (`get(path, params)`), answered by a `SimulatedApi`."""
+
     def __init__(
         self,
         api: SimulatedApi,
@@ -30,8 +36,8 @@ class SimulatorTransport:
         account_sid: str,
         auth_token: str,
         *,
-        latency: float = 0.05,
-        timeout: float = 30.0,
+        latency: float = LATENCY,
+        timeout: float = TIMEOUT,
         max_redirects: int = 0,
     ) -> None:
         self._api = api
@@ -42,10 +48,10 @@ class SimulatorTransport:
         self._max_redirects = max_redirects  # 0: answer a redirect as it is
 
     async def get(self, path: str, params: Mapping[str, str]) -> RawResponse:
-        route = path.removesuffix(".json")
+        route = route_of(path)
         response = self._api.handle("GET", path, params, self._auth, self._clock.time())
         hops = 0
-        while response.status in (301, 302, 303, 307, 308) and self._max_redirects > 0:
+        while response.status in REDIRECT_STATUSES and self._max_redirects > 0:
             if hops >= self._max_redirects:
                 raise ApiError(route, None, f"TooManyRedirects: {hops} hops", "network")
             hops += 1
