@@ -8,6 +8,10 @@ JUnit report. The whole run has a wall-clock deadline: past it the subprocess is
 command fails with a clear message. Results go to bench/results/fuzz.json.
 
     python -m bench.fuzz [--examples 2000] [--deadline 3600] [-k EXPR]
+
+Exit status: 0 when every test passed, 1 when a test or an example failed, 2 when there was
+nothing to fuzz or the deadline killed the run. No I/O beyond the pytest subprocess, its
+temporary JUnit report and the results file.
 """
 
 from __future__ import annotations
@@ -33,6 +37,14 @@ _TEST = re.compile(r"^(\S+\.py::\S+?):\s*$")
 # "5 passing examples, 0 failing examples, 0 invalid examples" (older hypothesis)
 _COUNTS = re.compile(r"(\d+) passing(?: examples)?, (\d+) failing(?: examples)?,? (?:and )?(\d+) invalid")
 _STOPPED = re.compile(r"^\s*- Stopped because (.+)$")
+
+DEFAULT_EXAMPLES = 2000  # examples per property test; the suite's own profile runs 40
+DEFAULT_DEADLINE = 3600.0  # wall-clock seconds for the whole run (2000 examples took about 400 s)
+KILL_GRACE = 60.0  # seconds to collect the output of a pytest killed at the deadline
+FAILURE_TAIL = 6000  # characters of pytest's output kept in fuzz.json when something failed
+PRINTED_TAIL = 3000  # of those, the characters printed to stderr
+EXIT_FAILED = 1  # a test or an example failed
+EXIT_UNUSABLE = 2  # no run to judge: nothing to fuzz, or the deadline killed it
 
 
 def test_files() -> list[str]:
@@ -89,85 +101,105 @@ def parse_junit(path: Path) -> dict[str, str]:
     return outcomes
 
 
-def run(examples: int, deadline: float, files: list[str], keyword: str | None) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="generatorlabs-fuzz-") as tmp:
-        junit = Path(tmp) / "junit.xml"
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--no-header",
-            "--hypothesis-show-statistics",
-            f"--junitxml={junit}",
-            *files,
-        ]
-        if keyword:
-            cmd += ["-k", keyword]
-        env = {**os.environ, "FUZZ_EXAMPLES": str(examples)}
-        began = time.monotonic()
-        proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        overran = False
-        try:
-            output, _ = proc.communicate(timeout=deadline)
-        except subprocess.TimeoutExpired:
-            overran = True
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate(timeout=60)
-        wall = time.monotonic() - began
-        stats = parse_statistics(output or "")
-        outcomes = parse_junit(junit)
+def pytest_command(junit: Path, files: list[str], keyword: str | None) -> list[str]:
+    """The pytest invocation: quiet, no cache, hypothesis statistics and a JUnit report."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--no-header",
+        "--hypothesis-show-statistics",
+        f"--junitxml={junit}",
+        *files,
+    ]
+    return [*cmd, "-k", keyword] if keyword else cmd
+
+
+def run_pytest(cmd: list[str], examples: int, deadline: float) -> tuple[str, int | None, bool]:
+    """Run `cmd` with FUZZ_EXAMPLES set: its combined output, its exit code (None when it was
+    killed) and whether it overran `deadline`. Past the deadline the whole process group is
+    killed; if even that does not end it within KILL_GRACE, this fails with a clear message."""
+    env = {**os.environ, "FUZZ_EXAMPLES": str(examples)}
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=deadline)
+        return output or "", proc.returncode, False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        output, _ = proc.communicate(timeout=KILL_GRACE)
+    except subprocess.TimeoutExpired as err:
+        raise SystemExit(
+            f"bench.fuzz: pytest (pid {proc.pid}) overran its {deadline:g} s deadline and still had not "
+            f"exited {KILL_GRACE:g} s after SIGKILL"
+        ) from err
+    return output or "", None, True
+
+
+def per_test(output: str, junit: Path, overran: bool) -> dict[str, dict[str, Any]]:
+    """Per test id: its outcome (from the JUnit report) and its example counts (from the
+    statistics; None for a test that is not property-based)."""
+    stats = parse_statistics(output)
+    outcomes = parse_junit(junit)
     tests = {}
     for test_id in sorted(set(stats) | set(outcomes)):
         tests[test_id] = {
             "outcome": outcomes.get(test_id, "unknown" if overran else "not reported"),
             **stats.get(test_id, {"passing": None, "failing": None, "invalid": None}),
         }
-    tail = (output or "").strip().splitlines()[-1:] or [""]
+    return tests
+
+
+def totals(tests: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Tests, property tests, examples run, failed and invalid, and tests failed."""
+    return {
+        "tests": len(tests),
+        "property_tests": sum(1 for t in tests.values() if t.get("passing") is not None),
+        "examples_run": sum((t.get("passing") or 0) + (t.get("failing") or 0) for t in tests.values()),
+        "examples_failed": sum(t.get("failing") or 0 for t in tests.values()),
+        "examples_invalid": sum(t.get("invalid") or 0 for t in tests.values()),
+        "tests_failed": sum(1 for t in tests.values() if t["outcome"] in ("failed", "error")),
+    }
+
+
+def run(examples: int, deadline: float, files: list[str], keyword: str | None) -> dict[str, Any]:
+    """Run the property-based tests of `files` with `examples` examples each: the result
+    written to fuzz.json."""
+    with tempfile.TemporaryDirectory(prefix="generatorlabs-fuzz-") as tmp:
+        junit = Path(tmp) / "junit.xml"
+        began = time.monotonic()
+        output, exit_code, overran = run_pytest(pytest_command(junit, files, keyword), examples, deadline)
+        wall = time.monotonic() - began
+        tests = per_test(output, junit, overran)
+    tail = output.strip().splitlines()[-1:] or [""]
     return {
         "fuzz_examples": examples,
         "files": files,
         "deadline_seconds": deadline,
         "overran_deadline": overran,
-        "pytest_exit_code": None if overran else proc.returncode,
+        "pytest_exit_code": exit_code,
         "pytest_summary": tail[0],
         "tests": tests,
-        "totals": {
-            "tests": len(tests),
-            "property_tests": sum(1 for t in tests.values() if t.get("passing") is not None),
-            "examples_run": sum((t.get("passing") or 0) + (t.get("failing") or 0) for t in tests.values()),
-            "examples_failed": sum(t.get("failing") or 0 for t in tests.values()),
-            "examples_invalid": sum(t.get("invalid") or 0 for t in tests.values()),
-            "tests_failed": sum(1 for t in tests.values() if t["outcome"] in ("failed", "error")),
-        },
+        "totals": totals(tests),
         "wall_seconds": round(wall, 1),
-        "failure_output": (output or "")[-6000:] if proc.returncode not in (0, None) or overran else "",
+        "failure_output": output[-FAILURE_TAIL:] if exit_code not in (0, None) or overran else "",
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__.split("\n\n")[0])
-    p.add_argument("--examples", type=int, default=2000, help="FUZZ_EXAMPLES: examples per property test")
-    p.add_argument("--deadline", type=float, default=3600.0, help="wall-clock seconds for the whole run")
-    p.add_argument("-k", dest="keyword", help="only tests matching this pytest -k expression")
-    args = p.parse_args(argv)
-    files = test_files()
-    if not files:
-        print("no test file with a property-based test (@given) found", file=sys.stderr)
-        return 2
-    result = run(args.examples, args.deadline, files, args.keyword)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fuzz.json").write_text(json.dumps(result, indent=2))
+def print_report(result: dict[str, Any]) -> None:
+    """Per property test its examples; the other tests of those files in one line unless they failed;
+    then the totals."""
     others = {k: t for k, t in result["tests"].items() if t.get("passing") is None}
     for test_id, t in result["tests"].items():
         if t.get("passing") is not None:
@@ -184,15 +216,35 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{totals['property_tests']} property tests, {totals['examples_run']} examples run, "
         f"{totals['examples_failed']} failed; {totals['tests_failed']} of {totals['tests']} tests failed "
-        f"({result['wall_seconds']} s; FUZZ_EXAMPLES={args.examples})"
+        f"({result['wall_seconds']} s; FUZZ_EXAMPLES={result['fuzz_examples']})"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.fuzz", description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument(
+        "--examples", type=int, default=DEFAULT_EXAMPLES, help="FUZZ_EXAMPLES: examples per property test"
+    )
+    p.add_argument(
+        "--deadline", type=float, default=DEFAULT_DEADLINE, help="wall-clock seconds for the whole run"
+    )
+    p.add_argument("-k", dest="keyword", help="only tests matching this pytest -k expression")
+    args = p.parse_args(argv)
+    files = test_files()
+    if not files:
+        print("no test file with a property-based test (@given) found", file=sys.stderr)
+        return EXIT_UNUSABLE
+    result = run(args.examples, args.deadline, files, args.keyword)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fuzz.json").write_text(json.dumps(result, indent=2))
+    print_report(result)
     print(f"results: {RESULTS / 'fuzz.json'}")
     if result["overran_deadline"]:
         print(f"bench.fuzz: the run overran its {args.deadline:g} s deadline and was killed", file=sys.stderr)
-        return 2
+        return EXIT_UNUSABLE
     if result["failure_output"]:
-        print(result["failure_output"][-3000:], file=sys.stderr)
-    return 0 if result["pytest_exit_code"] == 0 and totals["tests_failed"] == 0 else 1
+        print(result["failure_output"][-PRINTED_TAIL:], file=sys.stderr)
+    return 0 if result["pytest_exit_code"] == 0 and result["totals"]["tests_failed"] == 0 else EXIT_FAILED
 
 
 if __name__ == "__main__":

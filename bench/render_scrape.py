@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import time
@@ -20,7 +21,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from exporter.api.records import parse_cert_error, parse_host, parse_monitor
-from exporter.app import build_exporter
+from exporter.app import open_exporter
 from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.transport import SimulatorTransport
@@ -141,10 +142,12 @@ async def main() -> None:
     account = Account(1, 1, now)
     from exporter.demo.simulator.api import SimulatedApi
 
-    exporter = build_exporter(config, SimulatorTransport(SimulatedApi(account, SID, TOKEN), clock,
-                                                         SID, TOKEN), clock)
+    transport = SimulatorTransport(SimulatedApi(account, SID, TOKEN), clock, SID, TOKEN)
+    lifetime = contextlib.AsyncExitStack()
+    exporter = await lifetime.enter_async_context(open_exporter(config, transport, clock, ":memory:"))
     for snap in snaps.values():
         exporter.store.replace(snap)
+    await exporter.journal.drain()  # the in-memory state written before anything is timed
     exporter.scraper.render_now()
 
     async def reload() -> list[str]:
@@ -155,6 +158,7 @@ async def main() -> None:
     app = build_app(ServerParts(exporter.scraper, exporter.store, exporter.live, reload, clock.time))
     plain, plain_size = await scrape_times(app, max(20, args.scrapes // 4), {"Accept-Encoding": "identity"})
     expose = timed(lambda: exporter.scraper.expose("", "gzip"), args.scrapes)
+    await lifetime.aclose()
 
     result = {
         "hosts": args.hosts, "monitors": args.monitors, "samples": samples,

@@ -1,7 +1,7 @@
 """Chaos soak: a whole exporter through simulated hours of hostile API answers, crashes and
 hostile webhooks, and the invariants that must hold throughout.
 
-What runs: the real exporter (build_exporter + attach_state on a real SQLite state file, the real
+What runs: the real exporter (build_exporter, warm-started from a real SQLite state file, the real
 aiohttp app from create_app with its supervised scheduler, renderer and applier, the real
 HttpTransport) on loopback against the simulator (exporter.demo.simulator) and a second tiny server,
 the "other host" that cross-host redirects point at. Time is virtual: every `clock.sleep` of the
@@ -76,7 +76,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.api.envelope import RawResponse
 from exporter.api.transport import HttpTransport, basic_auth, make_session
-from exporter.app import Exporter, attach_state, build_exporter, create_app
+from exporter.app import Exporter, build_exporter, create_app
 from exporter.config.model import Config
 from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account, iso, sid
@@ -1150,8 +1150,8 @@ class Soak:
             self._context,
             lambda: sum(self.api.injected.values()) - self.api.injected["trickled_body"],
         )
-        exporter = build_exporter(self.config, transport, self.clock)
-        journal = await self.driver.complete(attach_state(exporter, db, loaded), "loading the state")
+        exporter = build_exporter(self.config, transport, self.clock, db, loaded)
+        journal = exporter.journal
         config = self.config
         app = create_app(exporter, lambda: config)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
