@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -20,9 +17,8 @@ import pytest
 import yaml
 
 from exporter.webhooks.signature import sign
-from tests.helpers.processes import DEADLINE, free_port, get, wait_for
+from tests.helpers.processes import ROOT, free_port, get, start_exporter, terminate, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 MODERN = {"stat", "timeseries", "table", "bargauge", "gauge", "piechart", "text", "row"}
 
@@ -67,61 +63,86 @@ def test_dashboards_are_valid_dashboard_json() -> None:
 
 def expand(expr: str) -> str:
     """Grafana's variables, as a dashboard would fill them in."""
-    return (expr.replace("$__rate_interval", "1m").replace("$warning_days", "14")
-            .replace("$critical_days", "3"))
+    return (
+        expr.replace("$__rate_interval", "1m").replace("$warning_days", "14").replace("$critical_days", "3")
+    )
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests.conftest import need_binary
+    from tests.helpers.processes import need_binary
 
     binary = need_binary("prometheus")
     home = tmp_path_factory.mktemp("stack")
     exporter_port, prom_port = free_port(), free_port()
     secret = "whsec_dashboard_test_secret"
-    (home / "config.yaml").write_text(yaml.safe_dump({
-        "webhooks": {"enabled": True, "secrets": [secret], "hetrixtools_token": HX_TOKEN},
-        "state": {"path": str(home / "state.sqlite")}}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
-    with (home / "exporter.log").open("wb") as log:
-        exporter = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "--demo", "--config.file", str(home / "config.yaml"),
-             "--web.listen-address", f"127.0.0.1:{exporter_port}"], stdout=subprocess.DEVNULL,
-            stderr=log, env=env)
-    (home / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "generatorlabs",
-                            "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}]}))
+    (home / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "webhooks": {"enabled": True, "secrets": [secret], "hetrixtools_token": HX_TOKEN},
+                "state": {"path": str(home / "state.sqlite")},
+            }
+        )
+    )
+    exporter = start_exporter(
+        home, "--demo", "--config.file", str(home / "config.yaml"), port=exporter_port, ready=False
+    )
+    (home / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "generatorlabs",
+                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                    }
+                ],
+            }
+        )
+    )
     with (home / "prometheus.log").open("wb") as log:
         prom = subprocess.Popen(
-            [binary, f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=log, stderr=log)
+            [
+                binary,
+                f"--config.file={home / 'prometheus.yml'}",
+                f"--storage.tsdb.path={home / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=log,
+            stderr=log,
+        )
     base = f"http://127.0.0.1:{prom_port}"
     try:
-        exporter_url = f"http://127.0.0.1:{exporter_port}"
+        exporter_url = exporter.base
         wait_for(lambda: get(exporter_url + "/-/ready")[0] == 200, "the exporter")
         # one rejected webhook, so the rejection panel has a series to show
         body = b'{"event_sid": "TA00", "event_type": "x", "event_date": "2026-01-01T00:00:00Z"}'
 
-
-        request = urllib.request.Request(exporter_url + "/webhooks/generatorlabs", data=body, headers={
-            "Content-Type": "application/json", "X-Webhook-Signature": sign(body, "wrong", 1)})
+        request = urllib.request.Request(
+            exporter_url + "/webhooks/generatorlabs",
+            data=body,
+            headers={"Content-Type": "application/json", "X-Webhook-Signature": sign(body, "wrong", 1)},
+        )
         with pytest.raises(urllib.error.HTTPError) as rejected:
             urllib.request.urlopen(request, timeout=5)
         assert rejected.value.code == 401
         send_hostile_webhooks(exporter_url, secret)
-        wait_for(lambda: series(base, 'count_over_time(generatorlabs_rbl_hosts[1m]) >= 8')
-                 and series(base, "generatorlabs_agent_info")
-                 and series(base, "hetrixtools_blacklist_monitor_info"), "Prometheus to scrape enough")
+        wait_for(
+            lambda: (
+                series(base, "count_over_time(generatorlabs_rbl_hosts[1m]) >= 8")
+                and series(base, "generatorlabs_agent_info")
+                and series(base, "hetrixtools_blacklist_monitor_info")
+            ),
+            "Prometheus to scrape enough",
+        )
         yield base
     finally:
-        for process in (prom, exporter):
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=DEADLINE)
+        terminate(prom, clean=False)
+        terminate(exporter, clean=False)
 
 
 HX_TOKEN = "hx-dashboard-token-0123456789"
-HOSTILE_TEXT = "\ud800 lone surrogate, NUL \x00, bell \x07, \"quotes\", back\\slash,\nnewline " + "x" * 5000
+HOSTILE_TEXT = '\ud800 lone surrogate, NUL \x00, bell \x07, "quotes", back\\slash,\nnewline ' + "x" * 5000
 HOSTILE_AGENT = "AG" + "e" * 32
 
 
@@ -136,28 +157,62 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> int:
 
 def send_hostile_webhooks(exporter_url: str, secret: str) -> None:
     """Text no label should ever hold, through both receivers, and values no gauge may take."""
+
     def signed(event: dict[str, Any]) -> int:
         body = json.dumps(event).encode()  # json escapes the lone surrogate as \ud800
-        return post(exporter_url + "/webhooks/generatorlabs", body,
-                    {"X-Webhook-Signature": sign(body, secret, int(time.time()))})
+        return post(
+            exporter_url + "/webhooks/generatorlabs",
+            body,
+            {"X-Webhook-Signature": sign(body, secret, int(time.time()))},
+        )
 
     base = {"event_date": "2026-01-01T00:00:00Z"}
-    assert signed({**base, "event_sid": "TA" + "e" * 32, "event_type": "agent.timeout",
-                   "agent": {"id": HOSTILE_AGENT, "name": HOSTILE_TEXT}, "instances": ["i-1"]}) == 204
-    assert signed({**base, "event_sid": "TA" + "f" * 32, "event_type": "billing.balance.alert",
-                   "balance": "NaN", "alert_threshold": "Infinity"}) == 400
-    chunk = [{"monitor": "hostile-\u2028.example", "label": HOSTILE_TEXT, "blacklisted_now": "1",
-              "blacklisted_on": [{"rbl": HOSTILE_TEXT, "delist": "x"}]},
-             {"monitor": "infinite.example", "label": "", "blacklisted_now": "inf", "blacklisted_on": None}]
+    assert (
+        signed(
+            {
+                **base,
+                "event_sid": "TA" + "e" * 32,
+                "event_type": "agent.timeout",
+                "agent": {"id": HOSTILE_AGENT, "name": HOSTILE_TEXT},
+                "instances": ["i-1"],
+            }
+        )
+        == 204
+    )
+    assert (
+        signed(
+            {
+                **base,
+                "event_sid": "TA" + "f" * 32,
+                "event_type": "billing.balance.alert",
+                "balance": "NaN",
+                "alert_threshold": "Infinity",
+            }
+        )
+        == 400
+    )
+    chunk = [
+        {
+            "monitor": "hostile-\u2028.example",
+            "label": HOSTILE_TEXT,
+            "blacklisted_now": "1",
+            "blacklisted_on": [{"rbl": HOSTILE_TEXT, "delist": "x"}],
+        },
+        {"monitor": "infinite.example", "label": "", "blacklisted_now": "inf", "blacklisted_on": None},
+    ]
     assert post(f"{exporter_url}/webhooks/hetrixtools/{HX_TOKEN}", json.dumps(chunk).encode(), {}) == 200
 
 
 def test_prometheus_ingests_hostile_label_values_with_every_scrape_up(prometheus: str) -> None:
     """Debian's Prometheus scrapes the exporter after hostile webhooks: each scrape succeeds
     (up stays 1) and the odd objects are there, their label values made safe."""
-    wait_for(lambda: series(prometheus, f'generatorlabs_agent_info{{agent_id="{HOSTILE_AGENT}"}}')
-             and series(prometheus, 'hetrixtools_blacklist_monitor_info{monitor=~"hostile-.*"}'),
-             "Prometheus to scrape the hostile objects")
+    wait_for(
+        lambda: (
+            series(prometheus, f'generatorlabs_agent_info{{agent_id="{HOSTILE_AGENT}"}}')
+            and series(prometheus, 'hetrixtools_blacklist_monitor_info{monitor=~"hostile-.*"}')
+        ),
+        "Prometheus to scrape the hostile objects",
+    )
     up = series(prometheus, 'min_over_time(up{job="generatorlabs"}[10m])')
     assert [float(r["value"][1]) for r in up] == [1.0]
     agent = series(prometheus, f'generatorlabs_agent_info{{agent_id="{HOSTILE_AGENT}"}}')[0]["metric"]

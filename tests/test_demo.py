@@ -4,11 +4,9 @@ with Debian's promtool; and the metric contract pinned against that real scrape.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -16,43 +14,32 @@ import pytest
 from exporter.api.endpoints import COLLECTORS
 from exporter.config.parse import COLLECTOR_KEYS, SECTIONS
 from exporter.metrics.contract import ALL_METRICS
-from tests.conftest import need_binary
 from tests.helpers.contract import FLAGS
-from tests.helpers.processes import DEADLINE, ROOT, free_port, get, value, wait_for
+from tests.helpers.processes import (
+    DEADLINE,
+    ROOT,
+    Exporter,
+    exporter_env,
+    get,
+    need_binary,
+    start_exporter,
+    terminate,
+    value,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
     home = tmp_path_factory.mktemp("demo")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
-    env["XDG_STATE_HOME"] = str(home / "state")  # a fresh state file: a cold start
-    log_path = home / "exporter.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--demo",
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-                "--log.format",
-                "json",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=env,
-        )
-    process.log_path = log_path  # type: ignore[attr-defined]
-    base = f"http://127.0.0.1:{port}"
+    # a fresh state file: a cold start
+    exporter = start_exporter(
+        home, "--demo", "--log.format", "json", env=exporter_env(XDG_STATE_HOME=str(home / "state"))
+    )
     try:
-        wait_for(lambda: get(base + "/-/ready")[0] == 200, "the demo to be ready")
-        yield base, process
+        yield exporter
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=DEADLINE)
+        terminate(exporter, clean=False)
 
 
 def scrape(base: str) -> str:
@@ -61,8 +48,8 @@ def scrape(base: str) -> str:
     return text
 
 
-def test_demo_serves_every_metric_of_the_contract(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
-    base, _ = demo
+def test_demo_serves_every_metric_of_the_contract(demo: Exporter) -> None:
+    base = demo.base
     wait_for(lambda: "generatorlabs_up 1.0" in scrape(base), "every collector to succeed")
     wait_for(
         lambda: (
@@ -93,9 +80,9 @@ def test_demo_serves_every_metric_of_the_contract(demo: tuple[str, subprocess.Po
     assert value(text, "generatorlabs_rbl_hosts") == 120
 
 
-def test_promtool_checks_a_demo_scrape(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
+def test_promtool_checks_a_demo_scrape(demo: Exporter) -> None:
     promtool = need_binary("promtool")
-    base, _ = demo
+    base = demo.base
     result = subprocess.run(
         [promtool, "check", "metrics"], input=scrape(base).encode(), capture_output=True, check=False
     )
@@ -103,8 +90,8 @@ def test_promtool_checks_a_demo_scrape(demo: tuple[str, subprocess.Popen[bytes]]
     assert all("generatorlabs_cert_expiry_days" in p for p in problems), problems
 
 
-def test_demo_data_changes_by_itself(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
-    base, _ = demo
+def test_demo_data_changes_by_itself(demo: Exporter) -> None:
+    base = demo.base
     first = value(scrape(base), "generatorlabs_api_requests_total")
     wait_for(
         lambda: value(scrape(base), "generatorlabs_api_requests_total") > first,
@@ -114,12 +101,11 @@ def test_demo_data_changes_by_itself(demo: tuple[str, subprocess.Popen[bytes]]) 
     assert status == 200 and "API budget" in page
 
 
-def test_sighup_reloads_and_sigterm_stops_cleanly(demo: tuple[str, subprocess.Popen[bytes]]) -> None:
-    _, process = demo
-    process.send_signal(signal.SIGHUP)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=DEADLINE) == 0
-    log = process.log_path.read_text()  # type: ignore[attr-defined]
+def test_sighup_reloads_and_sigterm_stops_cleanly(demo: Exporter) -> None:
+    demo.process.send_signal(signal.SIGHUP)
+    demo.process.send_signal(signal.SIGTERM)
+    assert demo.process.wait(timeout=DEADLINE) == 0
+    log = demo.log()
     events = [json.loads(line)["event"] for line in log.splitlines() if line.startswith("{")]
     assert "config.reloaded" in events and "exporter.stopping" in events
     assert events.count("poll.ok") >= 8

@@ -5,21 +5,35 @@ promtool), and the generated manifests are in step with their sources."""
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 import yaml
 
+from tests.helpers.processes import need_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-sys.path.insert(0, str(DEPLOY / "kubernetes"))
-import generate  # noqa: E402 - deploy/kubernetes/generate.py
 
-from tests.conftest import need_binary  # noqa: E402
+
+def load_generator() -> ModuleType:
+    """deploy/kubernetes/generate.py, the script that writes the Kubernetes manifests."""
+    spec = importlib.util.spec_from_file_location("generate", DEPLOY / "kubernetes" / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+generate = load_generator()
+
 
 
 def tool(name: str) -> str:
@@ -76,7 +90,7 @@ def test_systemd_unit_is_hardened() -> None:
     assert int(service["LimitNOFILE"]) >= 8192
 
 
-def manifests() -> list[dict[str, object]]:
+def manifests() -> list[dict[str, Any]]:
     docs = []
     for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
         docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
@@ -91,9 +105,9 @@ def test_kubernetes_core_resources_validate_against_the_schemas() -> None:
     kinds = {d["kind"] for d in manifests()}
     assert {"Deployment", "Service", "Secret", "ConfigMap", "ServiceMonitor", "PrometheusRule"} <= kinds
     deployment = next(d for d in manifests() if d["kind"] == "Deployment")
-    spec = deployment["spec"]  # type: ignore[index]
-    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"  # type: ignore[index]
-    container = spec["template"]["spec"]["containers"][0]  # type: ignore[index]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    container = spec["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -103,19 +117,19 @@ def test_operator_resources_are_well_formed(tmp_path: Path) -> None:
     docs = manifests()
     monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
     service = next(d for d in docs if d["kind"] == "Service")
-    selector = monitor["spec"]["selector"]["matchLabels"]  # type: ignore[index]
-    assert selector.items() <= service["metadata"]["labels"].items()  # type: ignore[index]
-    job_label = monitor["spec"]["jobLabel"]  # type: ignore[index]
-    assert service["metadata"]["labels"][job_label] == "generatorlabs"  # type: ignore[index]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    job_label = monitor["spec"]["jobLabel"]
+    assert service["metadata"]["labels"][job_label] == "generatorlabs"
     rule = next(d for d in docs if d["kind"] == "PrometheusRule")
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))  # type: ignore[index]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     promtool = need_binary("promtool")
     result = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yaml")],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     dashboards = next(d for d in docs if d["kind"] == "ConfigMap"
-                      and d["metadata"]["labels"].get("grafana_dashboard") == "1")  # type: ignore[index]
-    for name, text in dashboards["data"].items():  # type: ignore[index]
+                      and d["metadata"]["labels"].get("grafana_dashboard") == "1")
+    for name, text in dashboards["data"].items():
         assert json.loads(text) == json.loads((ROOT / "grafana" / "dashboards" / name).read_text())
 
 

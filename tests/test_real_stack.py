@@ -27,8 +27,7 @@ import yaml
 from aiohttp import web
 
 from exporter.demo.simulator.account import sid
-from tests.conftest import need_binary
-from tests.helpers.processes import free_port
+from tests.helpers.processes import free_port, need_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SID, TOKEN = "AC" + "5" * 32, "e" * 64
@@ -91,46 +90,11 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Stack, str]]:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", recv_port).start()
 
-    stack.spawn("simulator", [
-        sys.executable, "-m", "exporter.demo.simulator", "--port", str(sim_port), "--hosts", "20",
-        "--monitors", "4", "--listed-fraction", "0", "--quiet", "--control", "--step", "1",
-        "--account-sid", SID, "--auth-token", TOKEN, "--hourly-limit", "100000",
-        "--webhook-url", f"http://127.0.0.1:{exp_port}/webhooks/generatorlabs",
-        "--webhook-secret", SECRET, "--webhook-period", "1"])
-    config = {
-        "api": {"base_url": f"http://127.0.0.1:{sim_port}/4.0"},
-        "budget": {"requests_per_hour": 20000, "allow_over_limit": True, "requests_per_second": 20},
-        "collectors": {"rbl_listings": {"interval": "2s"}, "cert_errors": {"interval": "2s"},
-                       "rbl_hosts": {"interval": "3s"}, "cert_monitors": {"interval": "3s"}},
-        "webhooks": {"enabled": True, "secrets": [SECRET]},
-        "state": {"path": str(tmp_path / "state.sqlite")},
-    }
-    (tmp_path / "exporter.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "GENERATORLABS_ACCOUNT_SID": SID, "GENERATORLABS_AUTH_TOKEN": TOKEN}
-    stack.spawn("exporter", [sys.executable, "-m", "exporter", "--config.file",
-                             str(tmp_path / "exporter.yaml"), "--web.listen-address",
-                             f"127.0.0.1:{exp_port}"], env=env)
-    rules = re.sub(r"for: \d+[smh]", "for: 1s", (ROOT / "deploy/prometheus/alerts.yaml").read_text())
-    (tmp_path / "alerts.yaml").write_text(rules)
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(tmp_path / "alerts.yaml")],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
-        "scrape_configs": [{"job_name": "generatorlabs",
-                            "static_configs": [{"targets": [f"127.0.0.1:{exp_port}"]}]}]}))
-    stack.spawn("prometheus", [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                               f"--web.listen-address=127.0.0.1:{prom_port}"])
-    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump({
-        "route": {"receiver": "test", "group_by": ["alertname", "host_id", "monitor_id", "reason"],
-                  "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "test", "webhook_configs": [
-            {"url": f"http://127.0.0.1:{recv_port}/alerts", "send_resolved": True}]}]}))
-    stack.spawn("alertmanager", [alertmanager, f"--config.file={tmp_path / 'alertmanager.yml'}",
-                                 f"--storage.path={tmp_path / 'am'}",
-                                 f"--web.listen-address=127.0.0.1:{am_port}",
-                                 "--cluster.listen-address="])
     try:
+        spawn_exporter_and_simulator(stack, tmp_path, sim_port, exp_port)
+        spawn_prometheus_and_alertmanager(
+            stack, tmp_path, prometheus, alertmanager, exp_port, prom_port, am_port, recv_port
+        )
         await ready(f"http://127.0.0.1:{exp_port}/-/ready")
         await ready(f"http://127.0.0.1:{prom_port}/-/ready")
         await ready(f"http://127.0.0.1:{am_port}/-/ready")
@@ -148,6 +112,134 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Stack, str]]:
         await runner.cleanup()
 
 
+def spawn_exporter_and_simulator(stack: Stack, tmp_path: Path, sim_port: int, exp_port: int) -> None:
+    stack.spawn(
+        "simulator",
+        [
+            sys.executable,
+            "-m",
+            "exporter.demo.simulator",
+            "--port",
+            str(sim_port),
+            "--hosts",
+            "20",
+            "--monitors",
+            "4",
+            "--listed-fraction",
+            "0",
+            "--quiet",
+            "--control",
+            "--step",
+            "1",
+            "--account-sid",
+            SID,
+            "--auth-token",
+            TOKEN,
+            "--hourly-limit",
+            "100000",
+            "--webhook-url",
+            f"http://127.0.0.1:{exp_port}/webhooks/generatorlabs",
+            "--webhook-secret",
+            SECRET,
+            "--webhook-period",
+            "1",
+        ],
+    )
+    config = {
+        "api": {"base_url": f"http://127.0.0.1:{sim_port}/4.0"},
+        "budget": {"requests_per_hour": 20000, "allow_over_limit": True, "requests_per_second": 20},
+        "collectors": {
+            "rbl_listings": {"interval": "2s"},
+            "cert_errors": {"interval": "2s"},
+            "rbl_hosts": {"interval": "3s"},
+            "cert_monitors": {"interval": "3s"},
+        },
+        "webhooks": {"enabled": True, "secrets": [SECRET]},
+        "state": {"path": str(tmp_path / "state.sqlite")},
+    }
+    (tmp_path / "exporter.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "GENERATORLABS_ACCOUNT_SID": SID, "GENERATORLABS_AUTH_TOKEN": TOKEN}
+    stack.spawn(
+        "exporter",
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.file",
+            str(tmp_path / "exporter.yaml"),
+            "--web.listen-address",
+            f"127.0.0.1:{exp_port}",
+        ],
+        env=env,
+    )
+
+
+def spawn_prometheus_and_alertmanager(
+    stack: Stack,
+    tmp_path: Path,
+    prometheus: str,
+    alertmanager: str,
+    exp_port: int,
+    prom_port: int,
+    am_port: int,
+    recv_port: int,
+) -> None:
+    rules = re.sub(r"for: \d+[smh]", "for: 1s", (ROOT / "deploy/prometheus/alerts.yaml").read_text())
+    (tmp_path / "alerts.yaml").write_text(rules)
+    (tmp_path / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(tmp_path / "alerts.yaml")],
+                "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+                "scrape_configs": [
+                    {"job_name": "generatorlabs", "static_configs": [{"targets": [f"127.0.0.1:{exp_port}"]}]}
+                ],
+            }
+        )
+    )
+    stack.spawn(
+        "prometheus",
+        [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+    )
+    (tmp_path / "alertmanager.yml").write_text(
+        yaml.safe_dump(
+            {
+                "route": {
+                    "receiver": "test",
+                    "group_by": ["alertname", "host_id", "monitor_id", "reason"],
+                    "group_wait": "1s",
+                    "group_interval": "1s",
+                    "repeat_interval": "1h",
+                },
+                "receivers": [
+                    {
+                        "name": "test",
+                        "webhook_configs": [
+                            {"url": f"http://127.0.0.1:{recv_port}/alerts", "send_resolved": True}
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    stack.spawn(
+        "alertmanager",
+        [
+            alertmanager,
+            f"--config.file={tmp_path / 'alertmanager.yml'}",
+            f"--storage.path={tmp_path / 'am'}",
+            f"--web.listen-address=127.0.0.1:{am_port}",
+            "--cluster.listen-address=",
+        ],
+    )
+
+
 def firing(stack: Stack, alertname: str, **labels: str) -> dict[str, Any] | None:
     for alert in stack.alerts("firing"):
         got = alert["labels"]
@@ -157,38 +249,54 @@ def firing(stack: Stack, alertname: str, **labels: str) -> dict[str, Any] | None
 
 
 def resolved(stack: Stack, alertname: str, **labels: str) -> bool:
-    return any(a["labels"].get("alertname") == alertname
-               and all(a["labels"].get(k) == v for k, v in labels.items())
-               for a in stack.alerts("resolved"))
+    return any(
+        a["labels"].get("alertname") == alertname and all(a["labels"].get(k) == v for k, v in labels.items())
+        for a in stack.alerts("resolved")
+    )
 
 
 async def test_alerts_reach_alertmanager_and_resolve(stack: tuple[Stack, str]) -> None:
     s, sim = stack
     async with aiohttp.ClientSession() as session:
-        for path in (f"hosts/{HOST}/list", f"monitors/{MONITOR}/expire?days=10",
-                     f"monitors/{BROKEN}/error?type=name_mismatch"):
+        for path in (
+            f"hosts/{HOST}/list",
+            f"monitors/{MONITOR}/expire?days=10",
+            f"monitors/{BROKEN}/error?type=name_mismatch",
+        ):
             async with session.post(f"{sim}/_sim/{path}") as r:
                 assert r.status == 200
-        listed = await s.wait_for("GeneratorLabsHostListed", lambda: firing(
-            s, "GeneratorLabsHostListed", host_id=HOST, severity="warning"))
+        listed = await s.wait_for(
+            "GeneratorLabsHostListed",
+            lambda: firing(s, "GeneratorLabsHostListed", host_id=HOST, severity="warning"),
+        )
         assert listed["labels"]["name"] == "mx-000000" and listed["labels"]["host"] == "198.0.0.0"
         assert listed["annotations"]["summary"].startswith("mx-000000 (198.0.0.0) is listed on ")
         assert listed["annotations"]["runbook_url"].endswith("#runbook-generatorlabshostlisted")
-        expiring = await s.wait_for("GeneratorLabsCertificateExpiringSoon", lambda: firing(
-            s, "GeneratorLabsCertificateExpiringSoon", monitor_id=MONITOR, severity="warning"))
+        expiring = await s.wait_for(
+            "GeneratorLabsCertificateExpiringSoon",
+            lambda: firing(s, "GeneratorLabsCertificateExpiringSoon", monitor_id=MONITOR, severity="warning"),
+        )
         assert expiring["labels"]["hostname"] == "svc0.example.com"
-        assert re.fullmatch(r"Certificate of svc0\.example\.com expires in (9\.9|10\.0) days",
-                            expiring["annotations"]["summary"])
-        broken = await s.wait_for("GeneratorLabsCertificateError", lambda: firing(
-            s, "GeneratorLabsCertificateError", monitor_id=BROKEN, reason="name_mismatch"))
+        assert re.fullmatch(
+            r"Certificate of svc0\.example\.com expires in (9\.9|10\.0) days",
+            expiring["annotations"]["summary"],
+        )
+        broken = await s.wait_for(
+            "GeneratorLabsCertificateError",
+            lambda: firing(s, "GeneratorLabsCertificateError", monitor_id=BROKEN, reason="name_mismatch"),
+        )
         assert broken["annotations"]["summary"] == "Certificate error on svc1.example.com: name_mismatch"
 
         for path in (f"hosts/{HOST}/delist", f"monitors/{MONITOR}/renew", f"monitors/{BROKEN}/clear"):
             async with session.post(f"{sim}/_sim/{path}") as r:
                 assert r.status == 200
-    await s.wait_for("the host alert to resolve",
-                     lambda: resolved(s, "GeneratorLabsHostListed", host_id=HOST))
-    await s.wait_for("the expiry alert to resolve",
-                     lambda: resolved(s, "GeneratorLabsCertificateExpiringSoon", monitor_id=MONITOR))
-    await s.wait_for("the error alert to resolve",
-                     lambda: resolved(s, "GeneratorLabsCertificateError", monitor_id=BROKEN))
+    await s.wait_for(
+        "the host alert to resolve", lambda: resolved(s, "GeneratorLabsHostListed", host_id=HOST)
+    )
+    await s.wait_for(
+        "the expiry alert to resolve",
+        lambda: resolved(s, "GeneratorLabsCertificateExpiringSoon", monitor_id=MONITOR),
+    )
+    await s.wait_for(
+        "the error alert to resolve", lambda: resolved(s, "GeneratorLabsCertificateError", monitor_id=BROKEN)
+    )

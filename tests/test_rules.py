@@ -5,18 +5,19 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from exporter.metrics.contract import ALL_METRICS
-from tests.conftest import need_binary
+from tests.helpers.processes import need_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yaml"
 TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yaml"
 
 
-def alerts() -> list[dict[str, object]]:
+def alerts() -> list[dict[str, Any]]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     return [r for g in groups for r in g["rules"] if "alert" in r]
 
@@ -59,10 +60,10 @@ def test_every_alert_is_well_formed() -> None:
     for rule in alerts():
         name = str(rule["alert"])
         assert re.fullmatch(r"[A-Z][A-Za-z]+", name), name
-        assert rule["labels"]["severity"] in {"warning", "critical"}  # type: ignore[index]
+        assert rule["labels"]["severity"] in {"warning", "critical"}
         annotations = rule["annotations"]
-        assert set(annotations) == {"summary", "description", "runbook_url"}  # type: ignore[arg-type]
-        anchor = str(annotations["runbook_url"]).rsplit("#", 1)[1]  # type: ignore[index]
+        assert set(annotations) == {"summary", "description", "runbook_url"}
+        anchor = str(annotations["runbook_url"]).rsplit("#", 1)[1]
         assert f'<a id="{anchor}"></a>' in readme, f"{name}: README has no runbook section {anchor}"
         used = set(re.findall(r"\b((?:generatorlabs|hetrixtools)_[a-z_]+)\b", str(rule["expr"]))) | (
             {"up"} if "up{" in str(rule["expr"]) else set())

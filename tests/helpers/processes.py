@@ -5,12 +5,18 @@ Every wait has a deadline (DEADLINE); none is a fixed sleep of the test's own ch
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -68,3 +74,81 @@ def value(text: str, name: str) -> float:
         for line in text.splitlines()
         if line.startswith((name + "{", name + " "))
     )
+
+
+def exporter_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any GENERATORLABS_* variable (no real credentials leak
+    into a test), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Exporter:
+    """A real `python -m exporter` process under test: its listen port and its log file."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_exporter(
+    home: Path,
+    *args: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    ready: bool = True,
+) -> Exporter:
+    """Start `python -m exporter --web.listen-address 127.0.0.1:<port> <args>` with its stderr
+    appended to home/exporter.log; with `ready`, wait (bounded) until /-/ready answers 200."""
+    port = port if port is not None else free_port()
+    log_path = home / "exporter.log"
+    argv = [sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}", *args]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT, env=exporter_env() if env is None else env
+        )
+    exporter = Exporter(process, port, log_path)
+    if ready:
+        wait_for(
+            lambda: process.poll() is not None or get(exporter.base + "/-/ready")[0] == 200,
+            "the exporter to be ready",
+        )
+        if process.poll() is not None:
+            pytest.fail(f"the exporter exited with {process.returncode}:\n{exporter.log()[-2000:]}")
+    return exporter
+
+
+def terminate(exporter: Exporter | subprocess.Popen[bytes], *, clean: bool = True) -> int:
+    """SIGTERM a process under test (an exporter, Prometheus) and wait, bounded; with `clean`, its
+    exit code must be 0. Returns the exit code."""
+    process = exporter.process if isinstance(exporter, Exporter) else exporter
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=DEADLINE)
+            pytest.fail("the exporter did not stop within the deadline after SIGTERM")
+    if clean:
+        assert process.returncode == 0, process.returncode
+    return process.returncode
+
+
+def need_binary(name: str) -> str:
+    """The path of a Debian binary the real-stack tests use; CI must have it, a laptop may not."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is not installed; .ci/run installs it with apt-get")
+        pytest.skip(f"{name} not installed")
+    return path
