@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.helpers.processes import need_binary  # noqa: F401 - until every test imports it from helpers
 from tests.helpers.rig import FakeClock, Rig, make_rig_factory
 
 # Property-based tests: a modest number of examples in the suite; `python -m bench.fuzz` runs the

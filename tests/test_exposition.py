@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 import zlib
+from collections.abc import Mapping
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -17,13 +18,12 @@ from exporter.metrics.render import (
     GzipPrefix,
     RenderCache,
     RenderStats,
-    escape,
     fmt,
     join,
     render,
 )
 from exporter.state.snapshot import Snapshot
-from tests.conftest import need_binary
+from tests.helpers.processes import need_binary
 
 NOW = 1_790_000_000.0
 INTERVALS = {
@@ -56,7 +56,7 @@ def host(ident: str, listed: bool = False, rbls: tuple[str, ...] = (), name: str
 
 
 def snap(
-    collector: str, items: dict[str, object], at: float = NOW - 10, times: dict[str, float] | None = None
+    collector: str, items: Mapping[str, object], at: float = NOW - 10, times: dict[str, float] | None = None
 ) -> Snapshot:
     return Snapshot(collector, items, at, at, None, times or {})
 
@@ -113,7 +113,7 @@ def test_older_listings_do_not_override_a_newer_host_page() -> None:
 def test_label_values_are_escaped() -> None:
     out = lines([snap("rbl_hosts", {"HT1": host("HT1", name='a "quoted"\\ name\nx')})])
     assert 'name="a \\"quoted\\"\\\\ name\\nx"' in out["generatorlabs_rbl_host_info"][0]
-    assert escape("plain") == "plain"
+    assert 'host_id="HT1",host="192.0.2.1"' in out["generatorlabs_rbl_host_info"][0]  # plain: as it is
 
 
 def test_certificates_days_to_expiry_errors_and_presence() -> None:
@@ -172,6 +172,21 @@ def test_inventory_items() -> None:
     assert out["generatorlabs_contact_paused"] == ['generatorlabs_contact_paused{contact_id="CO1"} 1']
 
 
+def test_rbl_sources_name_the_kind_of_host_they_check() -> None:
+    sources = {
+        "RS1": Item("RS1", "Spamhaus ZEN", "rbl", False),
+        "RS2": Item("RS2", "SURBL", "uribl", True),
+        "RS3": Item("RS3", "odd", "carrier-pigeon", False),
+    }
+    out = lines([snap("rbl_sources", sources)])
+    assert out["generatorlabs_rbl_source_info"] == [
+        'generatorlabs_rbl_source_info{source_id="RS1",rbl="Spamhaus ZEN",host_kind="ip"} 1',
+        'generatorlabs_rbl_source_info{source_id="RS2",rbl="SURBL",host_kind="domain"} 1',
+        'generatorlabs_rbl_source_info{source_id="RS3",rbl="odd",host_kind="unknown"} 1',
+    ]
+    assert out["generatorlabs_rbl_source_paused"][1] == 'generatorlabs_rbl_source_paused{source_id="RS2"} 1'
+
+
 def full(openmetrics: bool) -> str:
     families = render(
         {"rbl_hosts": snap("rbl_hosts", {"HT1": host("HT1", True, ("PSBL",))})},
@@ -183,7 +198,7 @@ def full(openmetrics: bool) -> str:
 def test_both_formats_parse_with_the_reference_parsers() -> None:
     text = {f.name: f for f in parse_text(full(False))}
     assert text["generatorlabs_rbl_host_info"].type == "gauge"
-    om = {f.name: f for f in parse_om(full(True))}
+    om = {f.name: f for f in parse_om(full(True))}  # type: ignore[no-untyped-call]
     assert om["generatorlabs_rbl_host"].type == "info"
     assert om["generatorlabs_rbl_host_listed"].samples[0].value == 1
 
@@ -191,8 +206,8 @@ def test_both_formats_parse_with_the_reference_parsers() -> None:
 def test_gzip_prefix_plus_tail_is_one_valid_gzip_stream() -> None:
     data, tail = b"a" * 100_000 + b"data\n", b"# self metrics\n"
     prefix = GzipPrefix(data)
-    assert gzip.decompress(prefix.complete(tail)) == data + tail
-    assert gzip.decompress(prefix.complete(b"other\n")) == data + b"other\n"  # reusable
+    assert gzip.decompress(b"".join(prefix.pieces(tail))) == data + tail
+    assert gzip.decompress(b"".join(prefix.pieces(b"other\n"))) == data + b"other\n"  # reusable
 
 
 def test_render_cache_builds_each_format_once() -> None:
@@ -310,9 +325,8 @@ def test_an_object_that_cannot_be_rendered_is_left_out_and_counted() -> None:
     bad_monitor = Monitor("CM9", None, "x", "https", "443", "", False, None, None)  # type: ignore[arg-type]
     good_monitor = Monitor("CM1", "shop", "shop.example", "https", "443", "CP1", False, NOW + 86400, None)
     webhooks = WebhookState()
-    webhooks.apply_hetrix(
-        [HetrixMonitor("192.0.2.1", "ok", 0, ()), HetrixMonitor("192.0.2.2", "bad", "x", ())], NOW
-    )  # type: ignore[arg-type]
+    bad_hetrix = HetrixMonitor("192.0.2.2", "bad", "x", ())  # type: ignore[arg-type]
+    webhooks.apply_hetrix([HetrixMonitor("192.0.2.1", "ok", 0, ()), bad_hetrix], NOW)
     webhooks.balance = float("nan")
     snaps = {
         "rbl_hosts": snap("rbl_hosts", {"HT1": host("HT1"), "HT9": bad_host}),

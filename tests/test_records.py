@@ -1,4 +1,5 @@
-"""Defensive parsing of API objects: every variant the evidence note lists, and warnings."""
+"""Defensive parsing of API objects: every field variant public samples show (the v4.0 reference, the
+v3 SDK READMEs), wrong types in every field, and the warnings they raise."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from exporter.api.records import (
     parse_monitor,
 )
 
-V3_HOST = {  # the real v3.4 sample (evidence §4.1)
+V3_HOST = {  # the API v3.4 host sample published in the rbltracker-php README
     "id": "HTee06c4fa7c23aa8a3a4e8d66922b0834",
     "host": "bad-url.com",
     "name": "bad-url.com",

@@ -20,7 +20,7 @@ from exporter.metrics.contract import DATA_METRICS
 from exporter.metrics.render import LABELS, OBJECTS, Freshness, RenderStats, join, render
 from exporter.state.snapshot import Snapshot
 from exporter.webhooks.overlay import Agent, Hetrix, HostMark, MonitorMark, WebhookState
-from tests.conftest import need_binary
+from tests.helpers.processes import need_binary
 
 NOW = 1_790_000_000.0
 COLLECTORS = (
@@ -88,16 +88,18 @@ def sometimes_broken(records: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(records, records, records, st.composite(break_one)())
 
 
-def states(typed: bool) -> st.SearchStrategy[tuple[dict[str, Snapshot], WebhookState]]:
-    """(snapshots, webhook state). `typed`: every field of its declared type (ints within
-    ±2**80, counters not negative); otherwise anything, wrong types now and then."""
+def maybe(typed: bool, strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """`strategy` as it is if `typed`, else with a field of a wrong type now and then."""
+    return strategy if typed else sometimes_broken(strategy)
 
-    def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-        return strategy if typed else sometimes_broken(strategy)
+
+def records(typed: bool) -> dict[str, st.SearchStrategy[Any]]:
+    """The records each collector's snapshot holds. `typed`: every field of its declared type
+    (ints within ±2**80); otherwise anything, wrong types now and then."""
 
     ints = SANE_INTS if typed else INTS
-    counts = COUNTS if typed else INTS
     host = maybe(
+        typed,
         st.builds(
             Host,
             id=IDS,
@@ -111,9 +113,10 @@ def states(typed: bool) -> st.SearchStrategy[tuple[dict[str, Snapshot], WebhookS
             rbls=RBLS,
             last_checked=st.none() | TIMES,
             first_listed=st.none() | TIMES,
-        )
+        ),
     )
     monitor = maybe(
+        typed,
         st.builds(
             Monitor,
             id=IDS,
@@ -125,72 +128,69 @@ def states(typed: bool) -> st.SearchStrategy[tuple[dict[str, Snapshot], WebhookS
             paused=st.booleans(),
             not_after=st.none() | TIMES,
             expiry_days=st.none() | FLOATS,
-        )
+        ),
     )
-    cert_error = maybe(st.builds(CertError, id=IDS, monitor_id=IDS, reason=TEXT))
-    item = maybe(st.builds(Item, id=IDS, name=TEXT, kind=TEXT, paused=st.booleans()))
-    records = {
+    cert_error = maybe(typed, st.builds(CertError, id=IDS, monitor_id=IDS, reason=TEXT))
+    item = maybe(typed, st.builds(Item, id=IDS, name=TEXT, kind=TEXT, paused=st.booleans()))
+    inventory = dict.fromkeys(("rbl_profiles", "rbl_sources", "contacts", "contact_groups"), item)
+    return {
         "rbl_hosts": host,
         "rbl_listings": host,
         "cert_monitors": monitor,
         "cert_errors": cert_error,
-        "rbl_profiles": item,
-        "rbl_sources": item,
-        "contacts": item,
-        "contact_groups": item,
+        **inventory,
     }
+
+
+def webhook_states(typed: bool) -> st.SearchStrategy[WebhookState]:
+    """Webhook state. `typed`: every field of its declared type (counters not negative);
+    otherwise anything, wrong types now and then."""
+
+    ints = SANE_INTS if typed else INTS
+    counts = COUNTS if typed else INTS
+    host_mark = st.builds(
+        HostMark,
+        at=TIMES,
+        listed=st.none() | st.booleans(),
+        listings=ints,
+        rbls=RBLS,
+        last_checked=st.none() | TIMES,
+    )
+    monitor_mark = st.builds(
+        MonitorMark, expiry_days=st.none() | FLOATS, expiry_at=TIMES, errors=st.none() | RBLS, errors_at=TIMES
+    )
+    agent = maybe(typed, st.builds(Agent, name=TEXT, timed_out=st.booleans(), instances=RBLS, at=TIMES))
+    hetrix = maybe(typed, st.builds(Hetrix, label=TEXT, listed_now=ints, rbls=RBLS, at=TIMES))
+    return st.builds(
+        WebhookState,
+        hosts=st.dictionaries(IDS, host_mark, max_size=3),
+        monitors=st.dictionaries(IDS, monitor_mark, max_size=3),
+        cert_changes=st.dictionaries(IDS, st.tuples(counts, TIMES), max_size=3),
+        agents=st.dictionaries(IDS, agent, max_size=3),
+        balance=st.none() | FLOATS if typed else st.none() | FLOATS | ODD,
+        balance_threshold=st.none() | FLOATS,
+        events=st.dictionaries(TEXT, counts, max_size=3),
+        last_event=st.dictionaries(TEXT, TIMES, max_size=3),
+        hetrix=st.dictionaries(TEXT, hetrix, max_size=3),
+    )
+
+
+def states(typed: bool) -> st.SearchStrategy[tuple[dict[str, Snapshot], WebhookState]]:
+    """(snapshots, webhook state): a snapshot of some of the collectors, up to five records each."""
+    by_collector = records(typed)
 
     @st.composite
     def snapshots(draw: Any) -> dict[str, Snapshot]:
         out = {}
         for collector in draw(st.sets(st.sampled_from(COLLECTORS))):
-            objs = draw(st.lists(records[collector], max_size=5))
+            objs = draw(st.lists(by_collector[collector], max_size=5))
             items = {r.id if isinstance(r.id, str) else str(i): r for i, r in enumerate(objs)}
             out[collector] = Snapshot(
                 collector, items, draw(TIMES), NOW - 10, None, draw(st.dictionaries(IDS, TIMES, max_size=3))
             )
         return out
 
-    webhooks = st.builds(
-        WebhookState,
-        hosts=st.dictionaries(
-            IDS,
-            st.builds(
-                HostMark,
-                at=TIMES,
-                listed=st.none() | st.booleans(),
-                listings=ints,
-                rbls=RBLS,
-                last_checked=st.none() | TIMES,
-            ),
-            max_size=3,
-        ),
-        monitors=st.dictionaries(
-            IDS,
-            st.builds(
-                MonitorMark,
-                expiry_days=st.none() | FLOATS,
-                expiry_at=TIMES,
-                errors=st.none() | RBLS,
-                errors_at=TIMES,
-            ),
-            max_size=3,
-        ),
-        cert_changes=st.dictionaries(IDS, st.tuples(counts, TIMES), max_size=3),
-        agents=st.dictionaries(
-            IDS,
-            maybe(st.builds(Agent, name=TEXT, timed_out=st.booleans(), instances=RBLS, at=TIMES)),
-            max_size=3,
-        ),
-        balance=st.none() | FLOATS if typed else st.none() | FLOATS | ODD,
-        balance_threshold=st.none() | FLOATS,
-        events=st.dictionaries(TEXT, counts, max_size=3),
-        last_event=st.dictionaries(TEXT, TIMES, max_size=3),
-        hetrix=st.dictionaries(
-            TEXT, maybe(st.builds(Hetrix, label=TEXT, listed_now=ints, rbls=RBLS, at=TIMES)), max_size=3
-        ),
-    )
-    return st.tuples(snapshots(), webhooks)
+    return st.tuples(snapshots(), webhook_states(typed))
 
 
 INTERVALS = st.dictionaries(st.sampled_from(COLLECTORS), st.one_of(st.floats(1, 86400), FLOATS))
@@ -206,7 +206,7 @@ def exposition(
     assert set(stats.skipped) == set(OBJECTS) and set(stats.truncated) == set(LABELS)
     text = join(families, False)
     list(parse_text(text.decode("utf-8")))  # the Prometheus text format; UTF-8 throughout
-    list(parse_om(join(families, True).decode("utf-8") + "# EOF\n"))
+    list(parse_om(join(families, True).decode("utf-8") + "# EOF\n"))  # type: ignore[no-untyped-call]
     return text, stats
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import structlog
@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from exporter import __version__
-from exporter.app import Exporter, create_app
+from exporter.app import ConfigSource, Exporter, create_app
 from exporter.config.model import Config
 from exporter.config.parse import parse
 from exporter.demo.simulator.api import SimulatedApi
@@ -20,7 +20,7 @@ from exporter.web.routes import ServerParts, build_app
 from tests.helpers.exporters import simulated_exporter
 from tests.helpers.rig import SID, TOKEN, FakeClock
 
-AiohttpClient = Callable[[web.Application], "TestClient"]
+AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 
 
 @pytest.fixture
@@ -29,14 +29,14 @@ async def setup(clock: FakeClock) -> AsyncIterator[tuple[Exporter, SimulatedApi]
         yield simulated.exporter, simulated.api
 
 
-async def poll(exporter, seconds: float = 30) -> None:  # type: ignore[no-untyped-def]
+async def poll(exporter: Exporter, seconds: float = 30) -> None:
     end = exporter.clock.time() + seconds
     with structlog.testing.capture_logs():
         while exporter.clock.time() < end:
             await exporter.scheduler.step()
 
 
-def app_for(exporter, source=None) -> web.Application:  # type: ignore[no-untyped-def]
+def app_for(exporter: Exporter, source: ConfigSource | None = None) -> web.Application:
     async def reload() -> list[str]:
         return await exporter.reload(source or (lambda: exporter.config))
 

@@ -1,6 +1,7 @@
 """The exporter's own metrics: counters and a histogram on a private prometheus_client registry,
 plus a collector that reads the scheduler, ledger, plan and the last render's health at scrape
-time (no I/O)."""
+time. Every name, help text and label set comes from the metric contract
+(exporter.metrics.contract). No I/O."""
 
 from __future__ import annotations
 
@@ -8,30 +9,27 @@ import platform
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.metrics.contract import BY_NAME
+from exporter.metrics import contract
+from exporter.metrics.contract import MetricSpec
 from exporter.metrics.render import RenderStats
 from exporter.polling.ledger import Ledger
 from exporter.polling.plan import Plan
 from exporter.state.store import StateStore
+from exporter.webhooks.payloads import FORGETTABLE as FORGETTABLE  # webhook-only object kinds
 
-try:  # the _created series double the output and mean nothing for a daemon's counters
-    from prometheus_client import disable_created_metrics
-
-    disable_created_metrics()  # type: ignore[no-untyped-call]
-except ImportError:  # pragma: no cover - older prometheus-client
-    pass
+# the _created series double the output and mean nothing for a daemon's counters
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # bounded label sets, present at 0 from the start so that the first increase is visible
 TASKS = ("scheduler", "applier", "renderer", "demo_webhooks", "web_config_watcher")
 WEBHOOK_SOURCES = ("generatorlabs", "hetrixtools")
-FORGETTABLE = ("hetrixtools_monitor", "agent")
 FORGET_REASONS = ("max_age", "request")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -49,20 +47,22 @@ class Live:
     reload_at: float = 0.0
 
 
-def _gauge(name: str, value: float | None = None) -> GaugeMetricFamily:
-    """A gauge family with the HELP and labels of the metric contract (exporter.metrics.contract)."""
-    spec = BY_NAME[name]
+def _gauge(spec: MetricSpec, value: float | None = None) -> GaugeMetricFamily:
+    """A gauge family with the name, help and labels of the contract: a single sample of `value`,
+    or (without it) a labelled family to add samples to."""
     if value is not None:
-        return GaugeMetricFamily(name, spec.help, value=value)
-    return GaugeMetricFamily(name, spec.help, labels=list(spec.labels))
+        return GaugeMetricFamily(spec.name, spec.help, value=value)
+    return GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
 
 
-def _counter(name: str, registry: CollectorRegistry) -> Counter:
-    spec = BY_NAME[name]
-    return Counter(name.removesuffix("_total"), spec.help, list(spec.labels), registry=registry)
+def _counter(spec: MetricSpec, registry: CollectorRegistry) -> Counter:
+    """A counter of the contract (prometheus_client appends the `_total` the contract spells)."""
+    return Counter(spec.name.removesuffix("_total"), spec.help, list(spec.labels), registry=registry)
 
 
 class SelfCollector(Collector):
+    """Gauges read at scrape time from what the app keeps current (Live) and the last render."""
+
     def __init__(
         self,
         live: Live,
@@ -75,55 +75,68 @@ class SelfCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         live, now = self._live, self._now()
-        health = {c: live.store.health(c) for c in live.enabled}
-        up = bool(health) and all(h.success for h in health.values())
-        yield _gauge("generatorlabs_up", 1 if up else 0)
-        success = _gauge("generatorlabs_collector_success")
-        last = _gauge("generatorlabs_collector_last_success_timestamp_seconds")
-        duration = _gauge("generatorlabs_collector_duration_seconds")
-        interval = _gauge("generatorlabs_collector_interval_seconds")
-        configured = _gauge("generatorlabs_collector_configured_interval_seconds")
-        pages = _gauge("generatorlabs_collector_pages")
-        planned = _gauge("generatorlabs_collector_planned_requests_per_hour")
-        for name, h in sorted(health.items()):
-            if h.success is not None:
-                success.add_metric([name], 1 if h.success else 0)
-                duration.add_metric([name], h.duration)
-            if h.last_success is not None:
-                last.add_metric([name], h.last_success)
-            configured.add_metric([name], live.enabled[name])
-            pages.add_metric([name], live.pages.get(name, 1))
-            if live.plan is not None and name in live.plan.intervals:
-                interval.add_metric([name], live.plan.intervals[name])
-                planned.add_metric([name], live.plan.hourly[name])
-        yield from (success, last, interval, configured, duration, pages, planned)
-        server = live.ledger.server
-        if server is not None and server.remaining is not None:
-            yield _gauge("generatorlabs_api_rate_limit_remaining", server.remaining)
-        if server is not None and server.reset_at is not None:
-            yield _gauge("generatorlabs_api_rate_limit_reset_timestamp_seconds", server.reset_at)
-        backoff = live.ledger.backoff_until
-        yield _gauge("generatorlabs_api_backoff_until_timestamp_seconds", backoff if backoff > now else 0)
-        yield _gauge("generatorlabs_budget_requests_per_hour", live.ledger.per_hour)
-        yield _gauge(
-            "generatorlabs_budget_planned_requests_per_hour", live.plan.requests_per_hour if live.plan else 0
-        )
-        yield _gauge("generatorlabs_budget_used_requests", live.ledger.used(now))
-        yield _gauge("generatorlabs_config_last_reload_successful", 1 if live.reload_ok else 0)
-        yield _gauge("generatorlabs_config_last_reload_success_timestamp_seconds", live.reload_at)
-        info = _gauge("generatorlabs_exporter_build_info")
+        yield from _collectors(live)
+        yield from _api_and_budget(live, now)
+        yield _gauge(contract.CONFIG_LAST_RELOAD_SUCCESSFUL, 1 if live.reload_ok else 0)
+        yield _gauge(contract.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, live.reload_at)
+        info = _gauge(contract.EXPORTER_BUILD_INFO)
         info.add_metric([__version__, platform.python_version()], 1)
         yield info
         stats = self._exposition()
         if stats is not None:  # from the first render on, every object kind and label, 0 or not
-            skipped = _gauge("generatorlabs_exposition_skipped_objects")
-            for kind, n in sorted(stats.skipped.items()):
-                skipped.add_metric([kind], n)
-            truncated = _gauge("generatorlabs_exposition_truncated_label_values")
-            for label, n in sorted(stats.truncated.items()):
-                truncated.add_metric([label], n)
-            yield skipped
-            yield truncated
+            yield from _exposition_health(stats)
+
+
+def _collectors(live: Live) -> Iterator[Metric]:
+    """`up`, and each enabled collector's last poll, interval, pages and planned share."""
+    health = {c: live.store.health(c) for c in live.enabled}
+    up = bool(health) and all(h.success for h in health.values())
+    yield _gauge(contract.UP, 1 if up else 0)
+    success = _gauge(contract.COLLECTOR_SUCCESS)
+    last = _gauge(contract.COLLECTOR_LAST_SUCCESS_TIMESTAMP_SECONDS)
+    duration = _gauge(contract.COLLECTOR_DURATION_SECONDS)
+    interval = _gauge(contract.COLLECTOR_INTERVAL_SECONDS)
+    configured = _gauge(contract.COLLECTOR_CONFIGURED_INTERVAL_SECONDS)
+    pages = _gauge(contract.COLLECTOR_PAGES)
+    planned = _gauge(contract.COLLECTOR_PLANNED_REQUESTS_PER_HOUR)
+    for name, h in sorted(health.items()):
+        if h.success is not None:
+            success.add_metric([name], 1 if h.success else 0)
+            duration.add_metric([name], h.duration)
+        if h.last_success is not None:
+            last.add_metric([name], h.last_success)
+        configured.add_metric([name], live.enabled[name])
+        pages.add_metric([name], live.pages.get(name, 1))
+        if live.plan is not None and name in live.plan.intervals:
+            interval.add_metric([name], live.plan.intervals[name])
+            planned.add_metric([name], live.plan.hourly[name])
+    yield from (success, last, interval, configured, duration, pages, planned)
+
+
+def _api_and_budget(live: Live, now: float) -> Iterator[Metric]:
+    """What the server said of our quota, the backoff, and the request budget and its use."""
+    server = live.ledger.server
+    if server is not None and server.remaining is not None:
+        yield _gauge(contract.API_RATE_LIMIT_REMAINING, server.remaining)
+    if server is not None and server.reset_at is not None:
+        yield _gauge(contract.API_RATE_LIMIT_RESET_TIMESTAMP_SECONDS, server.reset_at)
+    backoff = live.ledger.backoff_until
+    yield _gauge(contract.API_BACKOFF_UNTIL_TIMESTAMP_SECONDS, backoff if backoff > now else 0)
+    yield _gauge(contract.BUDGET_REQUESTS_PER_HOUR, live.ledger.per_hour)
+    yield _gauge(contract.BUDGET_PLANNED_REQUESTS_PER_HOUR, live.plan.requests_per_hour if live.plan else 0)
+    yield _gauge(contract.BUDGET_USED_REQUESTS, live.ledger.used(now))
+
+
+def _exposition_health(stats: RenderStats) -> Iterator[Metric]:
+    """What the last render left out, per object kind, and cut, per label name."""
+    skipped = _gauge(contract.EXPOSITION_SKIPPED_OBJECTS)
+    for kind, n in sorted(stats.skipped.items()):
+        skipped.add_metric([kind], n)
+    truncated = _gauge(contract.EXPOSITION_TRUNCATED_LABEL_VALUES)
+    for label, n in sorted(stats.truncated.items()):
+        truncated.add_metric([label], n)
+    yield skipped
+    yield truncated
 
 
 class Telemetry:
@@ -131,22 +144,22 @@ class Telemetry:
 
     def __init__(self, live: Live, now: Callable[[], float]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.requests = _counter("generatorlabs_api_requests_total", self.registry)
-        spec = BY_NAME["generatorlabs_api_request_duration_seconds"]
+        self.requests = _counter(contract.API_REQUESTS_TOTAL, self.registry)
+        spec = contract.API_REQUEST_DURATION_SECONDS
         self.latency = Histogram(
             spec.name, spec.help, list(spec.labels), buckets=LATENCY_BUCKETS, registry=self.registry
         )
-        self.failures = _counter("generatorlabs_collector_failures_total", self.registry)
-        self.parse_warnings = _counter("generatorlabs_parse_warnings_total", self.registry)
-        self.webhook_requests = _counter("generatorlabs_webhook_requests_total", self.registry)
-        self.webhook_rejected = _counter("generatorlabs_webhook_rejected_total", self.registry)
-        self.task_restarts = _counter("generatorlabs_exporter_task_restarts_total", self.registry)
+        self.failures = _counter(contract.COLLECTOR_FAILURES_TOTAL, self.registry)
+        self.parse_warnings = _counter(contract.PARSE_WARNINGS_TOTAL, self.registry)
+        self.webhook_requests = _counter(contract.WEBHOOK_REQUESTS_TOTAL, self.registry)
+        self.webhook_rejected = _counter(contract.WEBHOOK_REJECTED_TOTAL, self.registry)
+        self.task_restarts = _counter(contract.EXPORTER_TASK_RESTARTS_TOTAL, self.registry)
         for task in TASKS:
             self.task_restarts.labels(task)
-        self.events_set_aside = _counter("generatorlabs_webhook_events_set_aside_total", self.registry)
+        self.events_set_aside = _counter(contract.WEBHOOK_EVENTS_SET_ASIDE_TOTAL, self.registry)
         for source in WEBHOOK_SOURCES:
             self.events_set_aside.labels(source)
-        self.forgotten = _counter("generatorlabs_webhook_objects_forgotten_total", self.registry)
+        self.forgotten = _counter(contract.WEBHOOK_OBJECTS_FORGOTTEN_TOTAL, self.registry)
         for kind in FORGETTABLE:
             for reason in FORGET_REASONS:
                 self.forgotten.labels(kind, reason)

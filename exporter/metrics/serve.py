@@ -115,7 +115,6 @@ class Scraper:
         self._cache: RenderCache | None = None
         self._memo: Memo = {}  # families reused across renders when their inputs are unchanged
         self.changed = asyncio.Event()
-        self.renders = 0
         self.last_render_seconds = 0.0
         self._last_skipped: dict[str, int] = {}
 
@@ -140,7 +139,6 @@ class Scraper:
         cache = RenderCache(render(snapshots, freshness, webhooks, self._memo, stats), key, stats)
         cache.gzip(False)  # Prometheus asks for gzip by default: have it ready
         self._cache = cache
-        self.renders += 1
         self._report(stats)
         return cache
 
