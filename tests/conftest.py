@@ -30,6 +30,7 @@ settings.register_profile(
 )
 settings.load_profile("exporter")
 
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -54,7 +54,7 @@ def long_functions(tree: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("tree", ["exporter", "bench"])
+@pytest.mark.parametrize("tree", TREES)
 def test_no_function_is_longer_than_sixty_lines(tree: str) -> None:
     assert long_functions(ROOT / tree) == []
 

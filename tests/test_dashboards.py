@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -17,7 +16,7 @@ import pytest
 import yaml
 
 from exporter.webhooks.signature import sign
-from tests.helpers.processes import ROOT, free_port, get, start_exporter, terminate, wait_for
+from tests.helpers.processes import ROOT, get, start_exporter, start_prometheus, terminate, wait_for
 
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 MODERN = {"stat", "timeseries", "table", "bargauge", "gauge", "piechart", "text", "row"}
@@ -70,11 +69,7 @@ def expand(expr: str) -> str:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests.helpers.processes import need_binary
-
-    binary = need_binary("prometheus")
     home = tmp_path_factory.mktemp("stack")
-    exporter_port, prom_port = free_port(), free_port()
     secret = "whsec_dashboard_test_secret"
     (home / "config.yaml").write_text(
         yaml.safe_dump(
@@ -84,34 +79,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             }
         )
     )
-    exporter = start_exporter(
-        home, "--demo", "--config.file", str(home / "config.yaml"), port=exporter_port, ready=False
-    )
-    (home / "prometheus.yml").write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [
-                    {
-                        "job_name": "generatorlabs",
-                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
-                    }
-                ],
-            }
-        )
-    )
-    with (home / "prometheus.log").open("wb") as log:
-        prom = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={home / 'prometheus.yml'}",
-                f"--storage.tsdb.path={home / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ],
-            stdout=log,
-            stderr=log,
-        )
-    base = f"http://127.0.0.1:{prom_port}"
+    exporter = start_exporter(home, "--demo", "--config.file", str(home / "config.yaml"), ready=False)
+    prom = start_prometheus(home, [f"127.0.0.1:{exporter.port}"])
+    base = prom.base
     try:
         exporter_url = exporter.base
         wait_for(lambda: get(exporter_url + "/-/ready")[0] == 200, "the exporter")
@@ -137,7 +107,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
         yield base
     finally:
-        terminate(prom, clean=False)
+        terminate(prom.process, clean=False)
         terminate(exporter, clean=False)
 
 

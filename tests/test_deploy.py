@@ -35,7 +35,6 @@ def load_generator() -> ModuleType:
 generate = load_generator()
 
 
-
 def tool(name: str) -> str:
     path = shutil.which(name) or str(Path(sys.executable).parent / name)
     if not Path(path).exists():
@@ -44,8 +43,9 @@ def tool(name: str) -> str:
 
 
 def test_dockerfile_lints_clean_and_runs_as_non_root() -> None:
-    result = subprocess.run([tool("hadolint"), str(DEPLOY / "Dockerfile")], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [tool("hadolint"), str(DEPLOY / "Dockerfile")], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     text = (DEPLOY / "Dockerfile").read_text()
     assert "USER 10001" in text and "/-/healthy" in text and "HEALTHCHECK" in text
@@ -69,8 +69,9 @@ def test_compose_stack_parses_and_points_at_real_files(tmp_path: Path) -> None:
     config["rule_files"] = [str(DEPLOY / "prometheus" / "alerts.yaml")]
     checked = tmp_path / "compose-prometheus.yml"
     checked.write_text(yaml.safe_dump(config))
-    result = subprocess.run([promtool, "check", "config", str(checked)], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [promtool, "check", "config", str(checked)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -79,10 +80,15 @@ def test_systemd_unit_is_hardened() -> None:
     unit.optionxform = str  # type: ignore[assignment,method-assign]
     unit.read_string((DEPLOY / "systemd" / "generatorlabs-exporter.service").read_text())
     service = unit["Service"]
-    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-                       "PrivateTmp": "yes", "DynamicUser": "yes",
-                       "StateDirectory": "generatorlabs-exporter",
-                       "ExecReload": "/bin/kill -HUP $MAINPID"}.items():
+    for key, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "DynamicUser": "yes",
+        "StateDirectory": "generatorlabs-exporter",
+        "ExecReload": "/bin/kill -HUP $MAINPID",
+    }.items():
         assert service.get(key) == value, key
     assert "LoadCredential" in service and service["CapabilityBoundingSet"] == ""
     assert "--config.file" in service["ExecStart"]
@@ -98,9 +104,18 @@ def manifests() -> list[dict[str, Any]]:
 
 
 def test_kubernetes_core_resources_validate_against_the_schemas() -> None:
-    result = subprocess.run([tool("kubernetes-validate"), "--strict", "--no-warn", "--quiet",
-                             *map(str, sorted((DEPLOY / "kubernetes").glob("*.yaml")))],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [
+            tool("kubernetes-validate"),
+            "--strict",
+            "--no-warn",
+            "--quiet",
+            *map(str, sorted((DEPLOY / "kubernetes").glob("*.yaml"))),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     kinds = {d["kind"] for d in manifests()}
     assert {"Deployment", "Service", "Secret", "ConfigMap", "ServiceMonitor", "PrometheusRule"} <= kinds
@@ -124,11 +139,18 @@ def test_operator_resources_are_well_formed(tmp_path: Path) -> None:
     rule = next(d for d in docs if d["kind"] == "PrometheusRule")
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     promtool = need_binary("promtool")
-    result = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yaml")],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(tmp_path / "rules.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    dashboards = next(d for d in docs if d["kind"] == "ConfigMap"
-                      and d["metadata"]["labels"].get("grafana_dashboard") == "1")
+    dashboards = next(
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"
+    )
     for name, text in dashboards["data"].items():
         assert json.loads(text) == json.loads((ROOT / "grafana" / "dashboards" / name).read_text())
 

@@ -92,9 +92,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Stack, str]]:
 
     try:
         spawn_exporter_and_simulator(stack, tmp_path, sim_port, exp_port)
-        spawn_prometheus_and_alertmanager(
-            stack, tmp_path, prometheus, alertmanager, exp_port, prom_port, am_port, recv_port
-        )
+        spawn_prometheus(stack, tmp_path, prometheus, exp_port, prom_port, am_port)
+        spawn_alertmanager(stack, tmp_path, alertmanager, am_port, recv_port)
         await ready(f"http://127.0.0.1:{exp_port}/-/ready")
         await ready(f"http://127.0.0.1:{prom_port}/-/ready")
         await ready(f"http://127.0.0.1:{am_port}/-/ready")
@@ -174,15 +173,8 @@ def spawn_exporter_and_simulator(stack: Stack, tmp_path: Path, sim_port: int, ex
     )
 
 
-def spawn_prometheus_and_alertmanager(
-    stack: Stack,
-    tmp_path: Path,
-    prometheus: str,
-    alertmanager: str,
-    exp_port: int,
-    prom_port: int,
-    am_port: int,
-    recv_port: int,
+def spawn_prometheus(
+    stack: Stack, tmp_path: Path, prometheus: str, exp_port: int, prom_port: int, am_port: int
 ) -> None:
     rules = re.sub(r"for: \d+[smh]", "for: 1s", (ROOT / "deploy/prometheus/alerts.yaml").read_text())
     (tmp_path / "alerts.yaml").write_text(rules)
@@ -207,6 +199,9 @@ def spawn_prometheus_and_alertmanager(
             f"--web.listen-address=127.0.0.1:{prom_port}",
         ],
     )
+
+
+def spawn_alertmanager(stack: Stack, tmp_path: Path, alertmanager: str, am_port: int, recv_port: int) -> None:
     (tmp_path / "alertmanager.yml").write_text(
         yaml.safe_dump(
             {

@@ -1,5 +1,5 @@
 """Defensive parsing of API objects: every field variant public samples show (the v4.0 reference, the
-v3 SDK READMEs), wrong types in every field, and the warnings they raise."""
+v3 SDK READMEs), and the warnings they raise."""
 
 from __future__ import annotations
 

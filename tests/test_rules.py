@@ -66,7 +66,8 @@ def test_every_alert_is_well_formed() -> None:
         anchor = str(annotations["runbook_url"]).rsplit("#", 1)[1]
         assert f'<a id="{anchor}"></a>' in readme, f"{name}: README has no runbook section {anchor}"
         used = set(re.findall(r"\b((?:generatorlabs|hetrixtools)_[a-z_]+)\b", str(rule["expr"]))) | (
-            {"up"} if "up{" in str(rule["expr"]) else set())
+            {"up"} if "up{" in str(rule["expr"]) else set()
+        )
         assert used <= known, f"{name} uses unknown metrics {used - known}"
 
 

@@ -31,6 +31,7 @@ class ServerParts:
     telemetry_path: str = "/metrics"
     failing: Callable[[], Mapping[str, str]] = dict  # background tasks in a crash loop
 
+
 PARTS = web.AppKey("parts", ServerParts)
 
 
@@ -56,7 +57,6 @@ class CachedBody(web.StreamResponse):
         await super().write_eof(data)
 
 
-
 async def metrics(request: web.Request) -> web.StreamResponse:
     parts = request.app[PARTS]
     exposition = parts.scraper.expose(
@@ -68,7 +68,6 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     return CachedBody(exposition.parts, head=request.method == "HEAD", headers=headers)
 
 
-
 async def healthy(request: web.Request) -> web.Response:
     """503 while a background task is in a crash loop, so a liveness probe restarts us."""
     failing = request.app[PARTS].failing()
@@ -78,13 +77,11 @@ async def healthy(request: web.Request) -> web.Response:
     return web.Response(text="Healthy\n")
 
 
-
 async def ready(request: web.Request) -> web.Response:
     parts = request.app[PARTS]
     if parts.store.has_data:
         return web.Response(text="Ready\n")
     return web.Response(status=503, text="Not ready: no data loaded yet\n")
-
 
 
 async def reload(request: web.Request) -> web.Response:
@@ -97,13 +94,11 @@ async def reload(request: web.Request) -> web.Response:
     return web.Response(text="config reloaded\n")
 
 
-
 def _age(now: float, ts: float | None) -> str:
     if ts is None:
         return "never"
     seconds = max(0, int(now - ts))
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m ago" if seconds >= 3600 else f"{seconds}s ago"
-
 
 
 async def landing(request: web.Request) -> web.Response:
@@ -151,7 +146,6 @@ the plan needs {planned:.0f}/h. Server says {remaining} requests remain.</p>{bac
     return web.Response(text=page, content_type="text/html")
 
 
-
 def build_app(parts: ServerParts, middlewares: tuple[Any, ...] = ()) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024, middlewares=middlewares)
     app[PARTS] = parts
@@ -161,4 +155,3 @@ def build_app(parts: ServerParts, middlewares: tuple[Any, ...] = ()) -> web.Appl
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
     return app
-

@@ -94,6 +94,7 @@ class _QuietClientErrors(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         return not isinstance(exc, HttpProcessingError | ConnectionError)
 
+
 http_log = logging.getLogger("exporter.http")  # aiohttp's server messages for our listeners
 http_log.addFilter(_QuietClientErrors())
 
@@ -105,7 +106,6 @@ def connection_cap(ceiling: int = MAX_CONNECTIONS) -> int:
     if soft == resource.RLIM_INFINITY:
         return ceiling
     return max(MIN_CONNECTIONS, min(ceiling, soft - RESERVED_FILES))
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,6 @@ class Limits:
             "handler_cancellation": False,
             "logger": http_log,
         }
-
 
 
 class _Connection(asyncio.Protocol):
@@ -248,7 +247,6 @@ class _Connection(asyncio.Protocol):
         return not busy and not self._write_paused and self.transport.get_write_buffer_size() == 0
 
 
-
 class ConnectionGuard:
     """Counts a listener's connections (one guard may serve several listeners: they then share
     the cap) and enforces the cap: see the module docstring."""
@@ -305,7 +303,6 @@ class ConnectionGuard:
             )
 
 
-
 class _GuardedSite(web.BaseSite):
     """A TCP site whose connections go through a ConnectionGuard."""
 
@@ -350,7 +347,6 @@ class _GuardedSite(web.BaseSite):
             self._port = self._server.sockets[0].getsockname()[1]
 
 
-
 @dataclass(slots=True)
 class Listener:
     """A running listener: its bound port, its guard, and how to stop it."""
@@ -361,7 +357,6 @@ class Listener:
 
     async def cleanup(self) -> None:
         await self.runner.cleanup()
-
 
 
 async def serve(
@@ -384,4 +379,3 @@ async def serve(
         await runner.cleanup()
         raise
     return Listener(runner, site.port, guard)
-

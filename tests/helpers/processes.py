@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 30.0  # seconds: bounded waits for a real process, never a fixed sleep
@@ -152,3 +153,29 @@ def need_binary(name: str) -> str:
             pytest.fail(f"{name} is not installed; .ci/run installs it with apt-get")
         pytest.skip(f"{name} not installed")
     return path
+
+
+@dataclass
+class Prometheus:
+    """Debian's Prometheus, started for a test: its process and its HTTP API's base URL."""
+
+    process: subprocess.Popen[bytes]
+    base: str
+
+
+def start_prometheus(home: Path, targets: list[str], *, job: str = "generatorlabs") -> Prometheus:
+    """Prometheus scraping `targets` (host:port) every second, its data and log under `home`."""
+    binary = need_binary("prometheus")
+    port = free_port()
+    scrape = {"job_name": job, "static_configs": [{"targets": targets}]}
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": [scrape]}
+    (home / "prometheus.yml").write_text(yaml.safe_dump(config))
+    argv = [
+        binary,
+        f"--config.file={home / 'prometheus.yml'}",
+        f"--storage.tsdb.path={home / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with (home / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=log)
+    return Prometheus(process, f"http://127.0.0.1:{port}")
