@@ -17,7 +17,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -35,7 +34,7 @@ from bench.soak_loop import WALL_OP, Overrun
 from bench.soak_record import Record
 from bench.soak_webhooks import HX_TOKEN, SECRETS
 from exporter.webhooks.signature import sign
-from tests.helpers.processes import free_port
+from tests.helpers.processes import exporter_env, start_exporter
 
 WALL_KILL_CYCLE = 60.0  # wall-clock cap of a start until ready, of a burst, of an exit
 GET_TIMEOUT = 5.0  # one GET of the real exporter
@@ -103,9 +102,8 @@ class RealKills:
                 }
             )
         )
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
-        self.env["XDG_STATE_HOME"] = str(self.tmp / "xdg")
-        self.log_path = self.tmp / "exporter.log"
+        self.env = exporter_env(XDG_STATE_HOME=str(self.tmp / "xdg"))
+        self.log_path = self.tmp / "exporter.log"  # where start_exporter appends every run's stderr
         self.acked_monitors: set[str] = set()
         self.acked_events = 0
         self.kills = 0
@@ -145,20 +143,12 @@ class RealKills:
     def _log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
-    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
-        argv = ["--demo", "--config.file", str(self.config), "--web.listen-address", f"127.0.0.1:{port}"]
-        with self.log_path.open("ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "exporter", *argv, "--log.format", "json"],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                env=self.env,
-            )
-
     def start(self) -> tuple[subprocess.Popen[bytes], str]:
         """A new process on the state file, once it answers /-/ready with 200."""
-        proc = self._spawn(port := free_port())
-        base = f"http://127.0.0.1:{port}"
+        args = ("--demo", "--config.file", str(self.config), "--log.format", "json")
+        # not awaited by the helper: a start here has its own cap and records what went wrong
+        exporter = start_exporter(self.tmp, *args, env=self.env, ready=False)
+        proc, base = exporter.process, exporter.base
         began = time.monotonic()
         while time.monotonic() - began < WALL_KILL_CYCLE:
             if proc.poll() is not None:

@@ -1,5 +1,7 @@
 """Durability through real processes: SIGKILL in the middle of a webhook burst loses nothing
-that was acknowledged, and restarts keep the hourly request ledger (and spend no burst)."""
+that was acknowledged, and restarts keep the hourly request ledger (and spend no burst).
+
+I/O: real exporter processes (tests/helpers/processes.py), HTTP over loopback, files under tmp_path."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -17,13 +18,23 @@ import aiohttp
 import yaml
 
 from exporter.webhooks.signature import sign
-from tests.helpers.processes import DEADLINE, free_port, get, value, wait_for
+from tests.helpers.processes import (
+    DEADLINE,
+    Exporter,
+    free_port,
+    get,
+    start_exporter,
+    terminate,
+    value,
+    wait_for,
+)
 
 SECRET = "whsec_durability_secret"
 HX_TOKEN = "hx-durability-token-0123456789"
 
 
-def start(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+def start(tmp_path: Path, port: int | None = None) -> Exporter:
+    """The demo exporter with webhooks on and its state file in `tmp_path`, once it is ready."""
     config = tmp_path / "config.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -33,35 +44,7 @@ def start(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
             }
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
-    log = (tmp_path / "exporter.log").open("ab")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--demo",
-            "--config.file",
-            str(config),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            "--log.format",
-            "json",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        env=env,
-    )
-    log.close()
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: get(base + "/-/ready")[0] == 200, "the exporter to be ready")
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=DEADLINE) == 0
+    return start_exporter(tmp_path, "--demo", "--config.file", str(config), "--log.format", "json", port=port)
 
 
 async def burst(base: str, process: subprocess.Popen[bytes], total: int, kill_after: int) -> set[int]:
@@ -116,13 +99,12 @@ async def burst(base: str, process: subprocess.Popen[bytes], total: int, kill_af
 
 
 def test_sigkill_mid_burst_loses_no_acknowledged_webhook(tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = start(tmp_path, port)
-    acked = asyncio.run(burst(base, process, total=1200, kill_after=300))
-    assert process.wait(timeout=DEADLINE) == -signal.SIGKILL
+    killed = start(tmp_path)
+    base = killed.base
+    acked = asyncio.run(burst(base, killed.process, total=1200, kill_after=300))
+    assert killed.process.wait(timeout=DEADLINE) == -signal.SIGKILL
     assert 300 <= len(acked) < 1200  # killed mid-burst
-    process = start(tmp_path, port)
+    exporter = start(tmp_path, killed.port)  # restarted on the same port, as a daemon is
     try:
         _, text = get(base + "/metrics")
         missing = [i for i in acked if i % 2 and f'monitor="kill-{i}.example"' not in text]
@@ -151,15 +133,15 @@ def test_sigkill_mid_burst_loses_no_acknowledged_webhook(tmp_path: Path) -> None
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200 and b"duplicate" in response.read()
     finally:
-        stop(process)
+        terminate(exporter)
 
 
 def test_restarts_keep_the_hourly_ledger_and_spend_no_burst(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_port()  # every restart on the same port, as a daemon's
     base = f"http://127.0.0.1:{port}"
     sent_before = 0.0
     for _ in range(3):
-        process = start(tmp_path, port)
+        exporter = start(tmp_path, port)
         try:
             _, text = get(base + "/metrics")
             # the ledger came back: every request of the earlier runs is still counted
@@ -174,5 +156,5 @@ def test_restarts_keep_the_hourly_ledger_and_spend_no_burst(tmp_path: Path) -> N
             _, text = get(base + "/metrics")
             sent_before += value(text, "generatorlabs_api_requests_total")
         finally:
-            stop(process)
+            terminate(exporter)
     assert sent_before >= 6

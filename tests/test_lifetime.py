@@ -1,7 +1,9 @@
 """Lifetimes: whatever stops a start (a taken port, a locked state file, a bad web config),
 everything started so far is released, in reverse order, without a traceback or an "Unclosed"
 warning, and a second start on the same state file succeeds; a clean stop releases everything too.
-The daemon without --demo never loads the simulator."""
+The daemon without --demo never loads the simulator.
+
+I/O: the app run in-process on loopback, real `python -m exporter` processes, files under tmp_path."""
 
 from __future__ import annotations
 
@@ -27,7 +29,14 @@ from exporter.config.model import Config
 from exporter.config.parse import parse
 from exporter.errors import ConfigError, StateError
 from exporter.state.sqlite import StateDB
-from tests.helpers.processes import DEADLINE, ROOT, free_port
+from tests.helpers.processes import (
+    DEADLINE,
+    ROOT,
+    exporter_env,
+    free_port,
+    refused,
+    start_exporter,
+)
 
 
 @contextmanager
@@ -42,20 +51,14 @@ def taken_port() -> Iterator[int]:
 def test_a_taken_port_fails_in_one_line_and_leaves_nothing_behind(tmp_path: Path) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
     with taken_port() as port:
-        result = subprocess.run(
-            [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"],
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE,
-            cwd=ROOT,
-            check=False,
-            env={**env, "TMPDIR": str(tmp)},
+        exporter = start_exporter(
+            tmp_path, "--demo", port=port, env=exporter_env(TMPDIR=str(tmp)), ready=False
         )
-    assert result.returncode == 1
-    assert "Unclosed" not in result.stderr and "Traceback" not in result.stderr, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
+        code, stderr = refused(exporter)
+    assert code == 1, stderr
+    assert "Unclosed" not in stderr and "Traceback" not in stderr, stderr
+    last = stderr.strip().splitlines()[-1]
     assert last.startswith("generatorlabs-exporter: ") and "address already in use" in last.lower()
     assert list(tmp.iterdir()) == []  # the demo's own state directory is gone too
 
@@ -198,8 +201,7 @@ def test_the_daemon_without_demo_never_imports_the_simulator(tmp_path: Path) -> 
         "code = exporter.cli.main(['--config.check'])\n"
         "print(code, sorted(m for m in sys.modules if m.startswith('exporter.demo')))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
-    env |= {"GENERATORLABS_ACCOUNT_SID": "AC" + "1" * 32, "GENERATORLABS_AUTH_TOKEN": "f" * 64}
+    env = exporter_env(GENERATORLABS_ACCOUNT_SID="AC" + "1" * 32, GENERATORLABS_AUTH_TOKEN="f" * 64)
     result = subprocess.run(
         [sys.executable, "-c", program],
         capture_output=True,

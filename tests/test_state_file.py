@@ -1,5 +1,7 @@
 """The state file belongs to one account and one process, and a broken one never aborts with a
-traceback: real exporter processes, and StateDB itself where a process would be slow to set up."""
+traceback: real exporter processes, and StateDB itself where a process would be slow to set up.
+
+I/O: SQLite files under tmp_path, real exporter processes (tests/helpers/processes.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
+import tempfile
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,14 @@ from exporter.demo.simulator.transport import SimulatorTransport
 from exporter.state.snapshot import Snapshot
 from exporter.state.sqlite import Incoming, Loaded, Owner, StateDB, encode_snapshot
 from exporter.webhooks.overlay import WebhookState
-from tests.helpers.processes import DEADLINE, ROOT, free_port, get, wait_for
+from tests.helpers.processes import (
+    DEADLINE,
+    Exporter,
+    exporter_env,
+    refused,
+    start_exporter,
+    terminate,
+)
 from tests.helpers.rig import START, TOKEN, FakeClock
 
 SID_A, SID_B = "AC" + "a" * 32, "AC" + "b" * 32
@@ -197,58 +206,27 @@ async def test_a_failed_checkpoint_leaves_webhooks_and_the_ledger_writable(
 # ---- through the real process -----------------------------------------------------------------
 
 
-def environment(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GENERATORLABS_", "HETRIX"))}
-    return {**env, **extra}
-
-
-def exporter_args(tmp_path: Path, state: dict[str, str], port: int | None = None) -> list[str]:
+def demo_args(tmp_path: Path, state: dict[str, str]) -> list[str]:
+    """A demo exporter's arguments, with `state` as its config file's state section."""
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"state": state}))
-    return [
-        sys.executable,
-        "-m",
-        "exporter",
-        "--demo",
-        "--config.file",
-        str(config),
-        "--web.listen-address",
-        f"127.0.0.1:{port or free_port()}",
-        "--log.format",
-        "json",
-    ]
+    return ["--demo", "--config.file", str(config), "--log.format", "json"]
 
 
-def fails_to_start(args: list[str], env: dict[str, str] | None = None) -> str:
-    """Run the exporter, expecting it to refuse to start: its last line of stderr."""
-    result = subprocess.run(
-        args,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        cwd=ROOT,
-        env=env or environment(),
-        check=False,
-    )
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr, result.stderr
-    return result.stderr.strip().splitlines()[-1]
+def start(home: Path, args: list[str], env: dict[str, str] | None = None) -> Exporter:
+    """The exporter, once ready; its log is home/exporter.log."""
+    home.mkdir(exist_ok=True)
+    return start_exporter(home, *args, env=env or exporter_env())
 
 
-def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=out, cwd=ROOT, env=env or environment()
-        )
-    port = args[args.index("--web.listen-address") + 1]
-    wait_for(lambda: get(f"http://{port}/-/ready")[0] == 200, "the exporter to be ready")
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=DEADLINE) == 0
+def fails_to_start(tmp_path: Path, state: dict[str, str]) -> str:
+    """Run the demo exporter, expecting it to refuse to start: its last line of stderr."""
+    home = Path(tempfile.mkdtemp(prefix="refused-", dir=tmp_path))  # a log of its own
+    exporter = start_exporter(home, *demo_args(tmp_path, state), env=exporter_env(), ready=False)
+    code, stderr = refused(exporter)
+    assert code == 1, stderr
+    assert "Traceback" not in stderr and "Unclosed" not in stderr, stderr
+    return stderr.strip().splitlines()[-1]
 
 
 def update(path: Path, sql: str) -> None:
@@ -303,7 +281,7 @@ def test_a_broken_state_file_is_refused_in_one_line(tmp_path: Path, case: str) -
     make, problem = BROKEN[case]
     make(path)
     before = path.read_bytes()
-    line = fails_to_start(exporter_args(tmp_path, {"path": str(path)}))
+    line = fails_to_start(tmp_path, {"path": str(path)})
     assert line == (
         f"generatorlabs-exporter: state file {path}: {problem}; to start fresh, move it "
         "away or set state.if_unreadable: move_aside"
@@ -314,12 +292,11 @@ def test_a_broken_state_file_is_refused_in_one_line(tmp_path: Path, case: str) -
 def test_move_aside_keeps_the_broken_file_and_starts_fresh(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     path.write_bytes(b"\x00not sqlite\xff" * 400)
-    log = tmp_path / "exporter.log"
-    process = start(exporter_args(tmp_path, {"path": str(path), "if_unreadable": "move_aside"}), log)
-    stop(process)
+    exporter = start(tmp_path, demo_args(tmp_path, {"path": str(path), "if_unreadable": "move_aside"}))
+    terminate(exporter)
     (moved,) = tmp_path.glob("state.sqlite.broken-*")
     assert moved.read_bytes() == b"\x00not sqlite\xff" * 400
-    lines = [json.loads(x) for x in log.read_text().splitlines() if '"state.moved_aside"' in x]
+    lines = [json.loads(x) for x in exporter.log().splitlines() if '"state.moved_aside"' in x]
     assert [(x["path"], x["moved_to"], x["level"]) for x in lines] == [(str(path), str(moved), "warning")]
     loaded, _, _ = asyncio.run(reopen(path, Owner("AC" + "de30" * 8, "demo://simulator/4.0")))
     assert loaded.snapshots  # the fresh file was written by the run
@@ -352,13 +329,13 @@ def test_an_unusable_state_path_is_refused_and_never_moved(tmp_path: Path) -> No
     asked = {"if_unreadable": "move_aside"}  # moving would not help: never done for these
     directory = tmp_path / "dir.sqlite"
     directory.mkdir()
-    line = fails_to_start(exporter_args(tmp_path, {**asked, "path": str(directory)}))
+    line = fails_to_start(tmp_path, {**asked, "path": str(directory)})
     assert line == f"generatorlabs-exporter: state file {directory}: is a directory, not a file"
 
     written = tmp_path / "written.sqlite"
     asyncio.run(fill(written, None))
     with read_only(written):
-        line = fails_to_start(exporter_args(tmp_path, {**asked, "path": str(written)}))
+        line = fails_to_start(tmp_path, {**asked, "path": str(written)})
     assert line == (
         f"generatorlabs-exporter: state file {written}: cannot be written "
         "(attempt to write a readonly database)"
@@ -367,7 +344,7 @@ def test_an_unusable_state_path_is_refused_and_never_moved(tmp_path: Path) -> No
     locked_dir = tmp_path / "ro"
     locked_dir.mkdir()
     with read_only(locked_dir):
-        line = fails_to_start(exporter_args(tmp_path, {**asked, "path": str(locked_dir / "s.sqlite")}))
+        line = fails_to_start(tmp_path, {**asked, "path": str(locked_dir / "s.sqlite")})
     assert line.startswith(
         f"generatorlabs-exporter: state file {locked_dir / 's.sqlite'}: cannot "
         f"create its lock file {locked_dir / 's.sqlite.lock'} ("
@@ -377,38 +354,34 @@ def test_an_unusable_state_path_is_refused_and_never_moved(tmp_path: Path) -> No
 
 def test_a_second_process_on_the_same_file_refuses_to_start(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
-    first = start(exporter_args(tmp_path, {"path": str(path)}), tmp_path / "first.log")
+    first = start(tmp_path / "first", demo_args(tmp_path, {"path": str(path)}))
     try:
-        line = fails_to_start(exporter_args(tmp_path, {"path": str(path)}))
+        line = fails_to_start(tmp_path, {"path": str(path)})
         assert line == (
-            f"generatorlabs-exporter: state file {path}: in use by process {first.pid} "
+            f"generatorlabs-exporter: state file {path}: in use by process {first.process.pid} "
             f"(it holds {path}.lock); one exporter per state file"
         )
-        first.send_signal(signal.SIGKILL)  # the kernel releases the lock of a crashed process
-        first.wait(timeout=DEADLINE)
-        second = start(exporter_args(tmp_path, {"path": str(path)}), tmp_path / "second.log")
-        stop(second)
+        first.process.send_signal(signal.SIGKILL)  # the kernel releases the lock of a crashed process
+        first.process.wait(timeout=DEADLINE)
+        second = start(tmp_path / "second", demo_args(tmp_path, {"path": str(path)}))
+        terminate(second)
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(timeout=DEADLINE)
+        if first.process.poll() is None:
+            first.process.kill()
+            first.process.wait(timeout=DEADLINE)
 
 
 def test_two_demos_never_share_a_state_file(tmp_path: Path) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    env = environment(TMPDIR=str(tmp), XDG_STATE_HOME=str(tmp_path / "xdg"))
-    demos = [
-        [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{free_port()}"]
-        for _ in range(2)
-    ]
-    processes: list[subprocess.Popen[bytes]] = []
+    env = exporter_env(TMPDIR=str(tmp), XDG_STATE_HOME=str(tmp_path / "xdg"))
+    demos: list[Exporter] = []
     try:
-        for i, args in enumerate(demos):
-            processes.append(start(args, tmp_path / f"demo{i}.log", env))
+        for i in range(2):
+            demos.append(start(tmp_path / f"demo{i}", ["--demo"], env))
         assert len(list(tmp.glob("generatorlabs-exporter-demo-*/demo.sqlite"))) == 2
     finally:
-        for process in processes:
-            stop(process)
+        for demo in demos:
+            terminate(demo)
     assert list(tmp.iterdir()) == []  # each demo removed its own state file
     assert not (tmp_path / "xdg").exists()

@@ -1,6 +1,9 @@
 """--web.config.file (exporter-toolkit format) against real clients: TLS, client certificates,
 bcrypt basic auth, headers, reload on change; webhooks stay behind their own authentication,
-optionally on a separate listener."""
+optionally on a separate listener.
+
+I/O: real exporter processes (tests/helpers/processes.py), HTTP(S) over loopback, files under
+tmp_path and an openssl-made PKI."""
 
 from __future__ import annotations
 
@@ -8,11 +11,7 @@ import base64
 import contextlib
 import http.client
 import json
-import os
-import signal
 import ssl
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,7 +31,7 @@ from exporter.errors import ConfigError
 from exporter.web.guard import WebGuard
 from exporter.webhooks.signature import sign
 from tests.helpers.config import hashed, make_pki, write_web_config
-from tests.helpers.processes import DEADLINE, free_port, need_binary, wait_for
+from tests.helpers.processes import Exporter, free_port, need_binary, start_exporter, terminate, wait_for
 
 SECRET = "whsec_webconfig_secret"
 
@@ -43,40 +42,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_pki(need_binary("openssl"), tmp_path_factory.mktemp("pki"))
 
 
-def start(tmp: Path, web_config: dict[str, Any], *extra: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+def start(tmp: Path, web_config: dict[str, Any], *extra: str) -> Exporter:
+    """The demo exporter with webhooks on and `web_config` as its web config file. Not awaited:
+    /-/ready may need TLS or a password, so each test waits for an answer it can get."""
     (tmp / "web.yml").write_text(yaml.safe_dump(web_config))
     (tmp / "config.yaml").write_text(
         yaml.safe_dump(
             {"webhooks": {"enabled": True, "secrets": [SECRET]}, "state": {"path": str(tmp / "s.sqlite")}}
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
-    with (tmp / "exporter.log").open("ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--demo",
-                "--config.file",
-                str(tmp / "config.yaml"),
-                "--web.config.file",
-                str(tmp / "web.yml"),
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-                *extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=env,
-        )
-    return process, port
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=DEADLINE)
+    args = ["--demo", "--config.file", str(tmp / "config.yaml"), "--web.config.file", str(tmp / "web.yml")]
+    return start_exporter(tmp, *args, *extra, ready=False)
 
 
 def request(
@@ -107,7 +83,7 @@ def client_context(pki: Path, with_cert: bool = False) -> ssl.SSLContext:
 
 @pytest.fixture
 def tls_basic(pki: Path, tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    process, port = start(
+    exporter = start(
         tmp_path,
         {
             "tls_server_config": {"cert_file": str(pki / "server.crt"), "key_file": str(pki / "server.key")},
@@ -119,7 +95,7 @@ def tls_basic(pki: Path, tmp_path: Path) -> Iterator[tuple[int, Path]]:
         wait_for(
             lambda: (
                 request(
-                    f"https://127.0.0.1:{port}/-/healthy",
+                    f"https://127.0.0.1:{exporter.port}/-/healthy",
                     context=client_context(pki),
                     auth=("prometheus", "right-password"),
                 )[0]
@@ -127,9 +103,9 @@ def tls_basic(pki: Path, tmp_path: Path) -> Iterator[tuple[int, Path]]:
             ),
             "TLS to answer",
         )
-        yield port, tmp_path
+        yield exporter.port, tmp_path
     finally:
-        stop(process)
+        terminate(exporter, clean=False)
 
 
 def test_tls_and_basic_auth(pki: Path, tls_basic: tuple[int, Path]) -> None:
@@ -187,7 +163,7 @@ def test_the_file_is_re_read_when_it_changes(pki: Path, tls_basic: tuple[int, Pa
 
 
 def test_client_certificates_are_required_and_verified(pki: Path, tmp_path: Path) -> None:
-    process, port = start(
+    exporter = start(
         tmp_path,
         {
             "tls_server_config": {
@@ -201,17 +177,17 @@ def test_client_certificates_are_required_and_verified(pki: Path, tmp_path: Path
         },
     )
     try:
-        url = f"https://127.0.0.1:{port}/-/healthy"
+        url = f"https://127.0.0.1:{exporter.port}/-/healthy"
         wait_for(lambda: request(url, context=client_context(pki, with_cert=True))[0] == 200, "mTLS")
         with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
             request(url, context=client_context(pki))
     finally:
-        stop(process)
+        terminate(exporter, clean=False)
 
 
 def test_webhooks_on_a_separate_listener(pki: Path, tmp_path: Path) -> None:
     hook_port = free_port()
-    process, port = start(
+    exporter = start(
         tmp_path,
         {"basic_auth_users": {"prometheus": hashed("pw")}},
         "--webhook.listen-address",
@@ -219,8 +195,7 @@ def test_webhooks_on_a_separate_listener(pki: Path, tmp_path: Path) -> None:
     )
     try:
         wait_for(
-            lambda: request(f"http://127.0.0.1:{port}/-/healthy", auth=("prometheus", "pw"))[0] == 200,
-            "the exporter",
+            lambda: request(exporter.base + "/-/healthy", auth=("prometheus", "pw"))[0] == 200, "the exporter"
         )
         body = json.dumps(
             {
@@ -237,7 +212,7 @@ def test_webhooks_on_a_separate_listener(pki: Path, tmp_path: Path) -> None:
         assert request(hook, data=body, headers=headers)[0] == 204
         assert (
             request(
-                f"http://127.0.0.1:{port}/webhooks/generatorlabs",
+                exporter.base + "/webhooks/generatorlabs",
                 data=body,
                 headers=headers,
                 auth=("prometheus", "pw"),
@@ -245,7 +220,7 @@ def test_webhooks_on_a_separate_listener(pki: Path, tmp_path: Path) -> None:
             == 404
         )
     finally:
-        stop(process)
+        terminate(exporter, clean=False)
 
 
 def test_unknown_keys_and_bad_values_are_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

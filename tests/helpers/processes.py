@@ -78,9 +78,9 @@ def value(text: str, name: str) -> float:
 
 
 def exporter_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any GENERATORLABS_* variable (no real credentials leak
-    into a test), plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENERATORLABS_")}
+    """This process's environment without any GENERATORLABS_* or HETRIXTOOLS_* variable (no real
+    credential or token of the developer's leaks into a test), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GENERATORLABS_", "HETRIX"))}
     env.update(extra)
     return env
 
@@ -126,6 +126,16 @@ def start_exporter(
         if process.poll() is not None:
             pytest.fail(f"the exporter exited with {process.returncode}:\n{exporter.log()[-2000:]}")
     return exporter
+
+
+def refused(exporter: Exporter) -> tuple[int, str]:
+    """For a start expected to fail: wait (bounded) for the process to exit, stop it if it has
+    not, and return its exit code and its log."""
+    try:
+        wait_for(lambda: exporter.process.poll() is not None, "the exporter to refuse to start")
+    finally:
+        code = terminate(exporter, clean=False)  # only stops it if it is still running
+    return code, exporter.log()
 
 
 def terminate(exporter: Exporter | subprocess.Popen[bytes], *, clean: bool = True) -> int:
