@@ -4,10 +4,11 @@ Runs the real scheduler against the in-process simulator with a fake clock (no n
 sleeping) and reports, per account size, what the plan promised (requests per hour, the listings
 and hosts intervals) and what was spent: requests in all, on average per hour and at most in any
 rolling hour, and the gaps between refreshes of the RBL listings. Each size has a wall-clock
-limit (--wall-limit); a run that overruns it fails with a message naming the size. Results go to
-bench/results/budget.json. No network; the only I/O is that file.
+limit (--wall-limit); a run that overruns it fails (exit status 1) with a message naming the size.
+The fake clock makes each figure deterministic: one run per size is the figure, no spread. Results
+go to <out>/budget.json. No network; the only I/O is that file.
 
-    python -m bench.budget [--hours 24] [--sizes 20,5000,100000] [--wall-limit 1800]
+    python -m bench.budget [--hours 24] [--sizes 20,5000,100000] [--wall-limit 1800] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ async def one(hosts: int, hours: float, wall_limit: float) -> dict[str, Any]:
     }
 
 
-async def main() -> int:
+async def main(argv: list[str] | None = None) -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     p = argparse.ArgumentParser(prog="python -m bench.budget", description=(__doc__ or "").split("\n")[0])
     p.add_argument("--hours", type=float, default=24.0, help="simulated hours per account size")
@@ -95,14 +96,15 @@ async def main() -> int:
         default=DEFAULT_WALL_LIMIT,
         help="wall-clock seconds each account size may take",
     )
-    args = p.parse_args()
+    p.add_argument("--out", type=Path, default=RESULTS, help="directory of budget.json")
+    args = p.parse_args(argv)
     try:
         results = [await one(int(n), args.hours, args.wall_limit) for n in args.sizes.split(",")]
     except Overran as err:
         print(f"bench.budget: {err}", file=sys.stderr)
         return 1
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "budget.json").write_text(json.dumps(results, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "budget.json").write_text(json.dumps(results, indent=2))
     for r in results:
         print(json.dumps(r))
     return 0

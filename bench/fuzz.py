@@ -5,9 +5,9 @@ examples than the suite's, and how many examples ran per test and how many faile
 pytest runs in a subprocess with FUZZ_EXAMPLES set (the profile's max_examples) and
 --hypothesis-show-statistics; the per-test counts come from those statistics, the outcomes from a
 JUnit report. The whole run has a wall-clock deadline: past it the subprocess is killed and the
-command fails with a clear message. Results go to bench/results/fuzz.json.
+command fails with a clear message. Results go to <out>/fuzz.json.
 
-    python -m bench.fuzz [--examples 2000] [--deadline 3600] [-k EXPR]
+    python -m bench.fuzz [--examples 2000] [--deadline 3600] [-k EXPR] [--out bench/results]
 
 Exit status: 0 when every test passed, 1 when a test or an example failed, 2 when there was
 nothing to fuzz or the deadline killed the run. No I/O beyond the pytest subprocess, its
@@ -229,16 +229,17 @@ def main(argv: list[str] | None = None) -> int:
         "--deadline", type=float, default=DEFAULT_DEADLINE, help="wall-clock seconds for the whole run"
     )
     p.add_argument("-k", dest="keyword", help="only tests matching this pytest -k expression")
+    p.add_argument("--out", type=Path, default=RESULTS, help="directory of fuzz.json")
     args = p.parse_args(argv)
     files = test_files()
     if not files:
         print("no test file with a property-based test (@given) found", file=sys.stderr)
         return EXIT_UNUSABLE
     result = run(args.examples, args.deadline, files, args.keyword)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fuzz.json").write_text(json.dumps(result, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fuzz.json").write_text(json.dumps(result, indent=2))
     print_report(result)
-    print(f"results: {RESULTS / 'fuzz.json'}")
+    print(f"results: {args.out / 'fuzz.json'}")
     if result["overran_deadline"]:
         print(f"bench.fuzz: the run overran its {args.deadline:g} s deadline and was killed", file=sys.stderr)
         return EXIT_UNUSABLE

@@ -95,6 +95,7 @@ from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import ABSURD_LIMITS, FAULT_KINDS, Faults, SimulatedApi
 from exporter.demo.simulator.app import start_other_host, start_simulator
 from exporter.state.sqlite import Owner, StateDB
+from exporter.web.guard import WebGuard
 
 SID = "AC" + "5" * 32
 TOKEN = "soak-auth-token-" + "7e1f" * 12
@@ -276,7 +277,7 @@ class Soak:
             self._context,
             self._faults_so_far,
         )
-        exporter = build_exporter(config, transport, self.clock, db, loaded)
+        exporter = build_exporter(config, transport, self.clock, db, loaded, WebGuard(None))
         runner = web.AppRunner(create_app(exporter, lambda: config), access_log=None, handle_signals=False)
         await self.driver.complete(runner.setup(), "starting the app")
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -21,7 +21,7 @@ from bench.soak_loop import VirtualClock
 from exporter.demo.simulator.account import Account, iso, sid
 from exporter.demo.simulator.api import HOSTILE_VALUES, RawJson, dumps
 from exporter.demo.simulator.webhooks import HetrixFleet
-from exporter.webhooks.payloads import KNOWN_EVENTS
+from exporter.state.events import KNOWN_EVENTS
 from exporter.webhooks.signature import sign
 
 SECRETS = ("whsec_soak_primary_" + "a1b2" * 6, "whsec_soak_rotated_" + "c3d4" * 6)

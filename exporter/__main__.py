@@ -1,4 +1,5 @@
-"""`python -m exporter` runs the command-line entry point."""
+"""`python -m exporter` runs the command-line entry point (exporter.cli), whose I/O it is;
+nothing of its own."""
 
 import sys
 

@@ -27,7 +27,15 @@ from exporter.config.load import default_state_path, environ
 from exporter.config.model import Config
 from exporter.config.parse import parse_listen_address
 from exporter.errors import ConfigError
-from exporter.metrics.selfmetrics import Live, Telemetry
+from exporter.metrics.selfmetrics import (
+    APPLIER,
+    DEMO_WEBHOOKS,
+    RENDERER,
+    SCHEDULER,
+    WEB_CONFIG_WATCHER,
+    Live,
+    Telemetry,
+)
 from exporter.metrics.serve import Scraper
 from exporter.polling.ledger import Ledger
 from exporter.polling.scheduler import PollSettings, Scheduler, Transport
@@ -36,7 +44,7 @@ from exporter.state.sqlite import GroupCommit, Loaded, Owner, StateDB
 from exporter.state.store import StateStore
 from exporter.supervisor import Supervisor
 from exporter.web.guard import WebGuard
-from exporter.web.routes import ServerParts, build_app
+from exporter.web.routes import LISTENER_MAX_BODY, ServerParts, build_app
 from exporter.web.server import ConnectionGuard, serve
 from exporter.webhooks.applier import Applier
 from exporter.webhooks.receivers import WebhookParts, add_admin_routes, add_routes
@@ -49,7 +57,6 @@ log = structlog.get_logger("exporter.app")
 # Loads the config again (file + environment) for a reload; raises ConfigError.
 ConfigSource = Callable[[], Config]
 ReadyFn = Callable[[int], Awaitable[None]]
-WEBHOOK_LISTENER_MAX_BODY = 1024 * 1024  # bytes; the receivers check the configured limit too
 
 
 @dataclass(slots=True)
@@ -145,20 +152,21 @@ def build_exporter(
     clock: Clock,
     db: StateDB,
     loaded: Loaded,
-    *,
     web_guard: WebGuard | None = None,
 ) -> Exporter:
     """The exporter, complete, on the open state file `db`: warm-started from what was `loaded`
     from it (snapshots of enabled collectors, webhook state, the hourly ledger, the events
     acknowledged but not yet checkpointed), and writing every change to it from now on.
 
+    `web_guard` enforces the web config file; without one, there is none (no --web.config.file).
     Drain `exporter.journal` before `db` closes (`open_exporter` does both)."""
     now = clock.time()
-    store = _restored_store(config, loaded)
+    journal = DbJournal(db)
+    changed = asyncio.Event()  # wakes the renderer
+    store = _restored_store(config, loaded, journal, changed.set)
     ledger = Ledger(config.budget.requests_per_hour, config.budget.requests_per_second, sent=loaded.ledger)
     live = Live(store, ledger, reload_at=now)
     telemetry = Telemetry(live, clock.time)
-    journal = DbJournal(db)
     scheduler = Scheduler(
         poll_settings(config), transport, ledger, store, telemetry, live, clock, journal_send=journal.sent
     )
@@ -167,13 +175,11 @@ def build_exporter(
         clock,
         store,
         telemetry,
-        clock.time,
         lambda: dict(scheduler.plan.intervals) if scheduler.plan else {},
         scheduler.max_ages,
+        changed,
     )
     applier = _replaying_applier(config, store, db, clock, scheduler.request_refresh, telemetry, loaded)
-    # set only now, so that restoring the store neither wrote the file back nor woke anyone
-    store.on_change, store.journal = scraper.changed.set, journal
     parts = None
     if config.webhooks.enabled or config.webhooks.hetrixtools_token:
         parts = WebhookParts(config.webhooks, GroupCommit(db), applier, telemetry, clock)
@@ -191,7 +197,7 @@ def build_exporter(
         supervisor=supervisor,
         db=db,
         journal=journal,
-        web_guard=web_guard if web_guard is not None else WebGuard(None),
+        web_guard=web_guard if web_guard is not None else WebGuard(None),  # no web config file
         webhook_parts=parts,
     )
 
@@ -207,9 +213,7 @@ def _replaying_applier(
 ) -> Applier:
     """The webhook applier, writing to `db`, with the events acknowledged but not yet
     checkpointed folded in (one that cannot be applied is set aside, never raised)."""
-    applier = Applier(
-        store, db, clock, refresh, telemetry=telemetry, series_max_age=config.webhooks.series_max_age
-    )
+    applier = Applier(store, db, clock, refresh, telemetry, config.webhooks.series_max_age)
     aside = applier.replay(loaded.events)
     if aside:
         log.warning("state.events_set_aside", path=db.path, count=len(aside))
@@ -223,15 +227,17 @@ def _replaying_applier(
     return applier
 
 
-def _restored_store(config: Config, loaded: Loaded) -> StateStore:
-    """A store holding the stored snapshots of enabled collectors and the webhook state."""
-    store = StateStore()
-    for snapshot in loaded.snapshots:
-        collector = config.collectors.get(snapshot.collector)
-        if collector is not None and collector.enabled:
-            store.replace(snapshot)
-    store.webhooks = loaded.webhooks
-    return store
+def _restored_store(
+    config: Config, loaded: Loaded, journal: DbJournal, on_change: Callable[[], None]
+) -> StateStore:
+    """A store holding the stored snapshots of enabled collectors and the webhook state (not
+    written back), writing changes to `journal` from now on."""
+    enabled = [
+        snapshot
+        for snapshot in loaded.snapshots
+        if (collector := config.collectors.get(snapshot.collector)) is not None and collector.enabled
+    ]
+    return StateStore(enabled, loaded.webhooks, journal=journal, on_change=on_change)
 
 
 @contextlib.asynccontextmanager
@@ -250,7 +256,7 @@ async def open_exporter(
     db = StateDB(path, clock.time)
     try:
         loaded = await db.start(owner, clock.time(), if_unreadable=config.state.if_unreadable)
-        exporter = build_exporter(config, transport, clock, db, loaded, web_guard=web_guard)
+        exporter = build_exporter(config, transport, clock, db, loaded, web_guard)
         try:
             yield exporter
         finally:
@@ -276,6 +282,7 @@ def create_app(
             exporter.clock.time,
             exporter.config.web.telemetry_path,
             exporter.supervisor.failing,
+            lambda: exporter.applier.pending,
         ),
         middlewares,
     )
@@ -286,12 +293,12 @@ def create_app(
 
     async def background(_: web.Application) -> AsyncIterator[None]:
         supervisor = exporter.supervisor
-        supervisor.start("scheduler", exporter.scheduler.run_forever)
-        supervisor.start("renderer", exporter.scraper.keep_rendered)
-        supervisor.start("applier", lambda: exporter.applier.run())
+        supervisor.start(SCHEDULER, exporter.scheduler.run_forever)
+        supervisor.start(RENDERER, exporter.scraper.keep_rendered)
+        supervisor.start(APPLIER, exporter.applier.run)
         guard = exporter.web_guard
         if guard.path:
-            supervisor.start("web_config_watcher", lambda: guard.watch(exporter.clock.sleep))
+            supervisor.start(WEB_CONFIG_WATCHER, lambda: guard.watch(exporter.clock.sleep))
         yield
         await supervisor.stop()
         await exporter.applier.flush()
@@ -355,8 +362,8 @@ def _start_demo_webhooks(
     from exporter.demo.wiring import send_demo_webhooks
 
     config, clock = exporter.config, exporter.clock
-    exporter.supervisor.start("demo_webhooks", lambda: send_demo_webhooks(simulation, config, clock, port))
-    stack.push_async_callback(exporter.supervisor.stop, "demo_webhooks")
+    exporter.supervisor.start(DEMO_WEBHOOKS, lambda: send_demo_webhooks(simulation, config, clock, port))
+    stack.push_async_callback(exporter.supervisor.stop, DEMO_WEBHOOKS)
 
 
 async def _start_exporter(
@@ -399,7 +406,7 @@ async def _serve(
     app = create_app(exporter, source, middlewares=(guard.middleware,), webhooks=not separate)
     connections = ConnectionGuard()  # one cap for both listeners
     if webhook_listen_address is not None and exporter.webhook_parts is not None:
-        hook_app = web.Application(client_max_size=WEBHOOK_LISTENER_MAX_BODY)
+        hook_app = web.Application(client_max_size=LISTENER_MAX_BODY)
         add_routes(hook_app, exporter.webhook_parts)
         await _listen(stack, hook_app, webhook_listen_address, None, connections)
         log.info("webhooks.listening", listen=webhook_listen_address)

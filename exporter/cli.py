@@ -1,4 +1,5 @@
-"""Command line: flags in exporter-toolkit style, config loading, exit codes. The only print().
+"""Command line: flags in exporter-toolkit style, config loading, exit codes. The daemon's only
+print() (the other is `python -m exporter.metrics`, which prints the README's metric table).
 
 I/O: reads the config file, the web config file and the environment (through exporter.config),
 prints to stdout and stderr, and runs the daemon (exporter.app.run) until it stops.

@@ -1,10 +1,27 @@
-"""The Clock protocol and the real clock: the only place that reads time or sleeps."""
+"""Time: the units every module counts seconds in, the Clock protocol, the real clock and
+`sleep_or_event`. Reads the time and sleeps (SystemClock), no other I/O.
+
+Everything that decides with the wall clock (timestamps, the request ledger, ages, backoff) or
+waits for one (poll intervals, renders, sweeps) goes through a Clock, so tests and benchmarks
+drive it with a fake one. Exceptions, all bounds on the event loop's own time rather than
+decisions: the listener's per-connection deadlines (exporter.web.server, loop.time and
+call_later), and the asyncio timeouts of the webhook receivers and the applier's idle wait.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from typing import Protocol
+
+# units of durations (in seconds) and sizes (in bytes)
+SECOND = 1.0
+MILLISECOND = SECOND / 1000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+YEAR = 365 * DAY
+MIB = 1024 * 1024
 
 
 class Clock(Protocol):

@@ -176,17 +176,52 @@ def test_a_secret_file_that_is_not_utf8_is_a_config_error(
     assert SECRET not in err
 
 
-@pytest.mark.parametrize("path", ["metrics", "/", "/-/healthy", ""])
+NOT_A_PATH = "must be a path starting with /"
+TAKEN = "must not be a path another route serves: "
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("metrics", NOT_A_PATH),
+        ("", NOT_A_PATH),
+        ("/", TAKEN + "the landing page (/)"),
+        ("/-/healthy", TAKEN + "the liveness check (/-/healthy)"),
+        ("/-/ready", TAKEN + "the readiness check (/-/ready)"),
+        ("/-/reload", TAKEN + "the reload endpoint (/-/reload)"),
+        ("/webhooks/generatorlabs", f"{TAKEN}the Generator Labs webhook receiver (/webhooks/generatorlabs)"),
+        (
+            "/webhooks/hetrixtools/t",
+            f"{TAKEN}the HetrixTools webhook receiver (/webhooks/hetrixtools/{{token}})",
+        ),
+        (
+            "/-/webhooks/agents/a1",
+            f"{TAKEN}the endpoint that forgets an agent (/-/webhooks/agents/{{agent_id}})",
+        ),
+        (
+            "/-/webhooks/hetrixtools/monitors/192.0.2.0/24",
+            TAKEN + "the endpoint that forgets a HetrixTools monitor "
+            "(/-/webhooks/hetrixtools/monitors/{monitor:.+})",
+        ),
+    ],
+)
 def test_the_telemetry_path_flag_follows_the_config_keys_rule(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], path: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], path: str, why: str
 ) -> None:
+    """A telemetry path on another route would silently take it over (e.g. /-/ready answering
+    with metrics): refused, from the file and the flag alike, naming the route."""
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"web": {"telemetry_path": path}}))
     assert main(["--demo", "--config.file", str(config), "--config.check"]) == 2
     from_file = capsys.readouterr().err.split("web.telemetry_path: ")[1]
     assert main(["--demo", "--web.telemetry-path", path, "--config.check"]) == 2
     from_flag = capsys.readouterr().err.split("--web.telemetry-path: ")[1]
-    assert from_flag == from_file == f"must be a path starting with / (not / itself), got {path!r}\n"
+    assert from_flag == from_file == f"{why}, got {path!r}\n"
+
+
+@pytest.mark.parametrize("path", ["/probe", "/-/metrics", "/webhooks/hetrixtools/a/b", "/webhooks"])
+def test_a_telemetry_path_no_route_serves_is_accepted(path: str) -> None:
+    assert main(["--demo", "--web.telemetry-path", path, "--config.check"]) == 0
 
 
 def test_both_bad_listener_flags_are_reported_at_once(capsys: pytest.CaptureFixture[str]) -> None:
@@ -195,7 +230,7 @@ def test_both_bad_listener_flags_are_reported_at_once(capsys: pytest.CaptureFixt
     assert capsys.readouterr().err == (
         "generatorlabs-exporter: invalid config (command line):\n"
         "  - --web.listen-address: port must be a number from 1 to 65535, got ':0'\n"
-        "  - --web.telemetry-path: must be a path starting with / (not / itself), got 'x'\n"
+        "  - --web.telemetry-path: must be a path starting with /, got 'x'\n"
     )
 
 

@@ -16,7 +16,6 @@ from exporter.config.parse import (
     COLLECTOR_KEYS,
     SECTIONS,
     credentials_from_env,
-    format_duration,
     parse,
     parse_duration,
 )
@@ -66,11 +65,6 @@ def test_durations(text: object, seconds: float | None) -> None:
             parse_duration(text)
     else:
         assert parse_duration(text) == seconds
-
-
-def test_format_duration_round_trips() -> None:
-    for seconds in (30.0, 900.0, 3600.0, 5400.0, 1.5):
-        assert parse_duration(format_duration(seconds)) == seconds
 
 
 def test_every_problem_is_reported_at_once_with_key_problem_and_value() -> None:

@@ -146,10 +146,14 @@ def test_the_renderer_and_self_metrics_spell_no_label_selector() -> None:
 # -- the README table ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", ["exporter.metrics", "exporter.metrics.contract"])
-def test_the_metric_table_is_printed_from_the_contract(module: str) -> None:
+def test_the_metric_table_is_printed_from_the_contract() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", module], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-m", "exporter.metrics"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert result.stdout == markdown_table() + "\n"
     assert result.stdout.count("\n| `") == len(ALL_METRICS)

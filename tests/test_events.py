@@ -13,9 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.api.records import Listing, parse_host
-from exporter.webhooks.overlay import WebhookState
+from exporter.state.events import HetrixMonitor
+from exporter.state.overlay import WebhookState
 from exporter.webhooks.payloads import (
-    HetrixMonitor,
     MalformedEvent,
     check_hetrix_chunk,
     parse_event,

@@ -177,12 +177,21 @@ def test_rbl_sources_name_the_kind_of_host_they_check() -> None:
         "RS1": Item("RS1", "Spamhaus ZEN", "rbl", False),
         "RS2": Item("RS2", "SURBL", "uribl", True),
         "RS3": Item("RS3", "odd", "carrier-pigeon", False),
+        # the kinds hosts are written with (API reference, "Create Host") name the same thing
+        "RS4": Item("RS4", "Barracuda", "ip", False),
+        "RS5": Item("RS5", "DBL", "domain", False),
+        "RS6": Item("RS6", "UCEPROTECT 2", "ip_range", False),
+        "RS7": Item("RS7", "UCEPROTECT 3", "subnet", False),
     }
     out = lines([snap("rbl_sources", sources)])
     assert out["generatorlabs_rbl_source_info"] == [
         'generatorlabs_rbl_source_info{source_id="RS1",rbl="Spamhaus ZEN",host_kind="ip"} 1',
         'generatorlabs_rbl_source_info{source_id="RS2",rbl="SURBL",host_kind="domain"} 1',
         'generatorlabs_rbl_source_info{source_id="RS3",rbl="odd",host_kind="unknown"} 1',
+        'generatorlabs_rbl_source_info{source_id="RS4",rbl="Barracuda",host_kind="ip"} 1',
+        'generatorlabs_rbl_source_info{source_id="RS5",rbl="DBL",host_kind="domain"} 1',
+        'generatorlabs_rbl_source_info{source_id="RS6",rbl="UCEPROTECT 2",host_kind="ip_range"} 1',
+        'generatorlabs_rbl_source_info{source_id="RS7",rbl="UCEPROTECT 3",host_kind="ip_range"} 1',
     ]
     assert out["generatorlabs_rbl_source_paused"][1] == 'generatorlabs_rbl_source_paused{source_id="RS2"} 1'
 
@@ -228,8 +237,8 @@ def test_promtool_accepts_the_rendering_but_for_the_mandated_days_unit() -> None
 
 
 def test_a_memo_reuses_unchanged_groups_and_re_renders_changed_ones() -> None:
-    from exporter.webhooks.overlay import WebhookState
-    from exporter.webhooks.payloads import HetrixMonitor
+    from exporter.state.events import HetrixMonitor
+    from exporter.state.overlay import WebhookState
 
     webhooks = WebhookState()
     webhooks.apply_hetrix([HetrixMonitor("192.0.2.9", "edge", 2, ("a.example", "b.example"))], NOW)
@@ -318,8 +327,8 @@ def test_hostile_label_values_come_out_safe_in_both_formats_and_for_promtool() -
 
 
 def test_an_object_that_cannot_be_rendered_is_left_out_and_counted() -> None:
-    from exporter.webhooks.overlay import WebhookState
-    from exporter.webhooks.payloads import HetrixMonitor
+    from exporter.state.events import HetrixMonitor
+    from exporter.state.overlay import WebhookState
 
     bad_host = Host("HT9", "192.0.2.9", "bad", "ip", "", False, False, "many", (), None, None)  # type: ignore[arg-type]
     bad_monitor = Monitor("CM9", None, "x", "https", "443", "", False, None, None)  # type: ignore[arg-type]

@@ -130,7 +130,7 @@ async def test_a_failed_start_releases_everything(tmp_path: Path, monkeypatch: p
 async def test_a_locked_state_file_names_its_holder_and_releases_everything(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     holder = StateDB(str(path))
-    await holder.open()
+    await holder.start(None, 0.0)
     try:
         config = config_for(tmp_path, free_port(), path=str(path))
         with no_leaks(), structlog.testing.capture_logs(), pytest.raises(StateError) as info:

@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.api.records import CertError, Host, Item, Monitor
 from exporter.metrics.contract import DATA_METRICS
 from exporter.metrics.render import LABELS, OBJECTS, Freshness, RenderStats, join, render
+from exporter.state.overlay import Agent, Hetrix, HostMark, MonitorMark, WebhookState
 from exporter.state.snapshot import Snapshot
-from exporter.webhooks.overlay import Agent, Hetrix, HostMark, MonitorMark, WebhookState
 from tests.helpers.processes import need_binary
 
 NOW = 1_790_000_000.0

@@ -28,9 +28,9 @@ from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi
 from exporter.demo.simulator.transport import SimulatorTransport
+from exporter.state.overlay import WebhookState
 from exporter.state.snapshot import Snapshot
 from exporter.state.sqlite import Incoming, Loaded, Owner, StateDB, encode_snapshot
-from exporter.webhooks.overlay import WebhookState
 from tests.helpers.processes import (
     DEADLINE,
     Exporter,
@@ -62,7 +62,7 @@ async def fill(path: Path, owner: Owner | None, n: int = 3) -> None:
     """A state file as an exporter leaves it: a snapshot, webhook state, an acknowledged event not
     yet folded in (with its replay key) and a request in the hourly ledger."""
     db = StateDB(str(path))
-    await db.open(owner)
+    await db.start(owner, START)
     await db.save_snapshot(Snapshot("rbl_hosts", hosts(n), START, START, n))
     state = WebhookState()
     state.balance = 12.5
@@ -163,7 +163,7 @@ async def test_a_file_of_the_previous_version_is_adopted_by_the_first_account(tm
 
 async def test_a_set_aside_event_is_never_replayed(tmp_path: Path, clock: FakeClock) -> None:
     db = StateDB(str(tmp_path / "s.sqlite"), clock.time)
-    await db.open(Owner(SID_A, API))
+    await db.start(Owner(SID_A, API), clock.now)
     try:
         first, second = await db.accept([event("TA" + "1" * 32), event("TA" + "2" * 32)])
         assert first is not None and second is not None
@@ -185,7 +185,7 @@ async def test_a_failed_checkpoint_leaves_webhooks_and_the_ledger_writable(
     """A checkpoint that fails half-way (disk full, a busy file) is rolled back: webhooks are
     still committed and acknowledged afterwards, and the next checkpoint succeeds."""
     db = StateDB(str(tmp_path / "s.sqlite"), clock.time)
-    await db.open(Owner(SID_A, API))
+    await db.start(Owner(SID_A, API), clock.now)
     try:
         db.conn.execute(
             "CREATE TRIGGER full BEFORE INSERT ON kv WHEN NEW.key = 'webhooks' "

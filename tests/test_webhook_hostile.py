@@ -24,10 +24,10 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.state.overlay import WebhookState
 from exporter.state.sqlite import Incoming, StateDB
 from exporter.webhooks import applier
 from exporter.webhooks import receivers as webhook
-from exporter.webhooks.overlay import WebhookState
 from exporter.webhooks.signature import sign
 from tests.helpers import FIELDS, ODD_VALUES, VALUE
 from tests.helpers.rig import FakeClock
@@ -101,7 +101,7 @@ async def test_a_nan_balance_in_an_old_state_file_is_not_served(
 ) -> None:
     path = tmp_path / "state.sqlite"
     old = StateDB(str(path))
-    await old.open()
+    await old.start(None, clock.now)
     state = WebhookState(balance=math.nan, balance_threshold=math.inf)  # as a previous version stored
     await old.checkpoint(state, clock.now)
     await old.close()
@@ -311,6 +311,44 @@ async def test_hetrixtools_minus_five_never_gives_a_negative_listing(harness: Ha
     assert rejected(metrics, "malformed") == 1
 
 
+async def test_hetrixtools_zero_with_a_list_of_rbls_reads_as_listed(harness: Harness) -> None:
+    """`blacklisted_now: "0"` next to a `blacklisted_on` naming RBLs: the list names where the
+    monitor is listed, so it reads as listed (never stop alerting in silence), counted from the
+    list, as a Generator Labs count of 0 naming RBLs would be."""
+    assert (await harness.hetrix([monitor("192.0.2.7", now="0", rbls=2)]))[0] == 200
+    assert (await harness.hetrix([monitor("192.0.2.8", now="0", rbls=0)]))[0] == 200
+    metrics = await harness.metrics()
+    assert sample(metrics, "hetrixtools_blacklist_monitor_listed", monitor="192.0.2.7") == 1
+    assert sample(metrics, "hetrixtools_blacklist_monitor_listings", monitor="192.0.2.7") == 2
+    assert sample(metrics, "hetrixtools_blacklist_monitor_listed", monitor="192.0.2.8") == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "ident", "status"),
+    [
+        ("host", "HT" + "ab12" * 8, 204),
+        ("host", "HT" + "AB12" * 8, 204),  # the SID rule of polls: hex digits of either case
+        ("host", "CM" + "ab12" * 8, 400),  # another kind's prefix
+        ("host", "ht" + "ab12" * 8, 400),
+        ("host", "HT" + "ab12" * 7, 400),
+        ("monitor", "CM" + "Ab12" * 8, 204),
+        ("monitor", "HT" + "ab12" * 8, 400),
+        ("monitor", "CM" + "zz12" * 8, 400),
+    ],
+)
+async def test_webhook_object_ids_follow_the_one_sid_rule(
+    harness: Harness, kind: str, ident: str, status: int
+) -> None:
+    """Host and monitor ids of events go into API paths (a targeted refresh): the rule is the one
+    polls use, `HT`/`CM` and 32 hex digits of either case."""
+    event_type = "rbl.host.check.started" if kind == "host" else "cert.changed"
+    body = {**event(event_type), kind: {"id": ident}}
+    got, text = await harness.post(body)
+    assert got == status, text
+    if status == 400:
+        assert f"{kind}: not a documented id" in text
+
+
 async def test_a_failing_apply_is_set_aside_and_the_applier_goes_on(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -351,7 +389,7 @@ async def test_a_bad_stored_event_never_blocks_startup(
 ) -> None:
     path = tmp_path / "state.sqlite"
     old = StateDB(str(path))  # events accepted by the previous version, never checkpointed
-    await old.open()
+    await old.start(None, clock.now)
     bad = [
         ("generatorlabs", event("rbl.host.listed", sid=sid(), host={"id": "HT" + "0" * 32}, total="1e999")),
         (

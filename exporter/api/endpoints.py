@@ -25,7 +25,6 @@ class Endpoint:
     tier: Tier
     default_interval: float
     default_enabled: bool = True
-    paged: bool = True
     # Cheap change detection: the vendor's Zabbix template polls these; the body is a bare number
     # and the path has no .json suffix.
     count_path: str | None = None

@@ -54,11 +54,19 @@ MAX_TEXT_NUMBER = 64  # characters: a longer "number" or date string is not read
 # The SID form of the Generator Labs API reference: two upper case letters that say what the id
 # names (AC an account, HT a host, CM a certificate monitor, TA an event) and 32 hex digits.
 SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
+HOST_PREFIX = "HT"  # an RBL host's SID
+MONITOR_PREFIX = "CM"  # a certificate monitor's SID
 FALSE_WORDS = {"0", "false", "no", "n", "off", ""}
 
 
 class Unreadable(ValueError):
     """A value was present but could not be read; the message says what was found."""
+
+
+def is_sid(value: object, prefix: str) -> bool:
+    """Whether `value` is a SID (the one rule for ids that go into API paths, polled or pushed)
+    naming what `prefix` names: HOST_PREFIX for a host, MONITOR_PREFIX for a monitor."""
+    return isinstance(value, str) and SID.fullmatch(value) is not None and value.startswith(prefix)
 
 
 def text(value: object) -> str | None:

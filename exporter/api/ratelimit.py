@@ -14,14 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+from exporter.clock import DAY, HOUR, YEAR
+
 # The API's hourly window, in seconds: 1,000 requests per hour per API application
 # (RateLimit-Limit: `1000;w=3600`). The request ledger of the state file keeps this long.
-HOURLY_WINDOW = 3600.0
+HOURLY_WINDOW = HOUR
 RETRY_AFTER_CAP = HOURLY_WINDOW  # a 429 from the hourly window can ask for up to an hour; never more
 RESET_CAP = RETRY_AFTER_CAP  # the most restrictive window resets within the hour, by definition
 # A RateLimit-Reset larger than ten years of seconds is not a delay but an absolute epoch time
 # (some servers send it that way); it is read as such, then capped like a delay.
-EPOCH_THRESHOLD = 10 * 365 * 86400.0
+EPOCH_THRESHOLD = 10 * YEAR
+MAX_POLICY_WINDOW = YEAR + DAY  # seconds; a policy over a longer window (a leap year at most) is absurd
+MAX_POLICIES = 16  # policies read of one RateLimit-Policy header
 MAX_REMAINING = 1_000_000_000  # a larger "remaining" is garbage, not a quota
 MAX_HEADER_NUMBER = 32  # characters; a longer number is not read at all
 MAX_HEADER_DATE = 64  # characters for an HTTP date
@@ -50,11 +54,11 @@ def parse_policies(value: str) -> tuple[tuple[int, int], ...]:
     """`1000;w=3600, 100;w=1` -> ((1000, 3600), (100, 1)); a bare number has no window (0).
     Parts that are not a policy, or whose numbers are absurd, are left out."""
     out = []
-    for part in value.split(",")[:16]:
+    for part in value.split(",")[:MAX_POLICIES]:
         m = _POLICY.match(part)
         if m:
             requests, window = int(m.group(1)), int(m.group(2) or 0)
-            if requests <= MAX_REMAINING and window <= 366 * 86400:
+            if requests <= MAX_REMAINING and window <= MAX_POLICY_WINDOW:
                 out.append((requests, window))
     return tuple(out)
 

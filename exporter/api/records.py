@@ -48,7 +48,6 @@ ERROR_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ca_verification", ("ca", "trust", "self_signed", "self-signed", "verif", "revoked", "issuer")),
     ("connection", ("connect", "timeout", "refused", "handshake", "resolve", "dns", "network")),
 )
-REASONS = (*(r for r, _ in ERROR_REASONS), "other")
 DEFAULT_PORTS = {
     "https": 443,
     "smtps": 465,

@@ -9,24 +9,41 @@ from dataclasses import dataclass, field, replace
 
 from exporter.api.endpoints import ENDPOINTS
 from exporter.api.fields import SID
-
-# units of the config's durations (in seconds) and sizes (in bytes)
-SECOND = 1.0
-MILLISECOND = SECOND / 1000
-MINUTE = 60 * SECOND
-HOUR = 60 * MINUTE
-DAY = 24 * HOUR
-MIB = 1024 * 1024
+from exporter.clock import DAY, MIB, MINUTE
 
 DEFAULT_BASE_URL = "https://api.generatorlabs.com/4.0"
 DEFAULT_LISTEN_ADDRESS = ":9816"
 DEFAULT_TELEMETRY_PATH = "/metrics"
-# Paths the telemetry endpoint may not take: the landing page and the liveness check, which
-# exporter.web.routes serves there.
-RESERVED_PATHS = frozenset({"/", "/-/healthy"})
+# Every path the exporter serves besides the telemetry path, in aiohttp's route syntax:
+# exporter.web.routes and exporter.webhooks.receivers register exactly these, and the telemetry
+# path may take none of them (registered first, it would silently take the route over).
+LANDING_PATH = "/"
+HEALTHY_PATH = "/-/healthy"
+READY_PATH = "/-/ready"
+RELOAD_PATH = "/-/reload"
+GENERATORLABS_WEBHOOK_PATH = "/webhooks/generatorlabs"
+HETRIXTOOLS_WEBHOOK_PATH = "/webhooks/hetrixtools/{token}"
+# a monitor may be an IP range ("192.0.2.0/24"): the rest of the path, slashes included
+FORGET_MONITOR_PATH = "/-/webhooks/hetrixtools/monitors/{monitor:.+}"
+FORGET_AGENT_PATH = "/-/webhooks/agents/{agent_id}"
+ROUTES = {
+    LANDING_PATH: "the landing page",
+    HEALTHY_PATH: "the liveness check",
+    READY_PATH: "the readiness check",
+    RELOAD_PATH: "the reload endpoint",
+    GENERATORLABS_WEBHOOK_PATH: "the Generator Labs webhook receiver",
+    HETRIXTOOLS_WEBHOOK_PATH: "the HetrixTools webhook receiver",
+    FORGET_MONITOR_PATH: "the endpoint that forgets a HetrixTools monitor",
+    FORGET_AGENT_PATH: "the endpoint that forgets an agent",
+}
 # API reference, "Rate Limiting": "Hourly limit: 1,000 requests per hour per API application"
 API_HOURLY_LIMIT = 1000
 MAX_PAGE_SIZE = 1000  # entries; the API documents no maximum, a larger page is a typo
+DEFAULT_PAGE_SIZE = 100  # entries per page
+DEFAULT_REFRESH_DEBOUNCE = MINUTE  # seconds during which a second ask for one object is declined
+# Seconds a webhook signature's timestamp may be off (API reference, "Webhook Verification": the
+# five official SDKs verify with a 300 s tolerance).
+DEFAULT_SIGNATURE_TOLERANCE = 5 * MINUTE
 DEFAULT_SERIES_MAX_AGE = 30 * DAY  # see README "Webhook-only series"
 MAX_REQUESTS_PER_HOUR = 1_000_000  # even with allow_over_limit: a larger budget is a typo
 MAX_REQUESTS_PER_SECOND = 50.0  # budget.requests_per_second at most
@@ -48,7 +65,7 @@ IF_UNREADABLE = ("fail", "move_aside")  # what to do with a state file that cann
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
     base_url: str = DEFAULT_BASE_URL
-    page_size: int = 100
+    page_size: int = DEFAULT_PAGE_SIZE
     timeout: float = 30.0
     account_sid: str | None = None
     auth_token: str | None = field(default=None, repr=False)
@@ -79,9 +96,9 @@ class ListenConfig:
 class WebhookConfig:
     enabled: bool = False
     secrets: tuple[str, ...] = field(default=(), repr=False)
-    tolerance: float = 300.0
+    tolerance: float = DEFAULT_SIGNATURE_TOLERANCE
     max_body_bytes: int = MIB
-    refresh_debounce: float = 60.0
+    refresh_debounce: float = DEFAULT_REFRESH_DEBOUNCE
     hetrixtools_token: str | None = field(default=None, repr=False)
     hetrixtools_allowed_cidrs: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()

@@ -19,11 +19,10 @@ from dataclasses import replace
 from typing import Any
 
 from exporter.api.fields import shorten
+from exporter.clock import DAY, HOUR, MILLISECOND, MINUTE, SECOND
 from exporter.config.model import (
     ACCOUNT_SID,
     API_HOURLY_LIMIT,
-    DAY,
-    HOUR,
     IF_UNREADABLE,
     LOG_FORMATS,
     LOG_LEVELS,
@@ -34,12 +33,9 @@ from exporter.config.model import (
     MAX_REQUESTS_PER_SECOND,
     MAX_RESERVE,
     MAX_WEBHOOK_BODY,
-    MILLISECOND,
     MIN_HETRIXTOOLS_TOKEN,
     MIN_WEBHOOK_BODY,
-    MINUTE,
-    RESERVED_PATHS,
-    SECOND,
+    ROUTES,
     ApiConfig,
     BudgetConfig,
     CollectorConfig,
@@ -77,15 +73,6 @@ def parse_duration(value: object) -> float:
     if seconds <= 0:
         raise ValueError("must be more than zero")
     return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact spelling in the config's own duration syntax."""
-    if seconds >= MINUTE and seconds % HOUR == 0:
-        return f"{int(seconds // HOUR)}h"
-    if seconds >= MINUTE and seconds % MINUTE == 0:
-        return f"{int(seconds // MINUTE)}m"
-    return f"{seconds:g}s"
 
 
 def _int_range(lo: int, hi: int | None = None) -> Callable[[object], int]:
@@ -259,10 +246,27 @@ def _listen_address(value: object) -> str:
     return value
 
 
+def _route_pattern(template: str) -> re.Pattern[str]:
+    """What an aiohttp route template matches: `{name}` one path segment, `{name:regex}` the
+    regex, everything else itself."""
+    out, at = [], 0
+    for var in re.finditer(r"\{\w+(?::([^{}]+))?\}", template):
+        out += [re.escape(template[at : var.start()]), var.group(1) or "[^/]+"]
+        at = var.end()
+    return re.compile("".join(out) + re.escape(template[at:]))
+
+
+ROUTE_PATTERNS = tuple((_route_pattern(t), t, what) for t, what in ROUTES.items())
+
+
 def check_telemetry_path(value: object) -> str:
-    """The telemetry path rule, for web.telemetry_path and --web.telemetry-path alike."""
-    if not isinstance(value, str) or not value.startswith("/") or value in RESERVED_PATHS:
-        raise ValueError("must be a path starting with / (not / itself)")
+    """The telemetry path rule, for web.telemetry_path and --web.telemetry-path alike: a path,
+    and none that another route of the exporter serves (config.model.ROUTES)."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError("must be a path starting with /")
+    for pattern, template, what in ROUTE_PATTERNS:
+        if pattern.fullmatch(value):
+            raise ValueError(f"must not be a path another route serves: {what} ({template})")
     return value
 
 

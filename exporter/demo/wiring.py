@@ -56,8 +56,9 @@ class Demo:
     state_path: str | None = None  # this process's own state file, when state.path is unset
 
 
-async def start_demo(clock: Clock) -> Demo:
-    """The simulator, in-process on a free loopback port, with a small lively account."""
+async def start_demo(clock: Clock, state_path: str | None = None) -> Demo:
+    """The simulator, in-process on a free loopback port, with a small lively account; the demo's
+    own state file is `state_path` (none: the configured one)."""
     sid, token = DEMO_SID, secrets.token_hex(32)
     account = Account(120, 30, clock.time(), seed=42, listed_fraction=0.1, churn_hours=0.05, step=5.0)
     account.error_rate, account.clear_rate = 1 / 600.0, 1 / 120.0
@@ -70,6 +71,7 @@ async def start_demo(clock: Clock) -> Demo:
         token,
         "whsec_demo_" + secrets.token_hex(16),
         secrets.token_hex(16),
+        state_path,
     )
 
 
@@ -79,10 +81,8 @@ async def running_demo(clock: Clock, state_path: str | None) -> AsyncIterator[De
     own in a fresh temporary directory, removed (with the file) when the context ends."""
     directory = None if state_path else tempfile.mkdtemp(prefix="generatorlabs-exporter-demo-")
     try:
-        demo = await start_demo(clock)
+        demo = await start_demo(clock, str(Path(directory) / "demo.sqlite") if directory else None)
         try:
-            if directory is not None:
-                demo.state_path = str(Path(directory) / "demo.sqlite")
             yield demo
         finally:
             await demo.runner.cleanup()

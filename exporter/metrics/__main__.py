@@ -1,5 +1,5 @@
 """`python -m exporter.metrics`: print the README's metric table, generated from the contract
-(the same as `python -m exporter.metrics.contract`). Writes to stdout only."""
+(exporter.metrics.contract.markdown_table). I/O: writes the table to stdout, nothing else."""
 
 from __future__ import annotations
 

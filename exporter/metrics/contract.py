@@ -3,8 +3,8 @@
 This module is the only place where a metric is spelled. It is the public API: the renderer
 (exporter.metrics.render) and the self-metrics (exporter.metrics.selfmetrics) take each family's
 name, labels and help from the constants below, tests/test_contract.py pins them against a real
-scrape, and the README's metric table is generated from it (`python -m exporter.metrics`, or
-`python -m exporter.metrics.contract`). No I/O.
+scrape, and the README's metric table is generated from it (`python -m exporter.metrics`, the
+one entry point that prints it). No I/O.
 """
 
 from __future__ import annotations
@@ -650,7 +650,3 @@ def markdown_table() -> str:
         labels = ", ".join(f"`{lbl}`" for lbl in m.labels) or "—"
         rows.append(f"| `{m.name}` | {m.type} | {labels} | {m.source} | {m.presence} |")
     return "\n".join(rows)
-
-
-if __name__ == "__main__":
-    print(markdown_table())

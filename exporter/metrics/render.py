@@ -34,10 +34,11 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from exporter.api.records import HOST_KINDS, CertError, Host, Item, Monitor
+from exporter.clock import DAY
 from exporter.metrics import contract
 from exporter.metrics.contract import DATA_METRICS, MetricSpec
+from exporter.state.overlay import Agent, Hetrix, HostMark, MonitorMark, WebhookState
 from exporter.state.snapshot import Snapshot
-from exporter.webhooks.overlay import Agent, Hetrix, HostMark, MonitorMark, WebhookState
 
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"  # mtime 0, fastest (level 1), unknown OS
 
@@ -478,9 +479,9 @@ def _expiry_days(m: Monitor, said: MonitorMark | None, now: float, polled_at: fl
     came), else from the certificate's notAfter, else as the API gave it."""
     if said is not None and said.expiry_days is not None and said.expiry_at >= polled_at:
         elapsed = max(0.0, now - said.expiry_at)
-        return round(said.expiry_days - elapsed / 86400, 4)
+        return round(said.expiry_days - elapsed / DAY, 4)
     if m.not_after is not None:
-        return round((m.not_after - now) / 86400, 4)
+        return round((m.not_after - now) / DAY, 4)
     return m.expiry_days
 
 

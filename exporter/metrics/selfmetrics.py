@@ -21,16 +21,20 @@ from exporter.metrics.contract import MetricSpec
 from exporter.metrics.render import RenderStats
 from exporter.polling.ledger import Ledger
 from exporter.polling.plan import Plan
+from exporter.state.events import FORGET_REASONS, FORGETTABLE, WEBHOOK_SOURCES
 from exporter.state.store import StateStore
-from exporter.webhooks.payloads import FORGETTABLE as FORGETTABLE  # webhook-only object kinds
 
 # the _created series double the output and mean nothing for a daemon's counters
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # bounded label sets, present at 0 from the start so that the first increase is visible
-TASKS = ("scheduler", "applier", "renderer", "demo_webhooks", "web_config_watcher")
-WEBHOOK_SOURCES = ("generatorlabs", "hetrixtools")
-FORGET_REASONS = ("max_age", "request")
+# the background tasks the app supervises (the `task` label of exporter_task_restarts_total)
+SCHEDULER = "scheduler"
+APPLIER = "applier"
+RENDERER = "renderer"
+DEMO_WEBHOOKS = "demo_webhooks"
+WEB_CONFIG_WATCHER = "web_config_watcher"
+TASKS = (SCHEDULER, APPLIER, RENDERER, DEMO_WEBHOOKS, WEB_CONFIG_WATCHER)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -173,6 +177,20 @@ class Telemetry:
         first = (obj, fld) not in self._warned
         self._warned.add((obj, fld))
         return first
+
+    # -- what the webhook code counts (exporter.webhooks.applier.WebhookCounts) ---------------
+
+    def webhook_request(self, source: str) -> None:
+        self.webhook_requests.labels(source).inc()
+
+    def webhook_rejection(self, source: str, reason: str) -> None:
+        self.webhook_rejected.labels(source, reason).inc()
+
+    def set_aside(self, source: str) -> None:
+        self.events_set_aside.labels(source).inc()
+
+    def forgotten_objects(self, kind: str, reason: str, count: int = 1) -> None:
+        self.forgotten.labels(kind, reason).inc(count)
 
     def render(self, openmetrics: bool) -> bytes:
         if openmetrics:

@@ -9,6 +9,8 @@ cached body: however many clients are being served, one copy of it exists.
 The format follows the Accept header's weights (RFC 9110 §12.5.1): OpenMetrics only when it has
 a positive q above the text format's (on a tie, whichever is listed first); `q=0` means "not
 acceptable".
+
+No I/O: renders run in a worker thread, and the bytes are written by exporter.web.routes.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ import structlog
 from exporter.clock import Clock, sleep_or_event
 from exporter.metrics.render import Freshness, Memo, RenderCache, RenderStats, render
 from exporter.metrics.selfmetrics import Telemetry
+from exporter.state.overlay import WebhookState
 from exporter.state.snapshot import Snapshot
 from exporter.state.store import StateStore
-from exporter.webhooks.overlay import WebhookState
 
 log = structlog.get_logger("exporter.metrics.serve")
 
@@ -32,7 +34,9 @@ TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 OPENMETRICS_VERSIONS = {None, "0.0.1", "1.0.0"}  # what our OpenMetrics output satisfies
 TEXT_RANGES = {"text/plain", "text/*", "*/*"}
-TIME_BUCKET = 60.0
+TIME_BUCKET = 60.0  # seconds: re-render at least this often (ages and days-to-expiry move)
+RENDER_LOOK = 5.0  # clock seconds between two looks at whether the render is stale
+COALESCE = 0.05  # seconds to wait after a render at least, so a burst of changes costs one
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +47,6 @@ class Exposition:
     parts: tuple[bytes, ...]
     content_type: str
     gzipped: bool
-
-    @property
-    def size(self) -> int:
-        return sum(len(p) for p in self.parts)
-
-    @property
-    def body(self) -> bytes:
-        """The whole answer as one bytes object (a copy: for tests and small answers)."""
-        return b"".join(self.parts)
 
 
 def _weighted(header: str) -> list[tuple[str, dict[str, str], float]]:
@@ -97,24 +92,27 @@ def wants_gzip(accept_encoding: str) -> bool:
 
 
 class Scraper:
+    """The cached data render and the answers built from it. `changed` is set by whoever changes
+    what a render reads (the store, a reload): the renderer wakes up for it."""
+
     def __init__(
         self,
         clock: Clock,
         store: StateStore,
         telemetry: Telemetry,
-        now: Callable[[], float],
         intervals: Callable[[], dict[str, float]],
         max_ages: Callable[[], dict[str, float]],
+        changed: asyncio.Event,
     ) -> None:
         self._clock = clock
         self._store = store
         self._telemetry = telemetry
-        self._now = now
+        self._now = clock.time
         self._intervals = intervals
         self._max_ages = max_ages
         self._cache: RenderCache | None = None
         self._memo: Memo = {}  # families reused across renders when their inputs are unchanged
-        self.changed = asyncio.Event()
+        self.changed = changed
         self.last_render_seconds = 0.0
         self._last_skipped: dict[str, int] = {}
 
@@ -157,19 +155,19 @@ class Scraper:
         """Render the data part for the current state, here and now."""
         return self._render(self._inputs())
 
-    async def keep_rendered(self, coalesce: float = 0.05) -> None:
+    async def keep_rendered(self) -> None:
         """Background task: re-render after changes and once a time bucket passes.
 
         A burst of changes costs one render, and the pause after a render is at least as long
         as the render took, so rendering never takes more than about half the CPU away from
         serving requests however large the state grows."""
         while True:
-            await sleep_or_event(self._clock, 5.0, self.changed)
+            await sleep_or_event(self._clock, RENDER_LOOK, self.changed)
             if self._cache is None or self._cache.key != self.key():
                 started = self._clock.monotonic()
                 await asyncio.to_thread(self._render, self._inputs())
                 self.last_render_seconds = self._clock.monotonic() - started
-            await self._clock.sleep(max(coalesce, self.last_render_seconds))
+            await self._clock.sleep(max(COALESCE, self.last_render_seconds))
 
     def expose(self, accept: str, accept_encoding: str) -> Exposition:
         cache = self._cache if self._cache is not None else self.render_now()

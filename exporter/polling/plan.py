@@ -43,7 +43,6 @@ class Plan:
     intervals: Mapping[str, float]
     requests_per_hour: float  # planned polling demand at those intervals
     budget_per_hour: float
-    available_per_hour: float  # budget minus the reserve
     stretched: frozenset[str]  # collectors running slower than configured
     hourly: Mapping[str, float]  # planned requests per hour for each collector
 
@@ -79,7 +78,6 @@ def make_plan(demands: Sequence[Demand], budget_per_hour: float, reserve: float)
         MappingProxyType(intervals),
         sum(hourly.values()),
         budget_per_hour,
-        available,
         stretched,
         MappingProxyType(hourly),
     )

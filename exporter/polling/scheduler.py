@@ -37,11 +37,11 @@ import structlog
 
 from exporter.api.endpoints import ENDPOINTS, Endpoint, Tier, route_of
 from exporter.api.envelope import RawResponse, decode_count, decode_page
-from exporter.api.fields import SID, loggable
+from exporter.api.fields import HOST_PREFIX, MONITOR_PREFIX, is_sid, loggable
 from exporter.api.ratelimit import from_headers
 from exporter.api.records import Warn, parse_cert_error, parse_host, parse_item, parse_monitor
 from exporter.clock import Clock, sleep_or_event
-from exporter.config.model import BudgetConfig, CollectorConfig
+from exporter.config.model import DEFAULT_PAGE_SIZE, DEFAULT_REFRESH_DEBOUNCE, BudgetConfig, CollectorConfig
 from exporter.errors import ApiError, RateLimited
 from exporter.polling.ledger import WINDOW, Ledger
 from exporter.polling.plan import Demand, Plan, make_plan
@@ -81,11 +81,12 @@ IDLE_LOOK = 60.0  # seconds to sleep when no collector is enabled (a reload wake
 MAX_DEBOUNCE_KEYS = 10_000  # past this many remembered refresh requests, expired ones go
 
 
+# kind -> (path template, list key, collector) of a targeted refresh; its route is route_of(template)
 REFRESH_PATHS = {
-    "host": ("rbl/hosts/{}.json", "rbl/hosts/{id}", "hosts", "rbl_hosts"),
-    "monitor": ("cert/monitors/{}.json", "cert/monitors/{id}", "monitors", "cert_monitors"),
+    "host": ("rbl/hosts/{id}.json", "hosts", "rbl_hosts"),
+    "monitor": ("cert/monitors/{id}.json", "monitors", "cert_monitors"),
 }
-ID_PREFIXES = {"host": "HT", "monitor": "CM"}
+ID_PREFIXES = {"host": HOST_PREFIX, "monitor": MONITOR_PREFIX}
 MAX_LOGGED_ERRORS = 100  # distinct internal errors whose traceback is logged (memory bound)
 SHOWN_ID_CHARS = 80  # at most this much of an invalid id reaches the log
 SendJournal = Callable[[float], Awaitable[None]]
@@ -93,11 +94,7 @@ SendJournal = Callable[[float], Awaitable[None]]
 
 def valid_id(kind: str, object_id: object) -> bool:
     """True for an id of the documented form whose prefix matches `kind` (HT for a host)."""
-    return (
-        isinstance(object_id, str)
-        and SID.fullmatch(object_id) is not None
-        and object_id[:2] == ID_PREFIXES.get(kind)
-    )
+    return kind in ID_PREFIXES and is_sid(object_id, ID_PREFIXES[kind])
 
 
 class Transport(Protocol):
@@ -154,8 +151,8 @@ class PollSettings:
 
     collectors: Mapping[str, CollectorConfig]
     budget: BudgetConfig = field(default_factory=BudgetConfig)
-    page_size: int = 100
-    refresh_debounce: float = 60.0  # seconds during which a second ask for one object is declined
+    page_size: int = DEFAULT_PAGE_SIZE
+    refresh_debounce: float = DEFAULT_REFRESH_DEBOUNCE  # seconds a second ask for one object is declined
 
 
 @dataclass(slots=True)
@@ -283,9 +280,7 @@ class Scheduler:
             run.last_count = len(snap.items)
             run.last_full_at = snap.fetched_at
             run.due_at = max(now, snap.confirmed_at + self.interval(run.name))
-            self._store.set_health(
-                run.name, Health(True, snap.confirmed_at, snap.confirmed_at, 0.0, run.pages_known, 0)
-            )
+            self._store.set_health(run.name, Health(True, snap.confirmed_at, 0.0))
         self.replan()
 
     def request_refresh(self, kind: str, object_id: str, now: float) -> bool:
@@ -328,13 +323,14 @@ class Scheduler:
         return len(self._refreshes) < max(1, int(self._reserve * self._ledger.per_hour))
 
     async def _refresh(self, kind: str, object_id: str, now: float) -> None:
-        path_fmt, route, key, collector = REFRESH_PATHS[kind]
+        template, key, collector = REFRESH_PATHS[kind]
+        route = route_of(template)
         if not valid_id(kind, object_id):  # checked when asked; never let one into a URL
             self._invalid_id(kind, object_id)
             return
         self._refreshes.append(now)
         try:
-            response, done = await self._send(path_fmt.format(quote(object_id, safe="")), {}, route, now)
+            response, done = await self._send(template.format(id=quote(object_id, safe="")), {}, route, now)
             page = decode_page(route, key, response, done, single=True)
             snap = self._store.snapshot(collector)
             records = self._parse_page(collector, page.items, page.dropped)
@@ -565,7 +561,7 @@ class Scheduler:
         duration = self._clock.monotonic() - run.started_mono
         run.costs.append(run.requests)
         run.active, run.failures = False, 0
-        self._store.set_health(run.name, Health(True, now, now, duration, pages, run.requests))
+        self._store.set_health(run.name, Health(True, now, duration))
         self.replan()
         # a pass longer than its interval (a huge inventory) is followed at once by the next
         run.due_at = run.started_at + self.interval(run.name)
@@ -583,15 +579,7 @@ class Scheduler:
         previous = self._store.health(run.name)
         self._store.set_health(
             run.name,
-            Health(
-                False,
-                previous.last_success,
-                now,
-                self._clock.monotonic() - run.started_mono,
-                run.page,
-                run.requests,
-                err.reason,
-            ),
+            Health(False, previous.last_success, self._clock.monotonic() - run.started_mono, err.reason),
         )
         self._reports.failures.labels(run.name, err.reason).inc()
         run.due_at = now + retry_in

@@ -1,1 +1,2 @@
-"""What the exporter knows: the in-memory store (pure) and its SQLite file (I/O)."""
+"""What the exporter knows: the in-memory store, the webhook overlay and the records they hold
+(pure), and its SQLite file (I/O)."""

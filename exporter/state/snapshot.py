@@ -1,5 +1,5 @@
-"""Pure: the records of what the exporter knows. A collector's last good data (Snapshot), its last
-poll (Health), and the Journal protocol that the state file implements."""
+"""Pure, no I/O: the records of what the exporter knows. A collector's last good data
+(Snapshot), its last poll (Health), and the Journal protocol that the state file implements."""
 
 from __future__ import annotations
 
@@ -31,10 +31,7 @@ class Health:
 
     success: bool | None = None  # None: not polled yet
     last_success: float | None = None
-    last_attempt: float | None = None
-    duration: float = 0.0
-    pages: int = 0
-    requests: int = 0
+    duration: float = 0.0  # seconds the last poll took
     error: str | None = None  # bounded reason of the last failure, None after a success
 
 

@@ -42,8 +42,8 @@ from exporter.api.ratelimit import HOURLY_WINDOW
 from exporter.api.records import CertError, Host, Item, Monitor
 from exporter.clock import SystemClock
 from exporter.errors import StateError, StateUnreadable
+from exporter.state.overlay import WebhookState
 from exporter.state.snapshot import Snapshot
-from exporter.webhooks.overlay import WebhookState
 
 log = structlog.get_logger("exporter.state.sqlite")
 
@@ -390,7 +390,8 @@ class StateDB:
         return bool(tables)
 
     async def open(self, owner: Owner | None = None) -> Binding:
-        """Lock, check and open the file (creating it), and bind it to `owner` (none: tests)."""
+        """Lock, check and open the file (creating it), and bind it to `owner`, without loading
+        it. Kept for bench/webhooks.py only; the exporter and the tests use `start`."""
         opened: tuple[Binding, None] = await self._run(self._open, owner, None)
         self._log(opened[0], owner)
         return opened[0]

@@ -1,23 +1,35 @@
 """Pure: what the exporter knows. Whole per-collector snapshots replaced atomically, plus each
-collector's health. A version number moves on every change so renderers know when to re-render."""
+collector's health. A version number moves on every change so renderers know when to re-render.
+No I/O of its own: changes go to the Journal it is given (the state file, in the app)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
+from exporter.state.overlay import WebhookState
 from exporter.state.snapshot import Health, Journal, Snapshot
-from exporter.webhooks.overlay import WebhookState
 
 
 class StateStore:
-    def __init__(self) -> None:
+    """Built complete: the snapshots and webhook state it starts from (a warm start: neither
+    written back to the journal nor announced), where changes are written (`journal`) and whom
+    to tell of one (`on_change`, e.g. wake the renderer)."""
+
+    def __init__(
+        self,
+        snapshots: Iterable[Snapshot] = (),
+        webhooks: WebhookState | None = None,
+        *,
+        journal: Journal | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self.version = 0
-        self.webhooks = WebhookState()
-        self.on_change: Callable[[], None] | None = None  # e.g. wake the renderer
-        self.journal: Journal | None = None
-        self._snapshots: dict[str, Snapshot] = {}
+        self.webhooks = webhooks if webhooks is not None else WebhookState()
+        self.on_change = on_change
+        self.journal = journal
+        self._snapshots: dict[str, Snapshot] = {s.collector: s for s in snapshots}
         self._health: dict[str, Health] = {}
 
     def snapshot(self, collector: str) -> Snapshot | None:

@@ -12,6 +12,8 @@ import structlog
 from aiohttp import web
 
 from exporter import __version__
+from exporter.clock import HOUR, MIB, MINUTE
+from exporter.config.model import DEFAULT_TELEMETRY_PATH, HEALTHY_PATH, LANDING_PATH, READY_PATH, RELOAD_PATH
 from exporter.metrics.selfmetrics import Live
 from exporter.metrics.serve import Scraper
 from exporter.state.store import StateStore
@@ -19,6 +21,9 @@ from exporter.web.server import WRITE_CHUNK
 
 log = structlog.get_logger("exporter.web.routes")
 ReloadFn = Callable[[], Awaitable[list[str]]]
+# bytes of a request body aiohttp reads whole (the webhook receivers stream theirs and check
+# webhooks.max_body_bytes themselves); the webhook listener of its own has the same limit
+LISTENER_MAX_BODY = MIB
 
 
 @dataclass(slots=True)
@@ -28,8 +33,9 @@ class ServerParts:
     live: Live
     reload: ReloadFn
     now: Callable[[], float]
-    telemetry_path: str = "/metrics"
+    telemetry_path: str = DEFAULT_TELEMETRY_PATH
     failing: Callable[[], Mapping[str, str]] = dict  # background tasks in a crash loop
+    pending_webhooks: Callable[[], int] = int  # webhook items acknowledged, not yet applied
 
 
 PARTS = web.AppKey("parts", ServerParts)
@@ -97,8 +103,8 @@ async def reload(request: web.Request) -> web.Response:
 def _age(now: float, ts: float | None) -> str:
     if ts is None:
         return "never"
-    seconds = max(0, int(now - ts))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m ago" if seconds >= 3600 else f"{seconds}s ago"
+    seconds, hour, minute = max(0, int(now - ts)), int(HOUR), int(MINUTE)
+    return f"{seconds // hour}h{seconds % hour // minute:02d}m ago" if seconds >= hour else f"{seconds}s ago"
 
 
 async def landing(request: web.Request) -> web.Response:
@@ -124,6 +130,8 @@ async def landing(request: web.Request) -> web.Response:
         else ""
     )
     path = html.escape(parts.telemetry_path)
+    pending = parts.pending_webhooks()
+    backlog = f"<p>{pending} webhook events acknowledged and not yet applied.</p>" if pending else ""
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Generator Labs exporter</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
@@ -131,10 +139,10 @@ td,th{{padding:.2em .8em;text-align:left}}</style>
 </head><body>
 <h1>Generator Labs exporter</h1>
 <p>Version {html.escape(__version__)}.
-<a href="{path}">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
+<a href="{path}">Metrics</a> · <a href="{HEALTHY_PATH}">Health</a> · <a href="{READY_PATH}">Readiness</a></p>
 <h2>API budget</h2>
 <p>{ledger.used(now)} requests in the last hour of a budget of {ledger.per_hour};
-the plan needs {planned:.0f}/h. Server says {remaining} requests remain.</p>{backoff}
+the plan needs {planned:.0f}/h. Server says {remaining} requests remain.</p>{backoff}{backlog}
 <h2>Freshness</h2>
 <table><tr><th>collector</th><th>state</th><th>last success</th><th>interval</th>
 <th>configured</th><th>pages</th></tr>
@@ -147,11 +155,13 @@ the plan needs {planned:.0f}/h. Server says {remaining} requests remain.</p>{bac
 
 
 def build_app(parts: ServerParts, middlewares: tuple[Any, ...] = ()) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024, middlewares=middlewares)
+    """The main listener's app: the telemetry path and the fixed routes (config.model.ROUTES,
+    which the telemetry path is checked against)."""
+    app = web.Application(client_max_size=LISTENER_MAX_BODY, middlewares=middlewares)
     app[PARTS] = parts
     app.router.add_get(parts.telemetry_path, metrics)
-    app.router.add_get("/", landing)
-    app.router.add_get("/-/healthy", healthy)
-    app.router.add_get("/-/ready", ready)
-    app.router.add_post("/-/reload", reload)
+    app.router.add_get(LANDING_PATH, landing)
+    app.router.add_get(HEALTHY_PATH, healthy)
+    app.router.add_get(READY_PATH, ready)
+    app.router.add_post(RELOAD_PATH, reload)
     return app

@@ -1,1 +1,2 @@
-"""Webhooks: signature checks, payload parsing and the overlay (pure); the receivers and the applier (I/O)."""
+"""Webhooks: signature checks and payload parsing (pure); the receivers (HTTP) and the applier
+(the state file) do I/O. What they fold into is exporter.state.overlay."""

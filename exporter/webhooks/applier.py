@@ -8,40 +8,57 @@ import asyncio
 import collections
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 
 from exporter.api.fields import loggable
 from exporter.clock import Clock
-from exporter.config.model import DEFAULT_SERIES_MAX_AGE
-from exporter.metrics.selfmetrics import WEBHOOK_SOURCES, Telemetry
+from exporter.state.events import (
+    BY_MAX_AGE,
+    FORGET,
+    GENERATORLABS,
+    HETRIXTOOLS,
+    ON_REQUEST,
+    WEBHOOK_SOURCES,
+    Event,
+    HetrixMonitor,
+)
 from exporter.state.sqlite import StateDB
 from exporter.state.store import StateStore
-from exporter.webhooks.payloads import (
-    Event,
-    Forget,
-    HetrixMonitor,
-    MalformedEvent,
-    check_hetrix_chunk,
-    parse_event,
-    parse_forget,
-)
+from exporter.webhooks.payloads import Forget, MalformedEvent, check_hetrix_chunk, parse_event, parse_forget
 
 log = structlog.get_logger("exporter.webhooks.applier")
 CHECKPOINT_EVERY = 1.0  # seconds between folding applied events into the stored state
 SWEEP_EVERY = 60.0  # clock seconds between two max-age sweeps of webhook-only objects
 IDLE_WAKE = 300.0  # event-loop seconds without a webhook after which the applier sweeps anyway
+MAX_REASON_CHARS = 500  # of a set-aside event's reason, in the log and the state file
+MAX_LOGGED_TYPES = 100  # unknown event types remembered so each is logged once (memory bound)
+SHOWN_TYPE_CHARS = 80  # of an unknown event type, in the log
+SHOWN_ID_CHARS = 100  # of a forgotten object's id, in the log
 RefreshFn = Callable[[str, str, float], bool]
 Item = Event | list[HetrixMonitor] | Forget
+
+
+class WebhookCounts(Protocol):
+    """What the webhook code counts, by bounded labels (exporter.metrics.selfmetrics.Telemetry
+    is the real one): requests and rejections per source, parse warnings, events set aside, and
+    webhook-only objects forgotten."""
+
+    def webhook_request(self, source: str) -> None: ...
+    def webhook_rejection(self, source: str, reason: str) -> None: ...
+    def parse_warning(self, obj: str, fld: str) -> bool: ...
+    def set_aside(self, source: str) -> None: ...
+    def forgotten_objects(self, kind: str, reason: str, count: int = 1) -> None: ...
 
 
 def _source(item: Item) -> str:
     """The record kind (and, for webhooks, the `source` label) of an item."""
     if isinstance(item, Event):
-        return "generatorlabs"
+        return GENERATORLABS
     if isinstance(item, Forget):
-        return "forget"
-    return "hetrixtools"
+        return FORGET
+    return HETRIXTOOLS
 
 
 class Applier:
@@ -56,29 +73,28 @@ class Applier:
     def __init__(
         self,
         store: StateStore,
-        db: StateDB | None,
+        db: StateDB,
         clock: Clock,
-        refresh: RefreshFn | None = None,
-        *,
-        telemetry: Telemetry | None = None,
-        series_max_age: float = DEFAULT_SERIES_MAX_AGE,
+        refresh: RefreshFn,
+        counts: WebhookCounts,
+        series_max_age: float,
     ) -> None:
         self._store = store
         self._db = db
         self._clock = clock
         self._refresh = refresh
-        self._telemetry = telemetry
+        self._counts = counts
         self.series_max_age = series_max_age
         self._queue: collections.deque[tuple[int, Item]] = collections.deque()
         self._arrived = asyncio.Event()
         self._logged_other: set[str] = set()
         self._to_set_aside: list[tuple[int, str]] = []  # not yet moved out in the state file
         self._last_sweep = -math.inf
-        self.set_aside = 0
 
     @property
     def pending(self) -> int:
-        """Items acknowledged and not yet taken up (taking one up and applying it are one step)."""
+        """Items acknowledged and not yet taken up (taking one up and applying it are one step);
+        the landing page shows it, so a backlog behind a slow disk is visible."""
         return len(self._queue)
 
     def submit(self, seq: int, item: Item) -> None:
@@ -111,31 +127,34 @@ class Applier:
         return True
 
     def _put_aside(self, seq: int, source: str, reason: str, err: BaseException | None) -> None:
-        reason = loggable(reason, 500)
+        reason = loggable(reason, MAX_REASON_CHARS)
         self._to_set_aside.append((seq, reason))
-        self.set_aside += 1
-        if self._telemetry is not None and source in WEBHOOK_SOURCES:
-            self._telemetry.events_set_aside.labels(source).inc()
+        if source in WEBHOOK_SOURCES:
+            self._counts.set_aside(source)
         log.error("webhook.set_aside", source=source, seq=seq, reason=reason, exc_info=err)
 
     def _forget(self, item: Forget) -> None:
         if self._store.webhooks.forget(item.kind, item.ident):
-            if self._telemetry is not None:
-                self._telemetry.forgotten.labels(item.kind, "request").inc()
-            log.info("webhook.forgotten", kind=item.kind, id=loggable(item.ident, 100), reason="request")
+            self._counts.forgotten_objects(item.kind, ON_REQUEST)
+            log.info(
+                "webhook.forgotten",
+                kind=item.kind,
+                id=loggable(item.ident, SHOWN_ID_CHARS),
+                reason=ON_REQUEST,
+            )
 
     def _unknown(self, event: Event) -> None:
         if event.type == "other" and event.raw_type not in self._logged_other:
-            if len(self._logged_other) < 100:
+            if len(self._logged_other) < MAX_LOGGED_TYPES:
                 self._logged_other.add(event.raw_type)
-            log.warning("webhook.unknown_event_type", event_type=loggable(event.raw_type, 80))
+            log.warning("webhook.unknown_event_type", event_type=loggable(event.raw_type, SHOWN_TYPE_CHARS))
         ident, kind = event.object_id, None
         collectors: tuple[str, ...] = ()
         if event.type.startswith("rbl."):
             kind, collectors = "host", ("rbl_hosts", "rbl_listings")
         elif event.type.startswith("cert."):
             kind, collectors = "monitor", ("cert_monitors",)
-        if kind is None or ident is None or self._refresh is None:
+        if kind is None or ident is None:
             return
         if not any(ident in (s.items if (s := self._store.snapshot(c)) else {}) for c in collectors):
             self._refresh(kind, ident, self._clock.time())
@@ -151,9 +170,8 @@ class Applier:
         self._last_sweep = now
         forgotten = self._store.webhooks.expire(now, self.series_max_age)
         for kind, n in forgotten.items():
-            if self._telemetry is not None:
-                self._telemetry.forgotten.labels(kind, "max_age").inc(n)
-            log.info("webhook.forgotten", kind=kind, count=n, reason="max_age", max_age=self.series_max_age)
+            self._counts.forgotten_objects(kind, BY_MAX_AGE, n)
+            log.info("webhook.forgotten", kind=kind, count=n, reason=BY_MAX_AGE, max_age=self.series_max_age)
         return bool(forgotten)
 
     def replay(self, events: list[tuple[int, str, bytes]]) -> list[tuple[int, str]]:
@@ -177,9 +195,7 @@ class Applier:
 
     async def _settle(self) -> None:
         """Move set-aside events out of the replay set, before any checkpoint deletes them."""
-        if self._db is None:
-            self._to_set_aside.clear()
-        while self._to_set_aside and self._db is not None:
+        while self._to_set_aside:
             seq, reason = self._to_set_aside[0]
             await self._db.set_aside(seq, reason)
             self._to_set_aside.pop(0)
@@ -212,7 +228,7 @@ class Applier:
             self._store.webhooks_changed()
             await self._settle()
             now = self._clock.time()
-            if self._db is not None and now - last_checkpoint >= CHECKPOINT_EVERY:
+            if now - last_checkpoint >= CHECKPOINT_EVERY:
                 await self._db.checkpoint(self._store.webhooks, now)
                 last_checkpoint = now
 
@@ -221,19 +237,18 @@ class Applier:
         while self._queue:
             self.apply(*self._queue.popleft())
         await self._settle()
-        if self._db is not None:
-            await self._db.checkpoint(self._store.webhooks, self._clock.time())
+        await self._db.checkpoint(self._store.webhooks, self._clock.time())
 
 
 def _stored(kind: str, body: bytes) -> Item:
     """A committed record read back: the same checks as at intake."""
-    if kind == "generatorlabs":
+    if kind == GENERATORLABS:
         return parse_event(body)
-    if kind == "hetrixtools":
+    if kind == HETRIXTOOLS:
         chunk = check_hetrix_chunk(body)
         if chunk.unusable:
             raise MalformedEvent(chunk.summary())
         return chunk.monitors
-    if kind == "forget":
+    if kind == FORGET:
         return parse_forget(body)
     raise MalformedEvent(f"unknown record kind {kind[:40]!r}")

@@ -23,41 +23,29 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from exporter.api import fields
-from exporter.api.fields import Unreadable
+from exporter.api.fields import HOST_PREFIX, MONITOR_PREFIX, Unreadable
 from exporter.api.records import Listing, error_reason, listing, rbl_names
 from exporter.errors import ExporterError
+from exporter.state.events import (
+    AGENT_EVENTS,
+    CERT_EVENTS,
+    FORGETTABLE,
+    KNOWN_EVENTS,
+    MAX_EXPIRY_DAYS,
+    RBL_EVENTS,
+    Event,
+    HetrixMonitor,
+)
 
 T = TypeVar("T")
 
-RBL_EVENTS = ("rbl.host.check.started", "rbl.host.check.completed", "rbl.host.listed", "rbl.host.delisted")
-CERT_EVENTS = (
-    "cert.expiration.trigger",
-    "cert.expiration.resolve",
-    "cert.error.trigger",
-    "cert.error.resolve",
-    "cert.changed",
-)
-AGENT_EVENTS = ("agent.timeout", "agent.timeout.resolve")
-BILLING_EVENTS = (
-    "billing.balance.alert",
-    "billing.recharge.success",
-    "billing.recharge.failed",
-    "billing.renewal.success",
-    "billing.renewal.failed",
-    "expiring.card.alert",
-    "expiring.plan.alert",
-)
-KNOWN_EVENTS = RBL_EVENTS + CERT_EVENTS + AGENT_EVENTS + BILLING_EVENTS
-EVENT_LABELS = (*KNOWN_EVENTS, "other")  # the bounded `event` label set
 LISTING_EVENTS = ("rbl.host.listed", "rbl.host.delisted", "rbl.host.check.completed")
 
 # Bounds on what one webhook may say; anything larger is nonsense, not data.
 MAX_ID_CHARS = 256  # event_sid, agent ids, instance ids, HetrixTools monitors (a DNS name <= 253)
 MAX_LIST_ITEMS = 1_000  # RBLs per host or monitor, errors per monitor, instances per agent
-MAX_EXPIRY_DAYS = 36_525.0  # a hundred years either way
-# Host and monitor ids go into API paths (targeted refresh): only their documented form.
-HOST_ID = re.compile(r"HT[0-9a-f]{32}")
-MONITOR_ID = re.compile(r"CM[0-9a-f]{32}")
+# Host and monitor ids go into API paths (targeted refresh): only the SID form
+# (exporter.api.fields.is_sid, the rule polls use too) with the prefix of their kind.
 # The event SID becomes a replay key in the state file (SQLite refuses lone surrogates) and a
 # log field: printable ASCII only (documented as `TA` and 32 hex digits).
 EVENT_SID = re.compile(r"[!-~]+")
@@ -65,7 +53,6 @@ EVENT_SID = re.compile(r"[!-~]+")
 # The bounded `field` label values of generatorlabs_parse_warnings_total for webhooks.
 EVENT_OBJECT = "webhook_event"
 HETRIX_OBJECT = "hetrixtools_monitor"
-FORGETTABLE = ("hetrixtools_monitor", "agent")
 
 
 class MalformedEvent(ExporterError):
@@ -75,32 +62,6 @@ class MalformedEvent(ExporterError):
     def __init__(self, message: str, field: str = "body") -> None:
         self.field = field
         super().__init__(message)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A verified, validated Generator Labs event: only the facts the overlay folds in."""
-
-    sid: str
-    type: str  # one of KNOWN_EVENTS, or "other"
-    raw_type: str
-    date: float
-    object_id: str | None = None  # the host, monitor or agent the event is about
-    listing: Listing | None = None  # rbl.host.listed/delisted/check.completed
-    expiry_days: float | None = None  # cert.expiration.* (always set for those)
-    errors: tuple[str, ...] = ()  # cert.error.*: bounded reasons of current_errors
-    agent_name: str | None = None  # agent.*
-    instances: tuple[str, ...] = ()  # agent.*: instance ids
-    balance: float | None = None  # billing.balance.alert
-    alert_threshold: float | None = None  # billing.balance.alert
-
-
-@dataclass(frozen=True, slots=True)
-class HetrixMonitor:
-    monitor: str
-    label: str
-    listed_now: int
-    rbls: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,23 +117,27 @@ def decode_json(body: bytes) -> Any:
 # ---- Generator Labs events -----------------------------------------------------------------
 
 
-def _ident(value: object, field: str, pattern: re.Pattern[str] | None = None) -> str:
-    """An id: text, stripped, 1 to MAX_ID_CHARS characters, of the documented form if any."""
+def _ident(value: object, field: str, pattern: re.Pattern[str] | None = None, prefix: str = "") -> str:
+    """An id: text, stripped, 1 to MAX_ID_CHARS characters, of the form given if any (`pattern`,
+    or a SID starting with `prefix`)."""
     if not isinstance(value, str) or not value.strip():
         raise MalformedEvent(f"{field}: must be a non-empty string, got {fields.shorten(value)}", field)
     ident = value.strip()
     if len(ident) > MAX_ID_CHARS:
         raise MalformedEvent(f"{field}: longer than {MAX_ID_CHARS} characters", field)
-    if pattern is not None and not pattern.fullmatch(ident):
+    if (pattern is not None and not pattern.fullmatch(ident)) or (
+        prefix and not fields.is_sid(ident, prefix)
+    ):
         raise MalformedEvent(f"{field}: not a documented id: {fields.shorten(ident)}", field)
     return ident
 
 
-def _object_id(body: Mapping[str, Any], key: str, pattern: re.Pattern[str] | None) -> str:
+def _object_id(body: Mapping[str, Any], key: str, prefix: str = "") -> str:
+    """The id of the object `key` (a SID starting with `prefix`, when given)."""
     obj = body.get(key)
     if not isinstance(obj, Mapping):
         raise MalformedEvent(f"'{key}' must be an object with an id, got {fields.shorten(obj)}", key)
-    return _ident(obj.get("id"), key, pattern)
+    return _ident(obj.get("id"), key, prefix=prefix)
 
 
 def _read(reader: Callable[[object], T], body: Mapping[str, Any], key: str) -> T:
@@ -269,11 +234,11 @@ def parse_event(raw: bytes) -> Event:
         raise MalformedEvent("event_date: not a date after 1970", "event_date")
     event_type = raw_type if raw_type in KNOWN_EVENTS else "other"
     if event_type in RBL_EVENTS:
-        host = _object_id(body, "host", HOST_ID)
+        host = _object_id(body, "host", HOST_PREFIX)
         said = _listing(event_type, body) if event_type in LISTING_EVENTS else None
         return Event(sid, event_type, raw_type, date, host, listing=said)
     if event_type in CERT_EVENTS:
-        monitor = _object_id(body, "monitor", MONITOR_ID)
+        monitor = _object_id(body, "monitor", MONITOR_PREFIX)
         if event_type.startswith("cert.expiration."):
             return Event(sid, event_type, raw_type, date, monitor, expiry_days=_expiry_days(body))
         if event_type.startswith("cert.error."):
@@ -281,7 +246,7 @@ def parse_event(raw: bytes) -> Event:
             return Event(sid, event_type, raw_type, date, monitor, errors=errors)
         return Event(sid, event_type, raw_type, date, monitor)
     if event_type in AGENT_EVENTS:
-        agent = _object_id(body, "agent", None)
+        agent = _object_id(body, "agent")
         return Event(
             sid,
             event_type,

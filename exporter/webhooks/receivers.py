@@ -21,13 +21,18 @@ from aiohttp import web
 
 from exporter.api.fields import loggable
 from exporter.clock import Clock
-from exporter.config.model import WebhookConfig
-from exporter.metrics.selfmetrics import Telemetry
+from exporter.config.model import (
+    FORGET_AGENT_PATH,
+    FORGET_MONITOR_PATH,
+    GENERATORLABS_WEBHOOK_PATH,
+    HETRIXTOOLS_WEBHOOK_PATH,
+    WebhookConfig,
+)
+from exporter.state.events import AGENT, FORGET, GENERATORLABS, HETRIXTOOLS, HETRIXTOOLS_MONITOR
 from exporter.state.sqlite import GroupCommit, Incoming
-from exporter.webhooks.applier import Applier
+from exporter.webhooks.applier import Applier, WebhookCounts
 from exporter.webhooks.payloads import (
     EVENT_OBJECT,
-    FORGETTABLE,
     HETRIX_OBJECT,
     Forget,
     MalformedEvent,
@@ -46,6 +51,10 @@ DRAIN_TIMEOUT = 2.0  # event-loop seconds to read and drop the body of a request
 # (exporter.web.server); without this, senders trickling bodies could hold every connection for
 # BODY_TIMEOUT and leave none for /metrics. Past it a webhook gets 503 (the senders retry).
 MAX_BODIES_IN_FLIGHT = 64
+RETRY_AFTER_BUSY = 5  # seconds a sender refused for MAX_BODIES_IN_FLIGHT is asked to wait
+# Seconds an event's SID and signature are kept as replay keys: twice the signature tolerance
+# (a signature is accepted that far either side of now), and at least this long.
+MIN_REPLAY_MEMORY = 600.0
 
 
 @dataclass(slots=True)
@@ -53,7 +62,7 @@ class WebhookParts:
     config: WebhookConfig
     commit: GroupCommit
     applier: Applier
-    telemetry: Telemetry
+    telemetry: WebhookCounts
     clock: Clock
     bodies_in_flight: int = 0  # see MAX_BODIES_IN_FLIGHT
 
@@ -65,7 +74,7 @@ WEBHOOK_ADMIN = web.AppKey("webhook_admin", WebhookParts)
 def _reject(
     parts: WebhookParts, source: str, status: int, reason: str, text: str, **fields: Any
 ) -> web.Response:
-    parts.telemetry.webhook_rejected.labels(source, reason).inc()
+    parts.telemetry.webhook_rejection(source, reason)
     log.warning(
         "webhook.rejected",
         source=source,
@@ -128,7 +137,7 @@ async def _body(request: web.Request, parts: WebhookParts, source: str) -> bytes
         return await _refuse(request, parts, source, 413, "too_large", too_large)
     if parts.bodies_in_flight >= MAX_BODIES_IN_FLIGHT:
         response = _reject(parts, source, 503, "busy", "too many webhook bodies in flight, retry later")
-        response.headers["Retry-After"] = "5"
+        response.headers["Retry-After"] = str(RETRY_AFTER_BUSY)
         response.force_close()
         return response
     parts.bodies_in_flight += 1
@@ -172,20 +181,20 @@ async def _read_body(
 
 async def generatorlabs(request: web.Request) -> web.Response:
     parts = request.app[WEBHOOKS]
-    parts.telemetry.webhook_requests.labels("generatorlabs").inc()
+    parts.telemetry.webhook_request(GENERATORLABS)
     if not parts.config.enabled:
-        return await _refuse(request, parts, "generatorlabs", 404, "disabled", "not found")
+        return await _refuse(request, parts, GENERATORLABS, 404, "disabled", "not found")
     if request.method == "POST" and request.content_type != "application/json":
         return await _refuse(
             request,
             parts,
-            "generatorlabs",
+            GENERATORLABS,
             415,
             "content_type",
             "Content-Type must be application/json",
             content_type=request.content_type[:60],
         )
-    body = await _body(request, parts, "generatorlabs")
+    body = await _body(request, parts, GENERATORLABS)
     if isinstance(body, web.Response):
         return body
     now = parts.clock.time()
@@ -198,18 +207,18 @@ async def generatorlabs(request: web.Request) -> web.Response:
             tolerance=parts.config.tolerance,
         )
     except SignatureError as err:
-        return _reject(parts, "generatorlabs", 401, err.reason, "bad signature", detail=str(err))
+        return _reject(parts, GENERATORLABS, 401, err.reason, "bad signature", detail=str(err))
     try:
         event = parse_event(body)
     except MalformedEvent as err:  # signed, but unusable: never stored
-        return _malformed(parts, "generatorlabs", EVENT_OBJECT, err)
-    keep = max(2 * parts.config.tolerance, 600.0)
+        return _malformed(parts, GENERATORLABS, EVENT_OBJECT, err)
+    keep = max(2 * parts.config.tolerance, MIN_REPLAY_MEMORY)
     seq = await parts.commit.submit(
-        Incoming("generatorlabs", (f"sid:{event.sid}", f"sig:{verified.signature}"), body, now, now + keep)
+        Incoming(GENERATORLABS, (f"sid:{event.sid}", f"sig:{verified.signature}"), body, now, now + keep)
     )
     if seq is None:
         # Already applied once: not applied again. 200, so an honest sender's retry stops.
-        parts.telemetry.webhook_rejected.labels("generatorlabs", "replay").inc()
+        parts.telemetry.webhook_rejection(GENERATORLABS, "replay")
         log.info("webhook.replay", event_sid=event.sid[:40])
         return web.Response(status=200, text="duplicate event, already applied\n")
     parts.applier.submit(seq, event)
@@ -243,41 +252,41 @@ def _in(address: str, networks: Networks) -> bool:
 
 async def hetrixtools(request: web.Request) -> web.Response:
     parts = request.app[WEBHOOKS]
-    parts.telemetry.webhook_requests.labels("hetrixtools").inc()
+    parts.telemetry.webhook_request(HETRIXTOOLS)
     configured = parts.config.hetrixtools_token
     if configured is None:
-        return await _refuse(request, parts, "hetrixtools", 404, "disabled", "not found")
+        return await _refuse(request, parts, HETRIXTOOLS, 404, "disabled", "not found")
     given = request.match_info["token"].encode("utf-8", "surrogatepass")  # any text compares
     if not hmac.compare_digest(given, configured.encode("utf-8", "surrogatepass")):
-        return await _refuse(request, parts, "hetrixtools", 401, "bad_token", "bad token")
+        return await _refuse(request, parts, HETRIXTOOLS, 401, "bad_token", "bad token")
     if parts.config.hetrixtools_allowed_cidrs:
         trusted = [ipaddress.ip_network(n, strict=False) for n in parts.config.trusted_proxies]
         allowed = [ipaddress.ip_network(n, strict=False) for n in parts.config.hetrixtools_allowed_cidrs]
         client = _client_ip(request, trusted)
         if client is None or not _in(client, allowed):
             return await _refuse(
-                request, parts, "hetrixtools", 403, "source", "source address not allowed", client=client
+                request, parts, HETRIXTOOLS, 403, "source", "source address not allowed", client=client
             )
-    body = await _body(request, parts, "hetrixtools")
+    body = await _body(request, parts, HETRIXTOOLS)
     if isinstance(body, web.Response):
         return body
     try:
         chunk = check_hetrix_chunk(body)
     except MalformedEvent as err:  # not a JSON array
-        return _reject(parts, "hetrixtools", 400, "malformed", str(err), detail=str(err))
+        return _reject(parts, HETRIXTOOLS, 400, "malformed", str(err), detail=str(err))
     for skipped in chunk.skipped:  # each bad item costs only itself
         parts.telemetry.parse_warning(HETRIX_OBJECT, skipped.field)
     if chunk.unusable:  # items, and none usable: a format problem the operator must see
-        return _reject(parts, "hetrixtools", 400, "malformed", chunk.summary(), detail=chunk.summary())
+        return _reject(parts, HETRIXTOOLS, 400, "malformed", chunk.summary(), detail=chunk.summary())
     if chunk.skipped:
-        log.warning("webhook.items_skipped", source="hetrixtools", detail=loggable(chunk.summary()))
+        log.warning("webhook.items_skipped", source=HETRIXTOOLS, detail=loggable(chunk.summary()))
     now = parts.clock.time()
-    seq = await parts.commit.submit(Incoming("hetrixtools", (), body, now, now))
+    seq = await parts.commit.submit(Incoming(HETRIXTOOLS, (), body, now, now))
     assert seq is not None  # noqa: S101 - chunks carry no replay keys: always new
     parts.applier.submit(seq, chunk.monitors)
     log.debug(
         "webhook.accepted",
-        source="hetrixtools",
+        source=HETRIXTOOLS,
         monitors=len(chunk.monitors),
         skipped=len(chunk.skipped),
         seq=seq,
@@ -290,8 +299,8 @@ async def hetrixtools(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application, parts: WebhookParts) -> None:
     app[WEBHOOKS] = parts
-    app.router.add_route("*", "/webhooks/generatorlabs", generatorlabs)
-    app.router.add_route("*", "/webhooks/hetrixtools/{token}", hetrixtools)
+    app.router.add_route("*", GENERATORLABS_WEBHOOK_PATH, generatorlabs)
+    app.router.add_route("*", HETRIXTOOLS_WEBHOOK_PATH, hetrixtools)
 
 
 async def _forget(request: web.Request, kind: str, ident: str) -> web.Response:
@@ -302,7 +311,7 @@ async def _forget(request: web.Request, kind: str, ident: str) -> web.Response:
         return web.Response(status=404, text=f"no such {kind.replace('_', ' ')}\n")
     item = Forget(kind, ident)
     now = parts.clock.time()
-    seq = await parts.commit.submit(Incoming("forget", (), item.to_json(), now, now))
+    seq = await parts.commit.submit(Incoming(FORGET, (), item.to_json(), now, now))
     assert seq is not None  # noqa: S101 - forget records carry no replay keys: always new
     parts.applier.submit(seq, item)
     log.info("webhook.forget_requested", kind=kind, id=loggable(ident, 100), seq=seq)
@@ -310,11 +319,11 @@ async def _forget(request: web.Request, kind: str, ident: str) -> web.Response:
 
 
 async def forget_hetrixtools_monitor(request: web.Request) -> web.Response:
-    return await _forget(request, FORGETTABLE[0], request.match_info["monitor"])
+    return await _forget(request, HETRIXTOOLS_MONITOR, request.match_info["monitor"])
 
 
 async def forget_agent(request: web.Request) -> web.Response:
-    return await _forget(request, FORGETTABLE[1], request.match_info["agent_id"])
+    return await _forget(request, AGENT, request.match_info["agent_id"])
 
 
 def add_admin_routes(app: web.Application, parts: WebhookParts) -> None:
@@ -322,6 +331,5 @@ def add_admin_routes(app: web.Application, parts: WebhookParts) -> None:
     forget one webhook-only object now (counted as reason "request"). They belong on the main
     listener, behind its web config, even when webhooks have a listener of their own."""
     app[WEBHOOK_ADMIN] = parts
-    # a monitor may be an IP range ("192.0.2.0/24"): the rest of the path, slashes included
-    app.router.add_delete("/-/webhooks/hetrixtools/monitors/{monitor:.+}", forget_hetrixtools_monitor)
-    app.router.add_delete("/-/webhooks/agents/{agent_id}", forget_agent)
+    app.router.add_delete(FORGET_MONITOR_PATH, forget_hetrixtools_monitor)
+    app.router.add_delete(FORGET_AGENT_PATH, forget_agent)

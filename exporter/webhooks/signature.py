@@ -1,5 +1,6 @@
 """Pure: verify Generator Labs' `X-Webhook-Signature: t=<unix>,v1=<hex>` (API reference,
-"Webhook Verification"; the five official SDKs verify it the same way, with a 300 s tolerance).
+"Webhook Verification"; the five official SDKs verify it the same way, with the 300 s tolerance
+that is webhooks.tolerance's default, exporter.config.model.DEFAULT_SIGNATURE_TOLERANCE).
 
 HMAC-SHA256 with the signing secret (UTF-8 bytes, as-is) over `"{t}." + raw body`, lowercase hex,
 constant-time comparison of bytes. The header is read strictly before any secret is used: at
@@ -18,9 +19,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from exporter.config.model import DEFAULT_SIGNATURE_TOLERANCE
 from exporter.errors import ExporterError
 
-DEFAULT_TOLERANCE = 300.0
+DEFAULT_TOLERANCE = DEFAULT_SIGNATURE_TOLERANCE  # seconds; webhooks.tolerance in the config
 MAX_HEADER = 1024  # characters: room for `t=` and a dozen v1 values during a rotation
 MAX_T_DIGITS = 12  # a Unix time in seconds has 10 digits until the year 2286
 MAX_SIGNATURES = 8  # v1 values in one header

@@ -3,6 +3,8 @@ at least one series, and the scrape of it through the real Scraper (no I/O beyon
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.samples import Sample
@@ -13,9 +15,9 @@ from exporter.metrics.selfmetrics import Live, Telemetry
 from exporter.metrics.serve import Scraper
 from exporter.polling.ledger import Ledger
 from exporter.polling.plan import Plan
+from exporter.state.overlay import Agent, Hetrix, WebhookState
 from exporter.state.snapshot import Health, Snapshot
 from exporter.state.store import StateStore
-from exporter.webhooks.overlay import Agent, Hetrix, WebhookState
 from tests.helpers.rig import FakeClock
 
 NOW = 1_790_000_000.0
@@ -73,35 +75,31 @@ def full_telemetry(store: StateStore, now: float = NOW) -> Telemetry:
     ledger.observe(RateLimit(((1000, 3600),), 900, now + 600, now))
     ledger.record(now - 1)
     for collector in COLLECTORS:
-        store.set_health(collector, Health(True, now - 5, now - 5, 0.25, 1, 1))
-    plan = Plan(INTERVALS, 480.0, 3600.0, 3240.0, frozenset(), dict.fromkeys(COLLECTORS, 60.0))
+        store.set_health(collector, Health(True, now - 5, 0.25))
+    plan = Plan(INTERVALS, 480.0, 3600.0, frozenset(), dict.fromkeys(COLLECTORS, 60.0))
     live = Live(store, ledger, plan, INTERVALS, dict.fromkeys(COLLECTORS, 1), True, now - 60)
     telemetry = Telemetry(live, lambda: now)
     telemetry.requests.labels("/rbl/hosts", "200").inc()
     telemetry.latency.labels("/rbl/hosts").observe(0.2)
     telemetry.failures.labels("rbl_hosts", "timeout").inc()
     telemetry.parse_warning("host", "name")
-    telemetry.webhook_requests.labels("generatorlabs").inc()
-    telemetry.webhook_rejected.labels("generatorlabs", "signature").inc()
+    telemetry.webhook_request("generatorlabs")
+    telemetry.webhook_rejection("generatorlabs", "signature")
     return telemetry
 
 
 def full_scraper(now: float = NOW) -> Scraper:
     """The real scrape path over the full state."""
-    store = StateStore()
-    for snap in full_snapshots(now).values():
-        store.replace(snap)
-    store.webhooks = full_webhooks(now)
-    store.webhooks_changed()
+    store = StateStore(full_snapshots(now).values(), full_webhooks(now))
     telemetry = full_telemetry(store, now)
     return Scraper(
-        FakeClock(now), store, telemetry, lambda: now, lambda: dict(INTERVALS), lambda: dict(MAX_AGES)
+        FakeClock(now), store, telemetry, lambda: dict(INTERVALS), lambda: dict(MAX_AGES), asyncio.Event()
     )
 
 
 def scrape(scraper: Scraper, openmetrics: bool) -> str:
     """One uncompressed scrape, as text."""
-    return scraper.expose(OPENMETRICS if openmetrics else "", "").body.decode("utf-8")
+    return b"".join(scraper.expose(OPENMETRICS if openmetrics else "", "").parts).decode("utf-8")
 
 
 def families(text: str, openmetrics: bool) -> dict[str, tuple[str, list[Sample]]]:

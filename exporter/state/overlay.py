@@ -6,9 +6,10 @@ source (agents, billing, certificate changes, HetrixTools monitors) lives here a
 with it; HetrixTools monitors and agents, which only webhooks create, are forgotten when not heard
 of for `series_max_age` seconds (`expire`) or on an operator's request (`forget`).
 
-Events arrive already validated (exporter.webhooks.payloads), so folding one in only stores typed values
-and cannot fail. Loading stored state (`from_json`) checks every value again: a state file
-written by an older version may hold what that version let through (NaN, negative counts).
+Events arrive already validated (exporter.webhooks.payloads parses them into the records of
+exporter.state.events), so folding one in only stores typed values and cannot fail. Loading
+stored state (`from_json`) checks every value again: a state file written by an older version
+may hold what that version let through (NaN, negative counts).
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from exporter.api import fields
 from exporter.api.fields import Unreadable
-from exporter.webhooks.payloads import EVENT_LABELS, MAX_EXPIRY_DAYS, Event, HetrixMonitor
-
-if TYPE_CHECKING:
-    from exporter.state.snapshot import Snapshot
+from exporter.state.events import (
+    AGENT,
+    EVENT_LABELS,
+    HETRIXTOOLS_MONITOR,
+    MAX_EXPIRY_DAYS,
+    Event,
+    HetrixMonitor,
+)
+from exporter.state.snapshot import Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,15 +147,15 @@ class WebhookState:
     # -- forgetting webhook-only objects ----------------------------------------------------
 
     def knows(self, kind: str, ident: str) -> bool:
-        """Whether a HetrixTools monitor (`hetrixtools_monitor`) or an `agent` is known."""
-        return ident in (self.hetrix if kind == "hetrixtools_monitor" else self.agents)
+        """Whether a HetrixTools monitor (HETRIXTOOLS_MONITOR) or an agent (AGENT) is known."""
+        return ident in (self.hetrix if kind == HETRIXTOOLS_MONITOR else self.agents)
 
     def forget(self, kind: str, ident: str) -> bool:
         """Forget one HetrixTools monitor or agent; False when it was not known."""
-        if kind == "hetrixtools_monitor" and self.hetrix.pop(ident, None) is not None:
+        if kind == HETRIXTOOLS_MONITOR and self.hetrix.pop(ident, None) is not None:
             self.hetrix_version += 1
             return True
-        if kind == "agent" and self.agents.pop(ident, None) is not None:
+        if kind == AGENT and self.agents.pop(ident, None) is not None:
             self.misc_version += 1
             return True
         return False
@@ -171,13 +177,13 @@ class WebhookState:
             for k in old:
                 del self.hetrix[k]
             self.hetrix_version += 1
-            out["hetrixtools_monitor"] = len(old)
+            out[HETRIXTOOLS_MONITOR] = len(old)
         old = [k for k, a in self.agents.items() if a.seen < cutoff and not a.timed_out]
         if old:
             for k in old:
                 del self.agents[k]
             self.misc_version += 1
-            out["agent"] = len(old)
+            out[AGENT] = len(old)
         return out
 
     # -- reconciling with polls -------------------------------------------------------------
