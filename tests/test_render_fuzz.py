@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.api.records import CertError, Host, Item, Monitor
 from exporter.metrics.contract import DATA_METRICS
-from exporter.metrics.render import LABELS, OBJECTS, Freshness, RenderStats, join, render
+from exporter.metrics.lines import LABELS, OBJECTS, Freshness, RenderStats
+from exporter.metrics.render import join, render
 from exporter.state.overlay import Agent, Hetrix, HostMark, MonitorMark, WebhookState
 from exporter.state.snapshot import Snapshot
 from tests.helpers.processes import need_binary
@@ -201,7 +202,7 @@ def exposition(
 ) -> tuple[bytes, RenderStats]:
     """Render, and check what every exposition must be; returns the text format and the stats."""
     stats = RenderStats()
-    families = render(snaps, Freshness(NOW, intervals, AGES), webhooks, None, stats)
+    families = render(snaps, Freshness(NOW, intervals, AGES), webhooks, stats)
     assert [f.name for f in families] == [m.name for m in DATA_METRICS]
     assert set(stats.skipped) == set(OBJECTS) and set(stats.truncated) == set(LABELS)
     text = join(families, False)

@@ -54,8 +54,9 @@ PER_MONITOR = "one per monitor while the monitor data is fresh"
 RBL_HOST_INFO = _m(
     "rbl_host_info",
     "gauge",
-    "host_id host name host_kind profile_id",
-    "RBL-monitored host; always 1, carries the host's names",
+    "host_id host name host_kind profile_id tags contact_group",
+    "RBL-monitored host; always 1, carries the host's names, its tags and the contact groups it"
+    ' notifies (each `,a,b,`: sorted, comma-joined, "" for none)',
     "rbl_hosts, rbl_listings",
     PER_HOST,
 )
@@ -126,8 +127,9 @@ RBL_HOSTS_LISTED = _m(
 CERT_MONITOR_INFO = _m(
     "cert_monitor_info",
     "gauge",
-    "monitor_id name hostname protocol port profile_id",
-    "Certificate monitor; always 1, carries its names",
+    "monitor_id name hostname protocol port profile_id tags contact_group",
+    "Certificate monitor; always 1, carries its names, its tags and the contact groups it notifies"
+    ' (each `,a,b,`: sorted, comma-joined, "" for none)',
     "cert_monitors",
     PER_MONITOR,
 )
@@ -154,6 +156,15 @@ CERT_NOT_AFTER_TIMESTAMP_SECONDS = _m(
     "When the certificate expires (notAfter)",
     "cert_monitors",
     "per monitor when the API gives an expiry date",
+)
+CERT_MONITORS_WITHOUT_EXPIRY = _m(
+    "cert_monitors_without_expiry",
+    "gauge",
+    "",
+    "Active (unpaused) certificate monitors whose expiry could not be read from the API: their"
+    " expiry alerts cannot fire",
+    "cert_monitors",
+    "while the monitor data is fresh",
 )
 CERT_ACTIVE_ERRORS = _m(
     "cert_active_errors",
@@ -206,8 +217,8 @@ RBL_SOURCE_PAUSED = _m(
 CONTACT_INFO = _m(
     "contact_info",
     "gauge",
-    "contact_id contact_kind",
-    "Alert contact; always 1",
+    "contact_id contact_kind contact_group",
+    "Alert contact (never its address); always 1, carries the contact groups it is in (`,a,b,`)",
     "contacts",
     "one per contact while fresh",
 )
@@ -425,7 +436,7 @@ API_REQUESTS_TOTAL = _m(
     "endpoint code",
     "API requests by route template and HTTP status (`error` when no response)",
     "api client",
-    "per (endpoint, code) after a request",
+    "per (endpoint, code) from the start for the polled routes and codes 200, 429 and error",
 )
 API_REQUEST_DURATION_SECONDS = _m(
     "api_request_duration_seconds",
@@ -438,18 +449,19 @@ API_REQUEST_DURATION_SECONDS = _m(
 API_RATE_LIMIT_REMAINING = _m(
     "api_rate_limit_remaining",
     "gauge",
-    "",
-    "RateLimit-Remaining from the last API response",
+    "window",
+    "RateLimit-Remaining of the last API response that described this window (seconds, inferred"
+    " from RateLimit-Limit; `unknown` when no policy fits)",
     "api client",
-    "once a response carried the header",
+    "per window once a response described it",
 )
 API_RATE_LIMIT_RESET_TIMESTAMP_SECONDS = _m(
     "api_rate_limit_reset_timestamp_seconds",
     "gauge",
-    "",
-    "When the most restrictive rate-limit window resets (from RateLimit-Reset)",
+    "window",
+    "When this rate-limit window resets (from RateLimit-Reset of the last response describing it)",
     "api client",
-    "once a response carried the header",
+    "per window once a response described it",
 )
 API_BACKOFF_UNTIL_TIMESTAMP_SECONDS = _m(
     "api_backoff_until_timestamp_seconds",
@@ -489,7 +501,7 @@ PARSE_WARNINGS_TOTAL = _m(
     "object field",
     "API fields that were missing or unreadable (the object was kept)",
     "parser",
-    "per (object, field) after one warning",
+    "per (object, field) of the polled objects from the start; of webhook fields after one",
 )
 CONFIG_LAST_RELOAD_SUCCESSFUL = _m(
     "config_last_reload_successful",
@@ -521,7 +533,7 @@ WEBHOOK_REJECTED_TOTAL = _m(
     "source reason",
     "Webhook requests rejected, by bounded reason",
     "webhook receiver",
-    "per (source, reason) after one rejection",
+    "per (source, reason) from the start, once a webhook receiver is configured",
 )
 EXPORTER_BUILD_INFO = _m(
     "exporter_build_info",
@@ -586,6 +598,7 @@ DATA_METRICS: tuple[MetricSpec, ...] = (
     CERT_MONITOR_PAUSED,
     CERT_EXPIRY_DAYS,
     CERT_NOT_AFTER_TIMESTAMP_SECONDS,
+    CERT_MONITORS_WITHOUT_EXPIRY,
     CERT_ACTIVE_ERRORS,
     CERT_ERROR_INFO,
     CERT_ERRORS,

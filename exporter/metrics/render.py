@@ -1,912 +1,696 @@
-"""Pure: render the data series (the big part of /metrics) from the state, once per change.
+"""Pure: the data part of /metrics, rendered again only where the state changed. No I/O.
 
-Every family's name, type, labels and help come from the metric contract
-(exporter.metrics.contract): the fixed text of each family's sample lines (`MetricSpec.pieces`)
-is taken from it once, at import, and a render only pastes label and sample values in between.
-The text is built straight from the snapshots with plain string work, in both the Prometheus
-text format and OpenMetrics (they differ only in the TYPE lines of the `_info` and counter
-families), and cached together with a gzip stream of it left open (sync-flushed) so that each
-scrape only compresses the few self-metric lines that follow. A scrape then writes the cached
-bytes as they are.
+The line text of each object comes from exporter.metrics.lines; this module decides what to
+render again and keeps the result, so that a webhook about one host costs that host's bucket,
+not the 14 MB of a 20,000-host account.
 
-Rendering never fails as a whole, whatever the records hold:
-- every label value goes through a render's escaper (`_escaper`), which never raises: quotes,
-  backslashes and newlines are escaped; lone surrogates and control characters become U+FFFD
-  and values longer than MAX_LABEL_VALUE are cut (and counted per label name), both marked with
-  a checksum of the original so that distinct values stay distinct series;
-- every sample value goes through `fmt` (floats: NaN and ±Inf in the exposition's own spelling)
-  or `format(n, "d")` (integers), so a value of the wrong type raises instead of printing text
-  that no parser accepts;
-- each group of objects is rendered in one pass; only if that pass raises is the group rendered
-  again one object at a time, leaving out (and counting, in RenderStats) each object that
-  raises. The common case pays for one `try` per group, not per line.
+- Objects are kept per kind in a `Section`, partitioned into buckets by a stable hash of their
+  id (CRC-32 of the id, modulo a power of two chosen from the object count so that a bucket
+  holds about 256 to 512 objects; when the count drifts DRIFT times from what the bucket count
+  was chosen for, the section is re-bucketed). Lines within a family are ordered by (bucket,
+  id): deterministic, and for an account small enough for one bucket the same as sorted by id.
+- Each object is kept as what it is rendered from (the merged host, the monitor with its days to
+  expiry, ...). A render compares each object with the one kept (`same`: the same object, or
+  equal values of the same types) and renders again only the buckets that hold a changed, added
+  or removed object. Snapshots and webhook marks are immutable and replaced when they change,
+  so the common case is an identity check; hosts, the largest kind, are not even compared when
+  neither snapshot was replaced: then only the hosts whose webhook mark changed are looked at.
+- A bucket keeps, per family, one complete gzip member of its lines (and their length), not the
+  text: members written one after the other are one valid gzip stream (RFC 1952, section 2.2,
+  "a gzip file consists of a series of members"). HELP and TYPE lines are small members of
+  their own, in each format (the data lines are the same in both). A gzip scrape writes the
+  members as they are; an uncompressed one inflates them member by member as it writes.
+- What a render left out or cut (RenderStats) is kept per bucket and summed.
+
+Renderer.update never raises: an object that cannot be rendered is left out and counted, and
+a group of families that fails outside its objects (a broken snapshot) is left empty and counted
+once under its object kind.
 """
 
 from __future__ import annotations
 
-import re
-import struct
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
-from typing import Any, TypeVar
+from operator import attrgetter, is_, methodcaller
+from typing import Any
+from zlib import crc32
 
-from exporter.api.records import HOST_KINDS, CertError, Host, Item, Monitor
-from exporter.clock import DAY
 from exporter.metrics import contract
 from exporter.metrics.contract import DATA_METRICS, MetricSpec
-from exporter.state.overlay import Agent, Hetrix, HostMark, MonitorMark, WebhookState
+from exporter.metrics.lines import (
+    Body,
+    Freshness,
+    RenderStats,
+    Unrenderable,
+    agent_lines,
+    billing_lines,
+    change_lines,
+    contact_lines,
+    each,
+    error_lines,
+    errors_by_monitor,
+    errors_total,
+    event_lines,
+    expiry_days,
+    group_lines,
+    header,
+    hetrix_lines,
+    host_lines,
+    hosts_listed_total,
+    hosts_total,
+    merge_host,
+    merge_hosts,
+    monitor_lines,
+    profile_lines,
+    sorted_safely,
+    source_lines,
+    without_expiry_total,
+)
+from exporter.state.overlay import HostMark, MonitorMark, WebhookState
 from exporter.state.snapshot import Snapshot
 
-GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"  # mtime 0, fastest (level 1), unknown OS
+GZIP_LEVEL = 1  # fastest: a member is compressed once per change of its bucket
+BUCKET_SIZE = 512  # objects per bucket at most when a section's bucket count is chosen
+DRIFT = 4  # re-bucket a section when its object count grows or shrinks this many times
+# exposition.per_host: every host's series (today's output), or only listed and paused hosts'
+PER_HOST_ALL = "all"
+PER_HOST_LISTED = "listed"
+PER_HOST = (PER_HOST_ALL, PER_HOST_LISTED)
 
-# The longest label value exported, in characters (before escaping). A longer value (a host name
-# or RBL text of kilobytes, most likely hostile or broken) is cut to its first MAX_LABEL_VALUE - 9
-# characters, then "…" and 8 hex digits of the CRC-32 of the whole value (see `_clean`), so that
-# two long values that share a prefix still make two series. Each cut is counted in the
-# exposition_truncated_label_values self-metric, by label name. 1,024 characters is far beyond
-# any real host name (253), RBL zone or display name, and keeps a hostile value from inflating
-# every scrape and the time-series database's index.
-MAX_LABEL_VALUE = 1024
-
-# What a render may leave out, one kind per object it renders (the `object` label's values).
-OBJECTS = (
-    "host",
-    "monitor",
-    "cert_error",
-    "profile",
-    "source",
-    "contact",
-    "contact_group",
-    "cert_change",
-    "agent",
-    "billing",
-    "webhook_event",
-    "hetrixtools_monitor",
-)
-# Label names whose values may be cut (the `label` label's values): every data label.
-LABELS = tuple(sorted({label for m in DATA_METRICS for label in m.labels}))
-
-# Replaced by U+FFFD in label values: C0 and C1 control characters but the newline (which is
-# escaped) and DEL, the Unicode line and paragraph separators (some tools split lines on them),
-# and lone surrogates (not encodable in UTF-8).
-_UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-_MARK = 9  # len("…") + 8 hex digits
-
-T = TypeVar("T")
-Esc = Callable[[str, str], str]  # (value, label name) -> the value, safe inside quotes
-Lines = list[list[str]]  # one list of sample lines per family of a group
-Body = Callable[[Sequence[T], Lines, Esc], int]  # writes a group's lines, returns a tally
+Encode = Callable[[bytes], bytes]
 
 
-# -- the fixed text of every sample line, from the contract, computed once ------------------------
-
-_CLOSE = contract.RBL_HOST_LISTED.pieces[-1]  # what follows the last label value
-
-
-def _one(spec: MetricSpec) -> str:
-    """A one-label family's sample line up to its label value (`name{label="`): the value,
-    _CLOSE and the sample value follow. Fails at import if the contract gives it other labels."""
-    head, close = spec.pieces
-    if close != _CLOSE:
-        raise ValueError(f"{spec.name}: unexpected sample line pieces {spec.pieces!r}")
-    return head
+def gzip_member(raw: bytes) -> bytes:
+    """`raw` as one complete gzip member: header, deflate stream, CRC-32 and size (RFC 1952)."""
+    return zlib.compress(raw, GZIP_LEVEL, wbits=31)
 
 
-def _bare(spec: MetricSpec) -> str:
-    """A family without labels: its sample line up to the value (`name `)."""
-    (head,) = spec.pieces
-    return head
+def _plain(raw: bytes) -> bytes:
+    return raw
 
 
-# rbl hosts and listings
-_HOST_ID, _HOST, _NAME, _HOST_KIND, _PROFILE_ID = contract.RBL_HOST_INFO.labels
-_HOST_INFO = contract.RBL_HOST_INFO.pieces
-_HOST_LISTED = _one(contract.RBL_HOST_LISTED)
-_HOST_LISTINGS = _one(contract.RBL_HOST_LISTINGS)
-_, _RBL = contract.RBL_LISTING_INFO.labels
-_LISTING_INFO = contract.RBL_LISTING_INFO.pieces
-_HOST_PAUSED = _one(contract.RBL_HOST_PAUSED)
-_HOST_CHECKED = _one(contract.RBL_HOST_LAST_CHECKED_TIMESTAMP_SECONDS)
-_HOST_FIRST_LISTED = _one(contract.RBL_HOST_FIRST_LISTED_TIMESTAMP_SECONDS)
-_HOSTS = _bare(contract.RBL_HOSTS)
-_HOSTS_LISTED = _bare(contract.RBL_HOSTS_LISTED)
-# certificate monitors and errors
-_MONITOR_ID, _, _HOSTNAME, _PROTOCOL, _PORT, _ = contract.CERT_MONITOR_INFO.labels
-_MONITOR_INFO = contract.CERT_MONITOR_INFO.pieces
-_MONITOR_PAUSED = _one(contract.CERT_MONITOR_PAUSED)
-_EXPIRY_DAYS = _one(contract.CERT_EXPIRY_DAYS)
-_NOT_AFTER = _one(contract.CERT_NOT_AFTER_TIMESTAMP_SECONDS)
-_ACTIVE_ERRORS = _one(contract.CERT_ACTIVE_ERRORS)
-_, _REASON = contract.CERT_ERROR_INFO.labels
-_ERROR_INFO = contract.CERT_ERROR_INFO.pieces
-_ERRORS = _bare(contract.CERT_ERRORS)
-# inventory
-_PROFILE_INFO = contract.RBL_PROFILE_INFO.pieces
-_SOURCE_ID, _, _ = contract.RBL_SOURCE_INFO.labels
-_SOURCE_INFO = contract.RBL_SOURCE_INFO.pieces
-_SOURCE_PAUSED = _one(contract.RBL_SOURCE_PAUSED)
-_CONTACT_ID, _CONTACT_KIND = contract.CONTACT_INFO.labels
-_CONTACT_INFO = contract.CONTACT_INFO.pieces
-_CONTACT_PAUSED = _one(contract.CONTACT_PAUSED)
-_GROUP_ID, _ = contract.CONTACT_GROUP_INFO.labels
-_GROUP_INFO = contract.CONTACT_GROUP_INFO.pieces
-# webhook-only state
-_CHANGES = _one(contract.CERT_CHANGES_TOTAL)
-_LAST_CHANGE = _one(contract.CERT_LAST_CHANGE_TIMESTAMP_SECONDS)
-_AGENT_ID, _ = contract.AGENT_INFO.labels
-_AGENT_INFO = contract.AGENT_INFO.pieces
-_AGENT_TIMED_OUT = _one(contract.AGENT_TIMED_OUT)
-_AGENT_INSTANCES = _one(contract.AGENT_TIMED_OUT_INSTANCES)
-_BALANCE = _bare(contract.BILLING_BALANCE_USD)
-_BALANCE_THRESHOLD = _bare(contract.BILLING_BALANCE_THRESHOLD_USD)
-(_EVENT,) = contract.WEBHOOK_EVENTS_TOTAL.labels
-_EVENTS = _one(contract.WEBHOOK_EVENTS_TOTAL)
-_LAST_EVENT = _one(contract.WEBHOOK_LAST_EVENT_TIMESTAMP_SECONDS)
-# HetrixTools
-_MONITOR, _LABEL = contract.BLACKLIST_MONITOR_INFO.labels
-_HETRIX_INFO = contract.BLACKLIST_MONITOR_INFO.pieces
-_HETRIX_LISTED = _one(contract.BLACKLIST_MONITOR_LISTED)
-_HETRIX_LISTINGS = _one(contract.BLACKLIST_MONITOR_LISTINGS)
-_HETRIX_LISTING_INFO = contract.BLACKLIST_LISTING_INFO.pieces
-_HETRIX_UPDATED = _one(contract.BLACKLIST_MONITOR_LAST_UPDATE_TIMESTAMP_SECONDS)
+def _gunzip(members: Iterable[bytes]) -> Iterator[bytes]:
+    """The text of gzip members, one member at a time."""
+    for member in members:
+        yield zlib.decompress(member, wbits=31)
 
 
-# -- values --------------------------------------------------------------------------------------
+# -- what changed --------------------------------------------------------------------------------
+
+_MISSING: Any = object()
+_FIELDS: dict[type, Callable[[Any], Any] | None] = {}
 
 
-def _clean(value: str) -> tuple[str, bool]:
-    """The slow path of escaping: (safe value, whether it was cut).
-
-    Quotes, backslashes and newlines are escaped as both formats define. A value that had to be
-    altered otherwise (unsafe characters replaced by U+FFFD, or cut to MAX_LABEL_VALUE) ends in
-    "…" and the CRC-32 of the original, so that two values that differ only in what was lost
-    still make two series (a duplicate series would make the whole exposition invalid
-    OpenMetrics)."""
-    unsafe = _UNSAFE.search(value) is not None
-    cut = len(value) > MAX_LABEL_VALUE or (unsafe and len(value) > MAX_LABEL_VALUE - _MARK)
-    if unsafe or cut:
-        crc = zlib.crc32(value.encode("utf-8", "surrogatepass"))
-        if cut:
-            value = value[: MAX_LABEL_VALUE - _MARK]
-        value = f"{_UNSAFE.sub(chr(0xFFFD), value)}\u2026{crc:08x}"
-    if "\\" in value or '"' in value or "\n" in value:
-        value = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return value, cut
+def _fields(kind: type) -> Callable[[Any], Any] | None:
+    """A function returning the field values of a record type with slots (None: not one)."""
+    if kind not in _FIELDS:
+        slots = getattr(kind, "__slots__", None)
+        names = tuple(slots) if isinstance(slots, tuple | list) else ()
+        if len(names) > 1:
+            _FIELDS[kind] = attrgetter(*names)
+        elif names:
+            one = attrgetter(names[0])
+            _FIELDS[kind] = lambda obj: (one(obj),)
+        else:
+            _FIELDS[kind] = None
+    return _FIELDS[kind]
 
 
-def _escaper(truncated: dict[str, int]) -> Esc:
-    """A label value as it goes between the quotes of either format (never raises for a str),
-    counting the values it cuts per label name into `truncated`."""
-
-    def esc(value: str, label: str) -> str:
-        if len(value) <= MAX_LABEL_VALUE and value.isprintable() and '"' not in value and "\\" not in value:
-            return value
-        text, cut = _clean(value)
-        if cut:
-            truncated[label] = truncated.get(label, 0) + 1
-        return text
-
-    return esc
-
-
-def fmt(value: float) -> str:
-    """A sample value in the exposition's syntax: integers without a fraction, NaN, +Inf and -Inf
-    as both formats spell them. Never raises for an int or float (other types raise TypeError,
-    which leaves the object out of the render)."""
-    try:
-        if -1e15 < value < 1e15:  # False for NaN
-            whole = int(value)
-            return str(whole) if whole == value else repr(float(value))
-        if value != value:
-            return "NaN"
-        number = float(value)  # an int beyond float's range overflows
-    except OverflowError:
-        return "+Inf" if value > 0 else "-Inf"
-    if number == float("inf"):
-        return "+Inf"
-    if number == float("-inf"):
-        return "-Inf"
-    return repr(number)
+def same(a: object, b: object) -> bool:
+    """Whether `a` and `b` render alike: the same object, or values of the same type that are
+    equal field by field with fields of the same types (True == 1 == 1.0, but `fmt` and `:d`
+    write them differently). NaN is never equal: such an object is simply rendered again."""
+    if a is b:
+        return True
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(map(same, a, b))
+    if kind in (str, int, float, bool):
+        return a == b
+    get = _fields(kind)
+    if get is None:
+        return False
+    va, vb = get(a), get(b)
+    return bool(va == vb) and tuple(map(type, va)) == tuple(map(type, vb))
 
 
-def _seconds(value: float) -> str:
-    try:
-        return fmt(round(value))
-    except (ValueError, OverflowError):  # NaN, ±Inf
-        return fmt(value)
+# -- buckets and sections ------------------------------------------------------------------------
 
 
-# -- what a render left out, and the one-pass-then-one-by-one rendering of a group ---------------
+def bucket_count(objects: int, size: int = BUCKET_SIZE) -> int:
+    """The power of two that puts at most `size` objects in a bucket (size/2 to size)."""
+    count = 1
+    while objects > count * size:
+        count *= 2
+    return count
+
+
+_ENCODE = methodcaller("encode", "utf-8", "surrogatepass")
+
+
+def _spread(objs: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
+    """`objs` split over `count` buckets (a power of two) by the CRC-32 of each key."""
+    if count == 1:
+        return [dict(objs)]
+    groups: list[dict[str, Any]] = [{} for _ in range(count)]
+    mask = count - 1
+    for index, key, obj in zip(map(crc32, map(_ENCODE, objs)), objs, objs.values(), strict=True):
+        groups[index & mask][key] = obj
+    return groups
+
+
+def _alike(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two buckets' objects render alike: the same keys, each with the same object
+    (checked first, without a Python call per object) or one that renders alike (`same`)."""
+    if len(old) != len(new) or old.keys() != new.keys():
+        return False
+    theirs = map(new.__getitem__, old)
+    if all(map(is_, old.values(), theirs)):
+        return True
+    return all(map(same, old.values(), map(new.__getitem__, old)))
 
 
 @dataclass(slots=True)
-class RenderStats:
-    """What a render left out or cut: the exposition_* self-metrics, and the log."""
+class _Bucket:
+    """Some objects of a section (id -> what it is rendered from) and their rendering: per
+    family, the encoded lines and their length in bytes."""
 
-    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OBJECTS, 0))
-    truncated: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LABELS, 0))
-    errors: dict[str, str] = field(default_factory=dict)  # object kind -> the first error seen
-
-    def skip(self, kind: str, err: BaseException, count: int = 1) -> None:
-        self.skipped[kind] = self.skipped.get(kind, 0) + count
-        self.errors.setdefault(kind, f"{type(err).__name__}: {str(err)[:200]}")
-
-    def cut(self, truncated: Mapping[str, int]) -> None:
-        for label, n in truncated.items():
-            self.truncated[label] = self.truncated.get(label, 0) + n
-
-    def add(self, other: RenderStats) -> None:
-        for kind, n in other.skipped.items():
-            self.skipped[kind] = self.skipped.get(kind, 0) + n
-        self.cut(other.truncated)
-        for kind, error in other.errors.items():
-            self.errors.setdefault(kind, error)
+    objs: dict[str, Any] = field(default_factory=dict)
+    parts: tuple[bytes, ...] = ()
+    sizes: tuple[int, ...] = ()
+    kept: int = 0  # objects rendered (not left out)
+    tally: int = 0  # what the section's body counts (listed hosts, active errors)
+    left_out: frozenset[str] = frozenset()
+    stats: RenderStats | None = None  # None: nothing left out or cut
+    dirty: bool = True
 
 
-def _each(
-    stats: RenderStats, kind: str, objs: Sequence[T], width: int, body: Body[T]
-) -> tuple[Lines, int, Sequence[T]]:
-    """Run `body` (which appends sample lines to `width` lists and returns a tally, e.g. how many
-    hosts are listed) over all of `objs` in one pass. If that pass raises, run it again one
-    object at a time and leave out each object that raises. Returns (lines, tally, the objects
-    rendered)."""
-    lines: Lines = [[] for _ in range(width)]
-    truncated: dict[str, int] = {}
-    try:
-        tally = body(objs, lines, _escaper(truncated))
-    except Exception:  # noqa: S110 - rendered again below, object by object
-        pass
-    else:
-        stats.cut(truncated)
-        return lines, tally, objs
-    lines = [[] for _ in range(width)]
-    tally, kept = 0, []
-    for obj in objs:
-        part: Lines = [[] for _ in range(width)]
-        truncated = {}
+class Section:
+    """The objects of one kind and the families written per object, in buckets."""
+
+    def __init__(
+        self, kind: str, specs: tuple[MetricSpec, ...], body: Body[Any], encode: Encode, size: int
+    ) -> None:
+        self.kind = kind
+        self.specs = specs
+        self._body = body
+        self._encode = encode
+        self._size = size
+        self.buckets = [_Bucket()]
+        self._chosen_for = 0  # the object count the bucket count was chosen for
+        self._count = 0
+
+    def _bucket(self, key: str) -> _Bucket:
+        n = len(self.buckets)
+        if n == 1:
+            return self.buckets[0]
+        return self.buckets[zlib.crc32(key.encode("utf-8", "surrogatepass")) & (n - 1)]
+
+    def put(self, key: str, obj: object) -> None:
+        """Hold `obj` for `key`; its bucket is rendered again unless it renders as before."""
+        bucket = self._bucket(key)
+        old = bucket.objs.get(key, _MISSING)
+        if old is _MISSING:
+            self._count += 1
+        elif same(old, obj):
+            return
+        bucket.objs[key] = obj
+        bucket.dirty = True
+
+    def drop(self, key: str) -> None:
+        bucket = self._bucket(key)
+        if bucket.objs.pop(key, _MISSING) is not _MISSING:
+            self._count -= 1
+            bucket.dirty = True
+
+    def replace_all(self, objs: Mapping[str, Any]) -> None:
+        """Hold exactly `objs`, in one pass: spread over the buckets (new ones, if the count
+        drifted), each bucket compared whole with what it held and marked to be rendered again
+        only if it differs."""
+        n = len(objs)
+        wanted, chosen = bucket_count(n, self._size), self._chosen_for
+        if wanted != len(self.buckets) and not chosen // DRIFT <= n <= chosen * DRIFT:
+            self.buckets = [_Bucket(group) for group in _spread(objs, wanted)]
+            self._chosen_for, self._count = n, n
+            return
+        for bucket, group in zip(self.buckets, _spread(objs, len(self.buckets)), strict=True):
+            if not _alike(bucket.objs, group):
+                bucket.objs = group
+                bucket.dirty = True
+        self._count = n
+
+    def flush(self) -> None:
+        """Render every bucket that changed (after re-bucketing, if the count drifted)."""
+        self._rebucket()
+        for bucket in self.buckets:
+            if bucket.dirty:
+                self._render(bucket)
+
+    def _rebucket(self) -> None:
+        n, chosen = self._count, self._chosen_for
+        wanted = bucket_count(n, self._size)
+        if wanted == len(self.buckets) or chosen // DRIFT <= n <= chosen * DRIFT:
+            return
+        objs = {key: obj for bucket in self.buckets for key, obj in bucket.objs.items()}
+        self.buckets = [_Bucket(group) for group in _spread(objs, wanted)]
+        self._chosen_for = n
+
+    def _render(self, bucket: _Bucket) -> None:
         try:
-            tally += body((obj,), part, _escaper(truncated))
-        except Exception as err:
-            stats.skip(kind, err)
-            continue
-        for whole, piece in zip(lines, part, strict=True):
-            whole.extend(piece)
-        stats.cut(truncated)
-        kept.append(obj)
-    return lines, tally, kept
+            keys = sorted(bucket.objs)
+        except Exception:  # keys that do not compare: by their repr
+            keys = sorted_safely(bucket.objs, key=lambda k: k)
+        objs = [bucket.objs[k] for k in keys]
+        stats = RenderStats({}, {})
+        lines, tally, kept = each(stats, self.kind, objs, len(self.specs), self._body)
+        bucket.left_out = frozenset()
+        if len(kept) != len(objs):
+            rendered = {id(obj) for obj in kept}
+            bucket.left_out = frozenset(
+                k for k, obj in zip(keys, objs, strict=True) if id(obj) not in rendered
+            )
+        raw = ["".join(family).encode("utf-8", "replace") for family in lines]
+        bucket.parts = tuple(self._encode(text) if text else b"" for text in raw)
+        bucket.sizes = tuple(map(len, raw))
+        bucket.kept, bucket.tally = len(kept), tally
+        bucket.stats = stats if any(stats.skipped.values()) or any(stats.truncated.values()) else None
+        bucket.dirty = False
+
+    def kept(self) -> int:
+        return sum(bucket.kept for bucket in self.buckets)
+
+    def tally(self) -> int:
+        return sum(bucket.tally for bucket in self.buckets)
+
+    def left_out(self) -> frozenset[str]:
+        return frozenset().union(*(bucket.left_out for bucket in self.buckets))
 
 
-def _sorted(objs: Iterable[T], key: Callable[[T], Any]) -> list[T]:
-    """Sorted by `key`; keys that do not compare (a broken record) fall back to their repr."""
-    items = list(objs)
-    try:
-        return sorted(items, key=key)
-    except Exception:
+# -- which families each section writes ----------------------------------------------------------
 
-        def safe(obj: T) -> str:
-            try:
-                return repr(key(obj))
-            except Exception:
-                return ""
+# section -> (object kind, its families, its body given "listed only")
+_SECTIONS: dict[str, tuple[str, tuple[MetricSpec, ...], Callable[[bool], Body[Any]]]] = {
+    "hosts": (
+        "host",
+        (
+            contract.RBL_HOST_INFO,
+            contract.RBL_HOST_LISTED,
+            contract.RBL_HOST_LISTINGS,
+            contract.RBL_LISTING_INFO,
+            contract.RBL_HOST_PAUSED,
+            contract.RBL_HOST_LAST_CHECKED_TIMESTAMP_SECONDS,
+            contract.RBL_HOST_FIRST_LISTED_TIMESTAMP_SECONDS,
+        ),
+        host_lines,
+    ),
+    "monitors": (
+        "monitor",
+        (
+            contract.CERT_MONITOR_INFO,
+            contract.CERT_MONITOR_PAUSED,
+            contract.CERT_EXPIRY_DAYS,
+            contract.CERT_NOT_AFTER_TIMESTAMP_SECONDS,
+        ),
+        lambda _: monitor_lines,
+    ),
+    "errors": ("cert_error", (contract.CERT_ACTIVE_ERRORS, contract.CERT_ERROR_INFO), lambda _: error_lines),
+    "profiles": ("profile", (contract.RBL_PROFILE_INFO,), lambda _: profile_lines),
+    "sources": ("source", (contract.RBL_SOURCE_INFO, contract.RBL_SOURCE_PAUSED), lambda _: source_lines),
+    "contacts": ("contact", (contract.CONTACT_INFO, contract.CONTACT_PAUSED), lambda _: contact_lines),
+    "groups": ("contact_group", (contract.CONTACT_GROUP_INFO,), lambda _: group_lines),
+    "changes": (
+        "cert_change",
+        (contract.CERT_CHANGES_TOTAL, contract.CERT_LAST_CHANGE_TIMESTAMP_SECONDS),
+        lambda _: change_lines,
+    ),
+    "agents": (
+        "agent",
+        (contract.AGENT_INFO, contract.AGENT_TIMED_OUT, contract.AGENT_TIMED_OUT_INSTANCES),
+        lambda _: agent_lines,
+    ),
+    "billing": (
+        "billing",
+        (contract.BILLING_BALANCE_USD, contract.BILLING_BALANCE_THRESHOLD_USD),
+        lambda _: billing_lines,
+    ),
+    "events": (
+        "webhook_event",
+        (contract.WEBHOOK_EVENTS_TOTAL, contract.WEBHOOK_LAST_EVENT_TIMESTAMP_SECONDS),
+        lambda _: event_lines,
+    ),
+    "hetrix": (
+        "hetrixtools_monitor",
+        (
+            contract.BLACKLIST_MONITOR_INFO,
+            contract.BLACKLIST_MONITOR_LISTED,
+            contract.BLACKLIST_MONITOR_LISTINGS,
+            contract.BLACKLIST_LISTING_INFO,
+            contract.BLACKLIST_MONITOR_LAST_UPDATE_TIMESTAMP_SECONDS,
+        ),
+        hetrix_lines,
+    ),
+}
+# group -> (the object kind its failure is counted under, its sections, its one-line totals)
+_GROUPS: dict[str, tuple[str, tuple[str, ...], tuple[MetricSpec, ...]]] = {
+    "hosts": ("host", ("hosts",), (contract.RBL_HOSTS, contract.RBL_HOSTS_LISTED)),
+    "monitors": (
+        "monitor",
+        ("monitors", "errors"),
+        (contract.CERT_MONITORS_WITHOUT_EXPIRY, contract.CERT_ERRORS),
+    ),
+    "inventory": ("profile", ("profiles", "sources", "contacts", "groups"), ()),
+    "webhooks": ("webhook_event", ("changes", "agents", "billing", "events"), ()),
+    "hetrix": ("hetrixtools_monitor", ("hetrix",), ()),
+}
+_WRITTEN = [s.name for _, specs, _ in _SECTIONS.values() for s in specs] + [
+    s.name for _, _, totals in _GROUPS.values() for s in totals
+]
+if sorted(_WRITTEN) != sorted(m.name for m in DATA_METRICS):  # pragma: no cover - a contract edit
+    raise ValueError("every data family of the contract must be written by exactly one section or total")
 
-        return sorted(items, key=safe)
+
+# -- the rendered exposition ---------------------------------------------------------------------
 
 
-# -- families and the exposition text ------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One render's data part, in each format: the parts (gzip members, or plain text when
+    rendered without compression) written one after the other, and the length of the text."""
+
+    text: tuple[bytes, ...]
+    openmetrics: tuple[bytes, ...]
+    text_size: int
+    openmetrics_size: int
+    stats: RenderStats
+    compressed: bool
+
+    def parts(self, openmetrics: bool) -> tuple[bytes, ...]:
+        return self.openmetrics if openmetrics else self.text
+
+    def size(self, openmetrics: bool) -> int:
+        """Bytes of the uncompressed text."""
+        return self.openmetrics_size if openmetrics else self.text_size
+
+    def body(self, openmetrics: bool) -> Iterator[bytes]:
+        """The uncompressed text, part by part (never whole)."""
+        parts = self.parts(openmetrics)
+        return _gunzip(parts) if self.compressed else iter(parts)
 
 
 @dataclass(frozen=True, slots=True)
 class Family:
+    """A data family as rendered: its help and its sample lines (UTF-8, each ending in \\n),
+    in parts to be written one after the other."""
+
     spec: MetricSpec
     help: str
-    body: str  # sample lines, each ending in \n
+    parts: tuple[bytes, ...]
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-
-def _header(spec: MetricSpec, help_: str, openmetrics: bool) -> str:
-    """HELP and TYPE lines. OpenMetrics names an `_info` family without the suffix, as type
-    info, and a counter without `_total`; the text format names every family as its samples."""
-    help_ = help_.replace("\\", "\\\\").replace("\n", "\\n")
-    name, kind = spec.name, spec.type
-    if openmetrics and name.endswith("_info"):
-        base = name.removesuffix("_info")
-        return f"# HELP {base} {help_}\n# TYPE {base} info\n"
-    if openmetrics and kind == "counter":
-        base = name.removesuffix("_total")
-        return f"# HELP {base} {help_}\n# TYPE {base} counter\n"
-    return f"# HELP {name} {help_}\n# TYPE {name} {kind}\n"
+    @property
+    def body(self) -> str:
+        """The sample lines as text."""
+        return b"".join(self.parts).decode("utf-8")
 
 
 def join(families: Iterable[Family], openmetrics: bool) -> bytes:
-    text = "".join(chain.from_iterable((_header(f.spec, f.help, openmetrics), f.body) for f in families))
-    return text.encode("utf-8", "replace")  # label values are clean already; never raise here
-
-
-@dataclass(frozen=True, slots=True)
-class Freshness:
-    """Which snapshots may be exported at `now`, and how often each collector refreshes."""
-
-    now: float
-    intervals: Mapping[str, float]
-    max_ages: Mapping[str, float]
-
-    def fresh(self, snap: Snapshot | None) -> Snapshot | None:
-        if snap is None:
-            return None
-        age_limit = self.max_ages.get(snap.collector)
-        try:
-            if age_limit is None or not self.now - snap.confirmed_at <= age_limit:  # NaN: stale
-                return None
-        except TypeError:  # a broken snapshot is not exported
-            return None
-        return snap
-
-    def help(self, spec: MetricSpec) -> str:
-        """The contract's help, and where the series come from: webhooks, or the collectors
-        named in the family's source with how often each refreshes."""
-        if "webhooks" in spec.source:
-            return f"{spec.help} (pushed by webhooks; kept across restarts)."
-        parts = [
-            f"every {_seconds(self.intervals[c])}s by {c}"
-            for c in spec.source.split(", ")
-            if c in self.intervals
-        ]
-        refresh = "; ".join(parts) if parts else "by a disabled collector"
-        return f"{spec.help} (cached; refreshed {refresh})."
-
-
-Fam = Callable[[MetricSpec, str], None]  # (family, its sample lines) -> None
-
-
-# -- RBL hosts -----------------------------------------------------------------------------------
-
-
-def _merge_listings(merged: dict[str, Host], times: Mapping[str, float], listings: Snapshot) -> None:
-    """The listings pass over the inventory: a host it saw is taken from it, and a host it did not
-    see is no longer listed, unless the inventory page that holds the host is newer."""
-    listed: Mapping[str, Host] = listings.items
-    for host_id, host in merged.items():
-        if host_id not in listed and host.listed and times.get(host_id, 0.0) <= listings.fetched_at:
-            merged[host_id] = replace(host, listed=False, listings=0, rbls=(), first_listed=None)
-    for host_id, host in listed.items():
-        if host_id not in merged or times.get(host_id, 0.0) <= listings.fetched_at:
-            merged[host_id] = host
-
-
-def _mark_host(h: Host, mark: HostMark) -> Host:
-    """A host as a webhook newer than its polls says it is."""
-    is_listed = mark.listed if mark.listed is not None else h.listed
-    count, rbls = (mark.listings, mark.rbls) if mark.listed is not None else (h.listings, h.rbls)
-    first = h.first_listed if h.listed else (mark.at if is_listed else None)
-    return replace(
-        h,
-        listed=is_listed,
-        listings=count if is_listed else 0,
-        rbls=rbls if is_listed else (),
-        last_checked=max(h.last_checked or 0.0, mark.last_checked or 0.0) or None,
-        first_listed=first if is_listed else None,
-    )
-
-
-def _merge_hosts(
-    hosts: Snapshot | None, listings: Snapshot | None, marks: Mapping[str, HostMark]
-) -> list[Host]:
-    """Hosts from the inventory, with listing state from whichever source saw the host last:
-    the inventory page, the listings pass, or a webhook newer than both (a mark)."""
-    merged: dict[str, Host] = dict(hosts.items) if hosts is not None else {}
-    times: Mapping[str, float] = hosts.item_times if hosts is not None else {}
-    if listings is not None:
-        _merge_listings(merged, times, listings)
-    for host_id, mark in marks.items():
-        h = merged.get(host_id)
-        if h is None:  # never invent a host from webhook text; the poller is asked for it
-            continue
-        polled = max(times.get(host_id, 0.0), listings.fetched_at if listings is not None else 0.0)
-        if mark.at < polled:  # a late webhook older than what the polls already saw
-            continue
-        merged[host_id] = _mark_host(h, mark)
-    return _sorted(merged.values(), key=lambda h: h.id)
-
-
-def _host_lines(hosts: Sequence[Host], out: Lines, esc: Esc) -> int:
-    info, listed, count, rbl, paused, checked, first = out
-    info_id, info_host, info_name, info_kind, info_profile, close = _HOST_INFO
-    listing_host, listing_rbl, _ = _LISTING_INFO
-    n_listed = 0
-    safe_rbls: set[str] = set()  # RBL names repeat across hosts: check each once
-    for h in hosts:
-        hid, host, name, kind, profile = h.id, h.host, h.name, h.kind, h.profile_id
-        text = hid + host + name + kind + profile  # one check for all five (the common case)
-        if len(text) > MAX_LABEL_VALUE or not text.isprintable() or '"' in text or "\\" in text:
-            hid, host, name = esc(hid, _HOST_ID), esc(host, _HOST), esc(name, _NAME)
-            kind, profile = esc(kind, _HOST_KIND), esc(profile, _PROFILE_ID)
-        info.append(
-            f"{info_id}{hid}{info_host}{host}{info_name}{name}{info_kind}{kind}{info_profile}{profile}{close}1\n"
+    """The families one after the other, each under its HELP and TYPE lines."""
+    return b"".join(
+        chain.from_iterable(
+            # label values are clean already; never raise here
+            (header(f.spec, f.help, openmetrics).encode("utf-8", "replace"), *f.parts)
+            for f in families
         )
-        sel = hid + close  # the rest of each one-label line
-        if h.listed:
-            n_listed += 1
-            listed.append(f"{_HOST_LISTED}{sel}1\n")
-            for r in dict.fromkeys(h.rbls):  # one series per RBL, even if a source repeats it
-                if r not in safe_rbls:
-                    clean = esc(r, _RBL)
-                    if clean is r:
-                        safe_rbls.add(r)
-                    r = clean
-                rbl.append(f"{listing_host}{hid}{listing_rbl}{r}{close}1\n")
-            if h.first_listed is not None:
-                first.append(f"{_HOST_FIRST_LISTED}{sel}{fmt(h.first_listed)}\n")
-        else:
-            listed.append(f"{_HOST_LISTED}{sel}0\n")
-        count.append(f"{_HOST_LISTINGS}{sel}{h.listings:d}\n")
-        paused.append(f"{_HOST_PAUSED}{sel}{1 if h.paused else 0}\n")
-        if h.last_checked is not None:
-            checked.append(f"{_HOST_CHECKED}{sel}{fmt(h.last_checked)}\n")
-    return n_listed
-
-
-def _render_hosts(
-    fam: Fam, stats: RenderStats, hosts: list[Host], have_inventory: bool, have_listings: bool
-) -> None:
-    (info, listed, count, rbl, paused, checked, first), n_listed, kept = _each(
-        stats, "host", hosts, 7, _host_lines
-    )
-    fam(contract.RBL_HOST_INFO, "".join(info))
-    fam(contract.RBL_HOST_LISTED, "".join(listed))
-    fam(contract.RBL_HOST_LISTINGS, "".join(count))
-    fam(contract.RBL_LISTING_INFO, "".join(rbl))
-    fam(contract.RBL_HOST_PAUSED, "".join(paused))
-    fam(contract.RBL_HOST_LAST_CHECKED_TIMESTAMP_SECONDS, "".join(checked))
-    fam(contract.RBL_HOST_FIRST_LISTED_TIMESTAMP_SECONDS, "".join(first))
-    fam(contract.RBL_HOSTS, f"{_HOSTS}{len(kept)}\n" if have_inventory else "")
-    fam(
-        contract.RBL_HOSTS_LISTED,
-        f"{_HOSTS_LISTED}{n_listed}\n" if have_listings or have_inventory else "",
     )
 
 
-# -- certificate monitors and errors -------------------------------------------------------------
+class Renderer:
+    """The data part of the exposition, kept between renders: `update` renders again only what
+    changed. Not thread-safe: one update at a time (the Rendered it returns is immutable and
+    may be read anywhere while the next update runs).
 
+    `per_host`: PER_HOST_ALL, or PER_HOST_LISTED (per-host series only for hosts listed or
+    paused, per-monitor HetrixTools series only for monitors listed; totals over all)."""
 
-def _expiry_days(m: Monitor, said: MonitorMark | None, now: float, polled_at: float) -> float | None:
-    """Days to expiry: from a cert.expiration.* webhook newer than the poll (counted down since it
-    came), else from the certificate's notAfter, else as the API gave it."""
-    if said is not None and said.expiry_days is not None and said.expiry_at >= polled_at:
-        elapsed = max(0.0, now - said.expiry_at)
-        return round(said.expiry_days - elapsed / DAY, 4)
-    if m.not_after is not None:
-        return round((m.not_after - now) / DAY, 4)
-    return m.expiry_days
+    def __init__(
+        self, *, per_host: str = PER_HOST_ALL, compress: bool = True, bucket_size: int = BUCKET_SIZE
+    ) -> None:
+        if per_host not in PER_HOST:
+            raise ValueError(f"per_host must be one of {', '.join(PER_HOST)}, got {per_host!r}")
+        self.per_host = per_host
+        self._encode: Encode = gzip_member if compress else _plain
+        self._compressed = compress
+        self._bucket_size = bucket_size
+        self._sections: dict[str, Section] = {}
+        for group in _GROUPS:
+            self._reset(group)
+        self._totals: dict[str, str] = {}
+        self._encoded: dict[str, tuple[str, bytes, int]] = {}  # total family -> (text, part, size)
+        # family -> (help, text header part, its size, OpenMetrics header part, its size)
+        self._headers: dict[str, tuple[str, bytes, int, bytes, int]] = {}
+        self._host_inputs: tuple[Snapshot | None, Snapshot | None, dict[str, HostMark]] | None = None
+        self._freshness = Freshness(0.0, {}, {})  # the last update's
 
+    def _reset(self, group: str) -> None:
+        """Empty sections for `group` (its objects are all rendered again)."""
+        listed_only = self.per_host == PER_HOST_LISTED
+        for name in _GROUPS[group][1]:
+            kind, specs, body = _SECTIONS[name]
+            self._sections[name] = Section(kind, specs, body(listed_only), self._encode, self._bucket_size)
+        if group == "hosts":
+            self._host_inputs = None
 
-def _monitor_lines(now: float, marks: Mapping[str, MonitorMark], polled_at: float) -> Body[Monitor]:
-    def lines(ms: Sequence[Monitor], out: Lines, esc: Esc) -> int:
-        info, paused, days, not_after = out
-        info_id, info_name, info_hostname, info_protocol, info_port, info_profile, close = _MONITOR_INFO
-        for m in ms:
-            mid, name, hostname, protocol, port, profile = (
-                m.id,
-                m.name,
-                m.hostname,
-                m.protocol,
-                m.port,
-                m.profile_id,
-            )
-            text = mid + name + hostname + protocol + port + profile  # one check for all six
-            if len(text) > MAX_LABEL_VALUE or not text.isprintable() or '"' in text or "\\" in text:
-                mid, name, hostname = esc(mid, _MONITOR_ID), esc(name, _NAME), esc(hostname, _HOSTNAME)
-                protocol, port = esc(protocol, _PROTOCOL), esc(port, _PORT)
-                profile = esc(profile, _PROFILE_ID)
-            info.append(
-                f"{info_id}{mid}{info_name}{name}{info_hostname}{hostname}{info_protocol}{protocol}"
-                f"{info_port}{port}{info_profile}{profile}{close}1\n"
-            )
-            sel = mid + close
-            paused.append(f"{_MONITOR_PAUSED}{sel}{1 if m.paused else 0}\n")
-            expiry = _expiry_days(m, marks.get(m.id), now, polled_at)
-            if expiry is not None:
-                days.append(f"{_EXPIRY_DAYS}{sel}{fmt(expiry)}\n")
-            if m.not_after is not None:
-                not_after.append(f"{_NOT_AFTER}{sel}{fmt(m.not_after)}\n")
-        return 0
+    def update(
+        self, snapshots: Mapping[str, Snapshot], freshness: Freshness, webhooks: WebhookState | None = None
+    ) -> Rendered:
+        """Render what changed since the last update, from the snapshots fresh at `now`."""
+        w = webhooks if webhooks is not None else WebhookState()
 
-    return lines
+        def fresh(collector: str) -> Snapshot | None:
+            return freshness.fresh(snapshots.get(collector))
 
+        updates: dict[str, Callable[[RenderStats], None]] = {
+            "hosts": lambda _: self._hosts(fresh("rbl_hosts"), fresh("rbl_listings"), w.hosts),
+            "monitors": lambda st: self._monitors(
+                st, fresh("cert_monitors"), fresh("cert_errors"), w.monitors, freshness.now
+            ),
+            "inventory": lambda _: self._inventory(fresh),
+            "webhooks": lambda _: self._webhooks(w, fresh("cert_monitors")),
+            "hetrix": lambda _: self._hetrix(w),
+        }
+        stats = RenderStats()
+        for group, run in updates.items():
+            stats.add(self._guarded(group, run))
+        for section in self._sections.values():
+            for bucket in section.buckets:
+                if bucket.stats is not None:
+                    stats.add(bucket.stats)
+        return self._assemble(freshness, stats)
 
-def _render_monitors(
-    fam: Fam,
-    stats: RenderStats,
-    monitors: list[Monitor],
-    errors: Snapshot | None,
-    now: float,
-    marks: Mapping[str, MonitorMark],
-    polled_at: float,
-) -> None:
-    (info, paused, days, not_after), _, kept = _each(
-        stats, "monitor", monitors, 4, _monitor_lines(now, marks, polled_at)
-    )
-    fam(contract.CERT_MONITOR_INFO, "".join(info))
-    fam(contract.CERT_MONITOR_PAUSED, "".join(paused))
-    fam(contract.CERT_EXPIRY_DAYS, "".join(days))
-    fam(contract.CERT_NOT_AFTER_TIMESTAMP_SECONDS, "".join(not_after))
-    if errors is None:  # no error data: no claim of 0 errors
-        active, reasons, total = "", "", ""
-    else:
-        active, reasons, total = _render_errors(stats, kept, errors, marks)
-    fam(contract.CERT_ACTIVE_ERRORS, active)
-    fam(contract.CERT_ERROR_INFO, reasons)
-    fam(contract.CERT_ERRORS, total)
-
-
-def _errors_by_monitor(errors: Snapshot, stats: RenderStats) -> dict[str, list[str]]:
-    """The reasons of the active errors, per monitor id. In one pass; on a bad error record,
-    again one record at a time, leaving out (and counting) each bad one."""
-    by_monitor: dict[str, list[str]] = {}
-
-    def group(errs: Iterable[CertError]) -> None:
-        for e in errs:
-            if type(e.monitor_id) is not str or type(e.reason) is not str:
-                raise TypeError("a certificate error's monitor_id and reason must be text")
-            by_monitor.setdefault(e.monitor_id, []).append(e.reason)
-
-    try:
-        group(errors.items.values())
-    except Exception:
-        by_monitor.clear()
-        for e in errors.items.values():
-            try:
-                group((e,))
-            except Exception as err:
-                stats.skip("cert_error", err)
-    return by_monitor
-
-
-def _render_errors(
-    stats: RenderStats, kept: Sequence[Monitor], errors: Snapshot, marks: Mapping[str, MonitorMark]
-) -> tuple[str, str, str]:
-    """(active errors per monitor, one line per active reason, the account's total) for every
-    monitor rendered or named by an error; cert.error.* webhooks newer than the poll win."""
-    by_monitor = _errors_by_monitor(errors, stats)
-    known = {m.id for m in kept} | set(by_monitor)
-    for monitor_id, mark in marks.items():
-        if mark.errors is not None and monitor_id in known and mark.errors_at >= errors.fetched_at:
-            by_monitor[monitor_id] = list(mark.errors)
-    error_id, error_reason, close = _ERROR_INFO
-
-    def error_lines(ids: Sequence[str], out: Lines, esc: Esc) -> int:
-        active, reasons = out
-        n = 0
-        for monitor_id in ids:
-            errs = by_monitor.get(monitor_id, [])
-            mid = esc(monitor_id, _MONITOR_ID)
-            active.append(f"{_ACTIVE_ERRORS}{mid}{close}{len(errs)}\n")
-            for reason in sorted(set(errs)):
-                reasons.append(f"{error_id}{mid}{error_reason}{esc(reason, _REASON)}{close}1\n")
-            n += len(errs)
-        return n
-
-    (active, reasons), n_errors, _ = _each(stats, "cert_error", _sorted(known, key=str), 2, error_lines)
-    return "".join(active), "".join(reasons), f"{_ERRORS}{n_errors}\n"
-
-
-# -- inventory -----------------------------------------------------------------------------------
-
-
-def _items(snap: Snapshot | None) -> list[Any]:
-    return _sorted(snap.items.values(), key=lambda i: i.id) if snap is not None else []
-
-
-def _profile_lines(items: Sequence[Item], out: Lines, esc: Esc) -> int:
-    profile_id, profile_name, close = _PROFILE_INFO
-    out[0].extend(
-        f"{profile_id}{esc(p.id, _PROFILE_ID)}{profile_name}{esc(p.name, _NAME)}{close}1\n" for p in items
-    )
-    return 0
-
-
-def _source_lines(items: Sequence[Item], out: Lines, esc: Esc) -> int:
-    info, paused = out
-    info_id, info_rbl, info_kind, close = _SOURCE_INFO
-    for s in items:
-        sid = esc(s.id, _SOURCE_ID)
-        kind = HOST_KINDS.get(s.kind, "unknown")
-        info.append(f"{info_id}{sid}{info_rbl}{esc(s.name, _RBL)}{info_kind}{kind}{close}1\n")
-        paused.append(f"{_SOURCE_PAUSED}{sid}{close}{1 if s.paused else 0}\n")
-    return 0
-
-
-def _contact_lines(items: Sequence[Item], out: Lines, esc: Esc) -> int:
-    info, paused = out
-    info_id, info_kind, close = _CONTACT_INFO
-    for c in items:
-        cid = esc(c.id, _CONTACT_ID)
-        info.append(f"{info_id}{cid}{info_kind}{esc(c.kind, _CONTACT_KIND)}{close}1\n")
-        paused.append(f"{_CONTACT_PAUSED}{cid}{close}{1 if c.paused else 0}\n")
-    return 0
-
-
-def _group_lines(items: Sequence[Item], out: Lines, esc: Esc) -> int:
-    group_id, group_name, close = _GROUP_INFO
-    out[0].extend(
-        f"{group_id}{esc(g.id, _GROUP_ID)}{group_name}{esc(g.name, _NAME)}{close}1\n" for g in items
-    )
-    return 0
-
-
-def _render_inventory(fam: Fam, stats: RenderStats, fresh: Callable[[str], Snapshot | None]) -> None:
-    (profiles,), _, _ = _each(stats, "profile", _items(fresh("rbl_profiles")), 1, _profile_lines)
-    fam(contract.RBL_PROFILE_INFO, "".join(profiles))
-    (info, paused), _, _ = _each(stats, "source", _items(fresh("rbl_sources")), 2, _source_lines)
-    fam(contract.RBL_SOURCE_INFO, "".join(info))
-    fam(contract.RBL_SOURCE_PAUSED, "".join(paused))
-    (info, paused), _, _ = _each(stats, "contact", _items(fresh("contacts")), 2, _contact_lines)
-    fam(contract.CONTACT_INFO, "".join(info))
-    fam(contract.CONTACT_PAUSED, "".join(paused))
-    (groups,), _, _ = _each(stats, "contact_group", _items(fresh("contact_groups")), 1, _group_lines)
-    fam(contract.CONTACT_GROUP_INFO, "".join(groups))
-
-
-# -- webhook-only state --------------------------------------------------------------------------
-
-
-def _change_lines(changes: Sequence[tuple[str, tuple[int, float]]], out: Lines, esc: Esc) -> int:
-    count, last = out
-    for k, (n, t) in changes:
-        if n < 0:
-            raise ValueError("a counter cannot be negative")
-        sel = esc(k, _MONITOR_ID) + _CLOSE
-        count.append(f"{_CHANGES}{sel}{n:d}\n")
-        last.append(f"{_LAST_CHANGE}{sel}{fmt(t)}\n")
-    return 0
-
-
-def _agent_lines(agents: Sequence[tuple[str, Agent]], out: Lines, esc: Esc) -> int:
-    info, timed_out, instances = out
-    info_id, info_name, close = _AGENT_INFO
-    for k, a in agents:
-        aid = esc(k, _AGENT_ID)
-        info.append(f"{info_id}{aid}{info_name}{esc(a.name, _NAME)}{close}1\n")
-        timed_out.append(f"{_AGENT_TIMED_OUT}{aid}{close}{1 if a.timed_out else 0}\n")
-        instances.append(f"{_AGENT_INSTANCES}{aid}{close}{len(a.instances)}\n")
-    return 0
-
-
-def _billing_lines(states: Sequence[WebhookState], out: Lines, esc: Esc) -> int:
-    balance, threshold = out
-    for s in states:
-        if s.balance is not None:
-            balance.append(f"{_BALANCE}{fmt(s.balance)}\n")
-        if s.balance_threshold is not None:
-            threshold.append(f"{_BALANCE_THRESHOLD}{fmt(s.balance_threshold)}\n")
-    return 0
-
-
-def _event_lines(w: WebhookState) -> Body[str]:
-    def lines(events: Sequence[str], out: Lines, esc: Esc) -> int:
-        count, last = out
-        for e in events:
-            sel = esc(e, _EVENT) + _CLOSE
-            if w.events.get(e, 0) < 0:
-                raise ValueError("a counter cannot be negative")
-            if e in w.events:
-                count.append(f"{_EVENTS}{sel}{w.events[e]:d}\n")
-            if e in w.last_event:
-                last.append(f"{_LAST_EVENT}{sel}{fmt(w.last_event[e])}\n")
-        return 0
-
-    return lines
-
-
-def _render_webhook_misc(fam: Fam, stats: RenderStats, w: WebhookState, monitors: list[Monitor]) -> None:
-    known = {m.id for m in monitors if type(m.id) is str}
-    changes = _sorted(((k, v) for k, v in w.cert_changes.items() if k in known), key=itemgetter(0))
-    (count, last), _, _ = _each(stats, "cert_change", changes, 2, _change_lines)
-    fam(contract.CERT_CHANGES_TOTAL, "".join(count))
-    fam(contract.CERT_LAST_CHANGE_TIMESTAMP_SECONDS, "".join(last))
-    agents = _sorted(w.agents.items(), key=itemgetter(0))
-    (info, timed_out, instances), _, _ = _each(stats, "agent", agents, 3, _agent_lines)
-    fam(contract.AGENT_INFO, "".join(info))
-    fam(contract.AGENT_TIMED_OUT, "".join(timed_out))
-    fam(contract.AGENT_TIMED_OUT_INSTANCES, "".join(instances))
-    (balance, threshold), _, _ = _each(stats, "billing", (w,), 2, _billing_lines)
-    fam(contract.BILLING_BALANCE_USD, "".join(balance))
-    fam(contract.BILLING_BALANCE_THRESHOLD_USD, "".join(threshold))
-    events = _sorted(set(w.events) | set(w.last_event), key=str)
-    (count, last), _, _ = _each(stats, "webhook_event", events, 2, _event_lines(w))
-    fam(contract.WEBHOOK_EVENTS_TOTAL, "".join(count))
-    fam(contract.WEBHOOK_LAST_EVENT_TIMESTAMP_SECONDS, "".join(last))
-
-
-def _hetrix_lines(hetrix: Sequence[tuple[str, Hetrix]], out: Lines, esc: Esc) -> int:
-    info, listed, count, rbls, updated = out
-    info_monitor, info_label, close = _HETRIX_INFO
-    listing_monitor, listing_rbl, _ = _HETRIX_LISTING_INFO
-    for name, m in hetrix:
-        monitor = esc(name, _MONITOR)
-        sel = monitor + close
-        info.append(f"{info_monitor}{monitor}{info_label}{esc(m.label, _LABEL)}{close}1\n")
-        listed.append(f"{_HETRIX_LISTED}{sel}{1 if m.listed_now > 0 else 0}\n")
-        count.append(f"{_HETRIX_LISTINGS}{sel}{m.listed_now:d}\n")
-        rbls.extend(
-            f"{listing_monitor}{monitor}{listing_rbl}{esc(r, _RBL)}{close}1\n" for r in dict.fromkeys(m.rbls)
-        )
-        updated.append(f"{_HETRIX_UPDATED}{sel}{fmt(m.at)}\n")
-    return 0
-
-
-def _render_hetrix(fam: Fam, stats: RenderStats, w: WebhookState) -> None:
-    (info, listed, count, rbls, updated), _, _ = _each(
-        stats, "hetrixtools_monitor", _sorted(w.hetrix.items(), key=itemgetter(0)), 5, _hetrix_lines
-    )
-    fam(contract.BLACKLIST_MONITOR_INFO, "".join(info))
-    fam(contract.BLACKLIST_MONITOR_LISTED, "".join(listed))
-    fam(contract.BLACKLIST_MONITOR_LISTINGS, "".join(count))
-    fam(contract.BLACKLIST_LISTING_INFO, "".join(rbls))
-    fam(contract.BLACKLIST_MONITOR_LAST_UPDATE_TIMESTAMP_SECONDS, "".join(updated))
-
-
-# -- a whole render ------------------------------------------------------------------------------
-
-Memo = dict[str, tuple[tuple[object, ...], dict[str, Family], RenderStats]]
-Build = Callable[[Fam, RenderStats], None]
-
-
-def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
-    """Keys hold snapshots (compared by identity: they are immutable and replaced whole) and
-    plain values (compared by value)."""
-    return len(a) == len(b) and all(
-        x is y or (isinstance(x, int | float | str | tuple) and x == y) for x, y in zip(a, b, strict=True)
-    )
-
-
-class _Groups:
-    """The families of one render, built group by group; with a memo, a group whose inputs did
-    not change is reused, with what it left out."""
-
-    def __init__(self, freshness: Freshness, memo: Memo | None, stats: RenderStats) -> None:
-        self._freshness = freshness
-        self._memo = memo
-        self._stats = stats
-        self._intervals = tuple(sorted(freshness.intervals.items()))
-        self._out: dict[str, Family] = {}
-
-    def build(self, name: str, kind: str, key: tuple[object, ...], build: Build) -> None:
-        """Build group `name` (its objects are of `kind`) unless the memo holds it for `key`.
-        A group that fails outside its objects is left empty and counted once under `kind`."""
-        key = (*key, self._intervals)
-        memo = self._memo
-        if memo is not None and name in memo and _same(memo[name][0], key):
-            self._out.update(memo[name][1])
-            self._stats.add(memo[name][2])
-            return
-        built: dict[str, Family] = {}
-        group_stats = RenderStats({}, {})
-
-        def fam(spec: MetricSpec, body: str) -> None:
-            built[spec.name] = Family(spec, self._freshness.help(spec), body)
-
+    def _guarded(self, group: str, run: Callable[[RenderStats], None]) -> RenderStats:
+        """Run one group's update; if it fails outside its objects, empty the group and count
+        the failure once under its object kind."""
+        stats = RenderStats({}, {})
+        kind, sections, totals = _GROUPS[group]
         try:
-            build(fam, group_stats)
+            run(stats)
         except Exception as err:
-            group_stats.skip(kind, err)
-        if memo is not None:
-            memo[name] = (key, built, group_stats)
-        self._out.update(built)
-        self._stats.add(group_stats)
+            stats.skip(kind, err)
+            self._reset(group)
+            for name in sections:
+                self._sections[name].flush()
+            for spec in totals:
+                self._totals[spec.name] = ""
+        return stats
+
+    def _replace(self, name: str, objs: Mapping[str, Any]) -> Section:
+        section = self._sections[name]
+        section.replace_all(objs)
+        section.flush()
+        return section
+
+    # -- the groups ------------------------------------------------------------------------
+
+    def _hosts(
+        self, hosts: Snapshot | None, listings: Snapshot | None, marks: Mapping[str, HostMark]
+    ) -> None:
+        """Hosts merged from the inventory, the listings and the webhook marks. When neither
+        snapshot was replaced since the last update, only hosts whose mark changed can have."""
+        section = self._sections["hosts"]
+        last, self._host_inputs = self._host_inputs, None
+        if last is not None and last[0] is hosts and last[1] is listings:
+            old = last[2]
+            for key in [k for k in old.keys() | marks.keys() if old.get(k) is not marks.get(k)]:
+                host = _merged(key, hosts, listings, marks)
+                if host is None:
+                    section.drop(key)
+                else:
+                    section.put(key, host)
+        else:
+            section.replace_all(merge_hosts(hosts, listings, marks))
+        section.flush()
+        self._host_inputs = (hosts, listings, dict(marks))
+        self._totals[contract.RBL_HOSTS.name] = hosts_total(section.kept()) if hosts is not None else ""
+        either = hosts is not None or listings is not None
+        self._totals[contract.RBL_HOSTS_LISTED.name] = hosts_listed_total(section.tally()) if either else ""
+
+    def _monitors(
+        self,
+        stats: RenderStats,
+        snap: Snapshot | None,
+        errors: Snapshot | None,
+        marks: Mapping[str, MonitorMark],
+        now: float,
+    ) -> None:
+        """Monitors with their days to expiry (which move with `now`) and how many active ones
+        have none, then the active errors of every monitor rendered or named by an error;
+        cert.error.* webhooks newer than the poll win. Without error data, no claim of 0 errors."""
+        polled_at = snap.fetched_at if snap is not None else 0.0
+        items: Mapping[str, Any] = snap.items if snap is not None else {}
+        objs = {k: _with_expiry(m, marks, now, polled_at) for k, m in items.items()}
+        left_out = self._replace("monitors", objs).left_out()
+        unread = sum(
+            1 for k, obj in objs.items() if k not in left_out and obj[1] is None and not obj[0].paused
+        )
+        self._totals[contract.CERT_MONITORS_WITHOUT_EXPIRY.name] = (
+            without_expiry_total(unread) if snap is not None else ""
+        )
+        if errors is None:
+            self._replace("errors", {})
+            self._totals[contract.CERT_ERRORS.name] = ""
+            return
+        by_monitor = errors_by_monitor(errors, stats)
+        known = {obj[0].id for k, obj in objs.items() if k not in left_out} | set(by_monitor)
+        for monitor_id, mark in marks.items():
+            if mark.errors is not None and monitor_id in known and mark.errors_at >= errors.fetched_at:
+                by_monitor[monitor_id] = list(mark.errors)
+        section = self._replace("errors", {k: (k, tuple(by_monitor.get(k, ()))) for k in known})
+        self._totals[contract.CERT_ERRORS.name] = errors_total(section.tally())
+
+    def _inventory(self, fresh: Callable[[str], Snapshot | None]) -> None:
+        for name, collector in (
+            ("profiles", "rbl_profiles"),
+            ("sources", "rbl_sources"),
+            ("contacts", "contacts"),
+            ("groups", "contact_groups"),
+        ):
+            snap = fresh(collector)
+            self._replace(name, snap.items if snap is not None else {})
+
+    def _webhooks(self, w: WebhookState, monitors: Snapshot | None) -> None:
+        """State only webhooks tell: certificate changes (of known monitors), agents, the
+        balance and the events seen."""
+        known = (
+            {m.id for m in monitors.items.values() if type(m.id) is str} if monitors is not None else set()
+        )
+        self._replace("changes", {k: (k, v) for k, v in w.cert_changes.items() if k in known})
+        self._replace("agents", {k: (k, a) for k, a in w.agents.items()})
+        self._replace("billing", {"": (w.balance, w.balance_threshold)})
+        events = set(w.events) | set(w.last_event)
+        self._replace("events", {e: (e, w.events.get(e), w.last_event.get(e)) for e in events})
+
+    def _hetrix(self, w: WebhookState) -> None:
+        self._replace("hetrix", {k: (k, m) for k, m in w.hetrix.items()})
+
+    # -- assembling the parts --------------------------------------------------------------
+
+    def _header(self, spec: MetricSpec, freshness: Freshness) -> tuple[str, bytes, int, bytes, int]:
+        try:
+            help_ = freshness.help(spec)
+        except Exception:
+            help_ = spec.help
+        cached = self._headers.get(spec.name)
+        if cached is None or cached[0] != help_:
+            text, om = (header(spec, help_, om).encode("utf-8", "replace") for om in (False, True))
+            cached = (help_, self._encode(text), len(text), self._encode(om), len(om))
+            self._headers[spec.name] = cached
+        return cached
+
+    def _data(self, spec: MetricSpec) -> Iterator[tuple[bytes, int]]:
+        """A family's sample lines: (part, bytes of text) for each part that has any."""
+        if spec.name in self._totals:
+            text = self._totals[spec.name]
+            cached = self._encoded.get(spec.name)
+            if cached is None or cached[0] != text:
+                raw = text.encode("utf-8", "replace")
+                cached = (text, self._encode(raw) if raw else b"", len(raw))
+                self._encoded[spec.name] = cached
+            if cached[2]:
+                yield cached[1], cached[2]
+            return
+        section, index = self._where(spec)
+        for bucket in section.buckets:
+            if bucket.sizes[index]:
+                yield bucket.parts[index], bucket.sizes[index]
+
+    def _where(self, spec: MetricSpec) -> tuple[Section, int]:
+        for section in self._sections.values():
+            if spec in section.specs:
+                return section, section.specs.index(spec)
+        raise KeyError(spec.name)  # pragma: no cover - checked at import (_WRITTEN)
+
+    def _assemble(self, freshness: Freshness, stats: RenderStats) -> Rendered:
+        text: list[bytes] = []
+        om: list[bytes] = []
+        text_size = om_size = 0
+        for spec in DATA_METRICS:
+            _, text_head, text_n, om_head, om_n = self._header(spec, freshness)
+            text.append(text_head)
+            om.append(om_head)
+            text_size, om_size = text_size + text_n, om_size + om_n
+            for part, n in self._data(spec):
+                text.append(part)
+                om.append(part)
+                text_size, om_size = text_size + n, om_size + n
+        self._freshness = freshness
+        return Rendered(tuple(text), tuple(om), text_size, om_size, stats, self._compressed)
 
     def families(self) -> list[Family]:
-        """Every data family in contract order; one whose group failed is empty."""
-        return [self._out.get(m.name) or _empty(m, self._freshness) for m in DATA_METRICS]
+        """The last update's data families, in contract order, as text (for tests and tools)."""
+        out = []
+        for spec in DATA_METRICS:
+            parts = [part for part, _ in self._data(spec)]
+            text = tuple(_gunzip(parts)) if self._compressed else tuple(parts)
+            out.append(Family(spec, self._header(spec, self._freshness)[0], text))
+        return out
+
+
+def _merged(
+    key: str, hosts: Snapshot | None, listings: Snapshot | None, marks: Mapping[str, HostMark]
+) -> Any:
+    try:
+        return merge_host(key, hosts, listings, marks)
+    except Exception as err:
+        return Unrenderable(err)
+
+
+def _with_expiry(m: Any, marks: Mapping[str, MonitorMark], now: float, polled_at: float) -> Any:
+    """(monitor, its days to expiry at `now`): what a monitor's lines are rendered from."""
+    try:
+        return (m, expiry_days(m, marks.get(m.id), now, polled_at))
+    except Exception as err:
+        return Unrenderable(err)
 
 
 def render(
     snapshots: Mapping[str, Snapshot],
     freshness: Freshness,
     webhooks: WebhookState | None = None,
-    memo: Memo | None = None,
     stats: RenderStats | None = None,
+    *,
+    per_host: str = PER_HOST_ALL,
 ) -> list[Family]:
-    """Every data family, in contract order, from the snapshots that are fresh at `now`.
-
-    With a `memo` (kept by the caller between renders) a group of families whose inputs did not
-    change is reused: a webhook about one host re-renders the host families, not 300,000
-    HetrixTools listing lines. Objects left out and label values cut are added to `stats`.
-    Never raises: a group that fails outside its objects (a broken snapshot) is left empty and
-    counted once under its object kind.
-    """
-    groups = _Groups(freshness, memo, stats if stats is not None else RenderStats())
-
-    def fresh(collector: str) -> Snapshot | None:
-        return freshness.fresh(snapshots.get(collector))
-
-    w = webhooks if webhooks is not None else WebhookState()
-    hosts, listings = fresh("rbl_hosts"), fresh("rbl_listings")
-    groups.build(
-        "hosts",
-        "host",
-        (hosts, listings, w.hosts_version),
-        lambda fam, st: _render_hosts(
-            fam, st, _merge_hosts(hosts, listings, w.hosts), hosts is not None, listings is not None
-        ),
-    )
-    monitor_snap, errors = fresh("cert_monitors"), fresh("cert_errors")
-    monitors = _items(monitor_snap)
-    polled_at = monitor_snap.fetched_at if monitor_snap is not None else 0.0
-    groups.build(
-        "monitors",
-        "monitor",
-        (monitor_snap, errors, w.monitors_version, freshness.now),
-        lambda fam, st: _render_monitors(fam, st, monitors, errors, freshness.now, w.monitors, polled_at),
-    )
-    inventory = tuple(fresh(c) for c in ("rbl_profiles", "rbl_sources", "contacts", "contact_groups"))
-    groups.build("inventory", "profile", inventory, lambda fam, st: _render_inventory(fam, st, fresh))
-    groups.build(
-        "webhooks",
-        "webhook_event",
-        (w.misc_version, monitor_snap),
-        lambda fam, st: _render_webhook_misc(fam, st, w, monitors),
-    )
-    groups.build(
-        "hetrix", "hetrixtools_monitor", (w.hetrix_version,), lambda fam, st: _render_hetrix(fam, st, w)
-    )
-    return groups.families()
-
-
-def _empty(spec: MetricSpec, freshness: Freshness) -> Family:
-    """A family whose group failed as a whole: its HELP and TYPE, no samples."""
-    try:
-        help_ = freshness.help(spec)
-    except Exception:
-        help_ = spec.help
-    return Family(spec, help_, "")
-
-
-# -- the cached bytes ----------------------------------------------------------------------------
-
-
-class GzipPrefix:
-    """A gzip stream of `data`, sync-flushed and left open, so a tail can be appended per scrape
-    at the cost of compressing the tail alone (RFC 1952: CRC-32 and size are continued)."""
-
-    def __init__(self, data: bytes, level: int = 1) -> None:
-        self._compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-        self._prefix = (
-            GZIP_HEADER + self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
-        )
-        self._crc = zlib.crc32(data)
-        self._size = len(data)
-
-    def pieces(self, tail: bytes) -> tuple[bytes, bytes]:
-        """The whole gzip stream as (the cached prefix itself, the compressed tail and trailer):
-        written one after the other, the prefix is never copied per scrape."""
-        c = self._compressor.copy()
-        rest = c.compress(tail) + c.flush(zlib.Z_FINISH)
-        crc = zlib.crc32(tail, self._crc)
-        return self._prefix, rest + struct.pack("<II", crc, (self._size + len(tail)) & 0xFFFFFFFF)
-
-
-class RenderCache:
-    """The rendered data part for one state version, in each format, built lazily."""
-
-    def __init__(self, families: list[Family], key: object, stats: RenderStats | None = None) -> None:
-        self.key = key
-        self.stats = stats if stats is not None else RenderStats()
-        self._families = families
-        self._bytes: dict[bool, bytes] = {}
-        self._gzip: dict[bool, GzipPrefix] = {}
-
-    def body(self, openmetrics: bool) -> bytes:
-        if openmetrics not in self._bytes:
-            self._bytes[openmetrics] = join(self._families, openmetrics)
-        return self._bytes[openmetrics]
-
-    def gzip(self, openmetrics: bool) -> GzipPrefix:
-        if openmetrics not in self._gzip:
-            self._gzip[openmetrics] = GzipPrefix(self.body(openmetrics))
-        return self._gzip[openmetrics]
+    """Every data family, in contract order, from the snapshots that are fresh at `now`: a full
+    render from nothing, as text. Objects left out and label values cut are added to `stats`."""
+    exposition = Renderer(per_host=per_host, compress=False)
+    rendered = exposition.update(snapshots, freshness, webhooks)
+    if stats is not None:
+        stats.add(rendered.stats)
+    return exposition.families()

@@ -6,7 +6,7 @@ time. Every name, help text and label set comes from the metric contract
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -16,11 +16,14 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.api.endpoints import ENDPOINTS, route_of
+from exporter.api.records import EXPIRY_DAYS_KEYS, NOT_AFTER_KEYS
 from exporter.metrics import contract
 from exporter.metrics.contract import MetricSpec
-from exporter.metrics.render import RenderStats
+from exporter.metrics.lines import RenderStats
 from exporter.polling.ledger import Ledger
 from exporter.polling.plan import Plan
+from exporter.polling.scheduler import REFRESH_PATHS
 from exporter.state.events import FORGET_REASONS, FORGETTABLE, WEBHOOK_SOURCES
 from exporter.state.store import StateStore
 
@@ -36,6 +39,45 @@ DEMO_WEBHOOKS = "demo_webhooks"
 WEB_CONFIG_WATCHER = "web_config_watcher"
 TASKS = (SCHEDULER, APPLIER, RENDERER, DEMO_WEBHOOKS, WEB_CONFIG_WATCHER)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# the `window` label of a RateLimit-* observation that no RateLimit-Limit policy explains
+UNKNOWN_WINDOW = "unknown"
+# generatorlabs_api_requests_total: every route the scheduler requests (polled lists, their count
+# probes, targeted refreshes) x the codes the alerts and dashboards use. NO_RESPONSE is the code
+# the scheduler counts when no response came (exporter.polling.scheduler, `_send`).
+NO_RESPONSE = "error"
+REQUEST_CODES = ("200", "429", NO_RESPONSE)
+ROUTES = tuple(
+    dict.fromkeys(
+        [route_of(e.path) for e in ENDPOINTS.values()]
+        + [e.count_path for e in ENDPOINTS.values() if e.count_path]
+        + [route_of(template) for template, _, _ in REFRESH_PATHS.values()]
+    )
+)
+# generatorlabs_parse_warnings_total: each (object, field) the API parsers (exporter.api.records)
+# can warn about; a field read from one of several keys is warned under the key it came from.
+# tests/test_scheduler.py feeds the parsers hostile objects and checks none warns outside this.
+ITEM_OBJECTS = ("profile", "source", "contact", "contact_group")
+PARSE_WARNINGS: tuple[tuple[str, str], ...] = (
+    *(
+        ("host", f)
+        for f in (
+            "id",
+            "host",
+            "listed_details",
+            "listed_count",
+            "total",
+            "listings",
+            "listed",
+            "paused",
+            "last_checked",
+            "first_listed",
+        )
+    ),
+    *(("monitor", f) for f in ("id", "port", *NOT_AFTER_KEYS, *EXPIRY_DAYS_KEYS, "paused")),
+    ("cert_error", "monitor_id"),
+    ("cert_error", "error_type"),
+    *((obj, f) for obj in ITEM_OBJECTS for f in ("id", "paused")),
+)
 
 
 @dataclass(slots=True)
@@ -119,16 +161,40 @@ def _collectors(live: Live) -> Iterator[Metric]:
 
 def _api_and_budget(live: Live, now: float) -> Iterator[Metric]:
     """What the server said of our quota, the backoff, and the request budget and its use."""
-    server = live.ledger.server
-    if server is not None and server.remaining is not None:
-        yield _gauge(contract.API_RATE_LIMIT_REMAINING, server.remaining)
-    if server is not None and server.reset_at is not None:
-        yield _gauge(contract.API_RATE_LIMIT_RESET_TIMESTAMP_SECONDS, server.reset_at)
+    yield from _rate_limits(live.ledger)
     backoff = live.ledger.backoff_until
     yield _gauge(contract.API_BACKOFF_UNTIL_TIMESTAMP_SECONDS, backoff if backoff > now else 0)
     yield _gauge(contract.BUDGET_REQUESTS_PER_HOUR, live.ledger.per_hour)
     yield _gauge(contract.BUDGET_PLANNED_REQUESTS_PER_HOUR, live.plan.requests_per_hour if live.plan else 0)
     yield _gauge(contract.BUDGET_USED_REQUESTS, live.ledger.used(now))
+
+
+def window_label(window: int | None) -> str:
+    """The `window` label of a rate-limit window: its length in seconds, or UNKNOWN_WINDOW."""
+    return UNKNOWN_WINDOW if window is None else str(window)
+
+
+def remaining_by_window(ledger: Ledger) -> list[tuple[int | None, int]]:
+    """The server's last remaining count of each rate-limit window, the longest window first
+    (the hourly budget before the per-second one), an unidentified window last."""
+    known = [(w, limit.remaining) for w, limit in ledger.by_window.items() if limit.remaining is not None]
+    return sorted(known, key=lambda item: -1 if item[0] is None else -item[0])
+
+
+def _rate_limits(ledger: Ledger) -> Iterator[Metric]:
+    """What the server last said of each rate-limit window (the ledger keeps one per window):
+    the hourly window's remaining count is never hidden by a later per-second one."""
+    remaining = _gauge(contract.API_RATE_LIMIT_REMAINING)
+    reset = _gauge(contract.API_RATE_LIMIT_RESET_TIMESTAMP_SECONDS)
+    observed = sorted(ledger.by_window.items(), key=lambda item: window_label(item[0]))
+    for window, limit in observed:
+        if limit.remaining is not None:
+            remaining.add_metric([window_label(window)], limit.remaining)
+        if limit.reset_at is not None:
+            reset.add_metric([window_label(window)], limit.reset_at)
+    if observed:
+        yield remaining
+        yield reset
 
 
 def _exposition_health(stats: RenderStats) -> Iterator[Metric]:
@@ -149,12 +215,17 @@ class Telemetry:
     def __init__(self, live: Live, now: Callable[[], float]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = _counter(contract.API_REQUESTS_TOTAL, self.registry)
+        for route in ROUTES:
+            for code in REQUEST_CODES:
+                self.requests.labels(route, code)
         spec = contract.API_REQUEST_DURATION_SECONDS
         self.latency = Histogram(
             spec.name, spec.help, list(spec.labels), buckets=LATENCY_BUCKETS, registry=self.registry
         )
         self.failures = _counter(contract.COLLECTOR_FAILURES_TOTAL, self.registry)
         self.parse_warnings = _counter(contract.PARSE_WARNINGS_TOTAL, self.registry)
+        for obj, fld in PARSE_WARNINGS:
+            self.parse_warnings.labels(obj, fld)
         self.webhook_requests = _counter(contract.WEBHOOK_REQUESTS_TOTAL, self.registry)
         self.webhook_rejected = _counter(contract.WEBHOOK_REJECTED_TOTAL, self.registry)
         self.task_restarts = _counter(contract.EXPORTER_TASK_RESTARTS_TOTAL, self.registry)
@@ -185,6 +256,13 @@ class Telemetry:
 
     def webhook_rejection(self, source: str, reason: str) -> None:
         self.webhook_rejected.labels(source, reason).inc()
+
+    def expect_rejections(self, rejections: Mapping[str, Iterable[str]]) -> None:
+        """Every (source, reason) the receivers can count, present at 0 from now on
+        (exporter.webhooks.receivers.REJECTIONS, given when the receivers are added)."""
+        for source, reasons in rejections.items():
+            for reason in reasons:
+                self.webhook_rejected.labels(source, reason)
 
     def set_aside(self, source: str) -> None:
         self.events_set_aside.labels(source).inc()

@@ -1,10 +1,17 @@
 """Serve an exposition: choose the format, reuse the cached data render, append the self-metrics.
 
-The data part is re-rendered (off the event loop) when the state changes, the plan changes, or a
-minute passes (days-to-expiry and freshness move with time); a scrape never renders it unless no
-render exists yet, and never calls the API. An exposition is handed out as parts, the cached
-data bytes themselves and the per-scrape tail, so that a scrape never copies the (multi-MB)
-cached body: however many clients are being served, one copy of it exists.
+The data part is rendered again (off the event loop, and only where the state changed: see
+exporter.metrics.render) when the state changes, the plan changes, or a minute passes
+(days-to-expiry and freshness move with time); a scrape never renders it unless no render
+exists yet, and never calls the API. An exposition is handed out as parts: the cached gzip
+members themselves and one member for the per-scrape self-metrics (a stream of gzip members is
+one gzip stream), or, uncompressed, the members inflated one by one as they are written. So a
+scrape never copies the cached body, and no uncompressed copy of it is ever held whole.
+
+Renders coalesce: changes that arrive while a render runs or during the pause after it are
+folded into the next one, and the pause after a render lasts at least as long as the render
+did, so rendering takes at most about half the CPU however large the state and however many
+webhooks arrive; intake and scrapes stay on the event loop, never waiting for a render.
 
 The format follows the Accept header's weights (RFC 9110 §12.5.1): OpenMetrics only when it has
 a positive q above the text format's (on a tie, whichever is listed first); `q=0` means "not
@@ -16,13 +23,16 @@ No I/O: renders run in a worker thread, and the bytes are written by exporter.we
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import chain
 
 import structlog
 
 from exporter.clock import Clock, sleep_or_event
-from exporter.metrics.render import Freshness, Memo, RenderCache, RenderStats, render
+from exporter.metrics.lines import Freshness, RenderStats
+from exporter.metrics.render import PER_HOST_ALL, Rendered, Renderer, gzip_member
 from exporter.metrics.selfmetrics import Telemetry
 from exporter.state.overlay import WebhookState
 from exporter.state.snapshot import Snapshot
@@ -36,17 +46,30 @@ OPENMETRICS_VERSIONS = {None, "0.0.1", "1.0.0"}  # what our OpenMetrics output s
 TEXT_RANGES = {"text/plain", "text/*", "*/*"}
 TIME_BUCKET = 60.0  # seconds: re-render at least this often (ages and days-to-expiry move)
 RENDER_LOOK = 5.0  # clock seconds between two looks at whether the render is stale
-COALESCE = 0.05  # seconds to wait after a render at least, so a burst of changes costs one
+COALESCE = 0.01  # seconds to wait after a render at least, so a burst of changes costs one
 
 
 @dataclass(frozen=True, slots=True)
 class Exposition:
-    """One scrape's answer: `parts` are written one after the other; the first is the cached
-    render itself (shared by every scrape, never copied)."""
+    """One scrape's answer: `parts` are written one after the other (`length` bytes in all).
+    Gzipped, they are the cached members themselves (shared by every scrape, never copied) and
+    the self-metrics' member; uncompressed, an iterator that inflates them one at a time."""
 
-    parts: tuple[bytes, ...]
+    parts: Iterable[bytes]
+    length: int
     content_type: str
     gzipped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """Everything a render reads, taken on the event loop."""
+
+    key: object
+    snapshots: dict[str, Snapshot]
+    freshness: Freshness
+    webhooks: WebhookState
+    per_host: str
 
 
 def _weighted(header: str) -> list[tuple[str, dict[str, str], float]]:
@@ -93,7 +116,8 @@ def wants_gzip(accept_encoding: str) -> bool:
 
 class Scraper:
     """The cached data render and the answers built from it. `changed` is set by whoever changes
-    what a render reads (the store, a reload): the renderer wakes up for it."""
+    what a render reads (the store, a reload): the renderer wakes up for it. `per_host` is the
+    exposition.per_host setting (exporter.metrics.render.PER_HOST); set it, then `changed`."""
 
     def __init__(
         self,
@@ -103,6 +127,8 @@ class Scraper:
         intervals: Callable[[], dict[str, float]],
         max_ages: Callable[[], dict[str, float]],
         changed: asyncio.Event,
+        *,
+        per_host: str = PER_HOST_ALL,
     ) -> None:
         self._clock = clock
         self._store = store
@@ -110,10 +136,14 @@ class Scraper:
         self._now = clock.time
         self._intervals = intervals
         self._max_ages = max_ages
-        self._cache: RenderCache | None = None
-        self._memo: Memo = {}  # families reused across renders when their inputs are unchanged
+        self.per_host = per_host
+        self._data = Renderer(per_host=per_host)  # what is kept between renders
+        self._lock = threading.Lock()  # one render at a time
+        self._current: tuple[object, Rendered] | None = None  # (its key, the render)
         self.changed = changed
         self.last_render_seconds = 0.0
+        self.last_lag_seconds = 0.0  # from the wake-up for a change to the new render served
+        self.renders = 0  # renders done
         self._last_skipped: dict[str, int] = {}
 
     def key(self) -> object:
@@ -123,22 +153,27 @@ class Scraper:
             tuple(sorted(intervals.items())),
             tuple(sorted(self._max_ages().items())),
             int(self._now() // TIME_BUCKET),
+            self.per_host,
         )
 
-    def _inputs(self) -> tuple[object, dict[str, Snapshot], Freshness, WebhookState]:
+    def _inputs(self) -> _Inputs:
         """Everything a render reads, copied on the event loop (snapshots are immutable; the
-        webhook state is not, so it is copied)."""
+        webhook state is not, so it is copied: its marks and records are replaced when they
+        change, never changed in place, so the copy shares them and a render can tell by
+        identity what changed)."""
         freshness = Freshness(self._now(), self._intervals(), self._max_ages())
-        return (self.key(), dict(self._store.snapshots()), freshness, self._store.webhooks.copy())
+        webhooks = self._store.webhooks.copy()
+        return _Inputs(self.key(), dict(self._store.snapshots()), freshness, webhooks, self.per_host)
 
-    def _render(self, inputs: tuple[object, dict[str, Snapshot], Freshness, WebhookState]) -> RenderCache:
-        key, snapshots, freshness, webhooks = inputs
-        stats = RenderStats()
-        cache = RenderCache(render(snapshots, freshness, webhooks, self._memo, stats), key, stats)
-        cache.gzip(False)  # Prometheus asks for gzip by default: have it ready
-        self._cache = cache
-        self._report(stats)
-        return cache
+    def _render(self, inputs: _Inputs) -> Rendered:
+        with self._lock:
+            if self._data.per_host != inputs.per_host:
+                self._data = Renderer(per_host=inputs.per_host)
+            rendered = self._data.update(inputs.snapshots, inputs.freshness, inputs.webhooks)
+            self._current = (inputs.key, rendered)
+            self.renders += 1
+        self._report(rendered.stats)
+        return rendered
 
     def _report(self, stats: RenderStats) -> None:
         """Publish what the render left out or cut (self-metrics), and log a change once."""
@@ -151,29 +186,31 @@ class Scraper:
             else:
                 log.info("exposition.objects_skipped", skipped={})
 
-    def render_now(self) -> RenderCache:
+    def render_now(self) -> Rendered:
         """Render the data part for the current state, here and now."""
         return self._render(self._inputs())
 
     async def keep_rendered(self) -> None:
-        """Background task: re-render after changes and once a time bucket passes.
+        """Background task: render again after changes and once a time bucket passes.
 
         A burst of changes costs one render, and the pause after a render is at least as long
         as the render took, so rendering never takes more than about half the CPU away from
         serving requests however large the state grows."""
         while True:
             await sleep_or_event(self._clock, RENDER_LOOK, self.changed)
-            if self._cache is None or self._cache.key != self.key():
+            if self._current is None or self._current[0] != self.key():
                 started = self._clock.monotonic()
                 await asyncio.to_thread(self._render, self._inputs())
-                self.last_render_seconds = self._clock.monotonic() - started
+                self.last_render_seconds = self.last_lag_seconds = self._clock.monotonic() - started
             await self._clock.sleep(max(COALESCE, self.last_render_seconds))
 
     def expose(self, accept: str, accept_encoding: str) -> Exposition:
-        cache = self._cache if self._cache is not None else self.render_now()
+        rendered = self._current[1] if self._current is not None else self.render_now()
         om = wants_openmetrics(accept)
         tail = self._telemetry.render(om)
         content_type = OPENMETRICS_TYPE if om else TEXT_TYPE
         if wants_gzip(accept_encoding):
-            return Exposition(cache.gzip(om).pieces(tail), content_type, True)
-        return Exposition((cache.body(om), tail), content_type, False)
+            parts = (*rendered.parts(om), gzip_member(tail))
+            return Exposition(parts, sum(map(len, parts)), content_type, True)
+        body = chain(rendered.body(om), (tail,))
+        return Exposition(body, rendered.size(om) + len(tail), content_type, False)

@@ -1,23 +1,33 @@
-"""The exporter's HTTP routes: /metrics, the landing page, health, readiness and reload (I/O: aiohttp
-handlers). They ask the parts for answers; the listener that serves them is exporter.web.server."""
+"""The exporter's HTTP routes: /metrics, the status page (`/`) and its JSON twin (`/api/v1/status`),
+health, readiness and reload (I/O: aiohttp handlers). They ask the parts for answers; the listener
+that serves them is exporter.web.server."""
 
 from __future__ import annotations
 
-import html
-from collections.abc import Awaitable, Callable, Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from exporter import __version__
-from exporter.clock import HOUR, MIB, MINUTE
-from exporter.config.model import DEFAULT_TELEMETRY_PATH, HEALTHY_PATH, LANDING_PATH, READY_PATH, RELOAD_PATH
+from exporter.clock import MIB, MINUTE
+from exporter.config.model import (
+    DEFAULT_TELEMETRY_PATH,
+    HEALTHY_PATH,
+    LANDING_PATH,
+    READY_PATH,
+    RELOAD_PATH,
+    STATUS_PATH,
+)
 from exporter.metrics.selfmetrics import Live
 from exporter.metrics.serve import Scraper
 from exporter.state.store import StateStore
+from exporter.web import statuspage
 from exporter.web.server import WRITE_CHUNK
+from exporter.web.status import Inputs, Lists, budget, build, collectors, document, page_of
+from exporter.web.statuspage import STATUS_JSON
 
 log = structlog.get_logger("exporter.web.routes")
 ReloadFn = Callable[[], Awaitable[list[str]]]
@@ -42,15 +52,19 @@ PARTS = web.AppKey("parts", ServerParts)
 
 
 class CachedBody(web.StreamResponse):
-    """A response whose body is the given bytes objects, written WRITE_CHUNK at a time once
-    aiohttp sends the response (after the middlewares have set their headers): never copied
-    whole, so every client being answered shares the one cached body, and each write waits
-    while the client's socket buffer is full."""
+    """A response whose body is the given parts (`length` bytes in all), written WRITE_CHUNK at
+    a time once aiohttp sends the response (after the middlewares have set their headers). The
+    parts may be the cached bytes themselves (never copied whole, so every client being answered
+    shares the one cached body) or an iterator that makes each part as it is reached (an
+    uncompressed scrape inflates the cached gzip members one by one); each write waits while the
+    client's socket buffer is full."""
 
-    def __init__(self, parts: tuple[bytes, ...], *, head: bool, headers: Mapping[str, str]) -> None:
+    def __init__(
+        self, parts: Iterable[bytes], length: int, *, head: bool, headers: Mapping[str, str]
+    ) -> None:
         super().__init__(headers=headers)
-        self.content_length = sum(len(p) for p in parts)
-        self._parts = parts if not head else ()
+        self.content_length = length
+        self._parts: Iterable[bytes] = parts if not head else ()
         self._body_sent = False
 
     async def write_eof(self, data: bytes = b"") -> None:
@@ -71,7 +85,8 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     headers = {"Content-Type": exposition.content_type, "Vary": "Accept, Accept-Encoding"}
     if exposition.gzipped:
         headers["Content-Encoding"] = "gzip"
-    return CachedBody(exposition.parts, head=request.method == "HEAD", headers=headers)
+    head = request.method == "HEAD"
+    return CachedBody(exposition.parts, exposition.length, head=head, headers=headers)
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -100,58 +115,58 @@ async def reload(request: web.Request) -> web.Response:
     return web.Response(text="config reloaded\n")
 
 
-def _age(now: float, ts: float | None) -> str:
-    if ts is None:
-        return "never"
-    seconds, hour, minute = max(0, int(now - ts)), int(HOUR), int(MINUTE)
-    return f"{seconds // hour}h{seconds % hour // minute:02d}m ago" if seconds >= hour else f"{seconds}s ago"
+class StatusCache:
+    """The status page's account-sized lists (exporter.web.status.Lists), built in a worker
+    thread at most once per store version and minute (ages and days to expiry move with time),
+    and only by one request at a time: the others wait for it and share what it built."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int] | None = None
+        self._lists = Lists()
+        self._lock = asyncio.Lock()
+
+    async def lists(self, store: StateStore, now: float) -> Lists:
+        key = (store.version, int(now // MINUTE))
+        async with self._lock:
+            if key != self._key:
+                w = store.webhooks  # copied here, on the loop: events keep arriving
+                inputs = Inputs(dict(store.snapshots()), dict(w.hosts), dict(w.monitors), dict(w.hetrix), now)
+                self._lists = await asyncio.to_thread(build, inputs)
+                self._key = key
+            return self._lists
+
+
+STATUS = web.AppKey("status", StatusCache)
+
+
+async def _status(request: web.Request) -> dict[str, Any]:
+    parts = request.app[PARTS]
+    now = parts.now()
+    lists = await request.app[STATUS].lists(parts.store, now)
+    links = {
+        "metrics": parts.telemetry_path,
+        "healthy": HEALTHY_PATH,
+        "ready": READY_PATH,
+        "status": STATUS_JSON,
+    }
+    return document(
+        lists,
+        page_of(request.query.get("page")),
+        now,
+        links,
+        budget(parts.live, now, parts.pending_webhooks()),
+        collectors(parts.live, parts.store.health, now),
+    )
 
 
 async def landing(request: web.Request) -> web.Response:
-    parts = request.app[PARTS]
-    live, now = parts.live, parts.now()
-    rows = []
-    for name, configured in sorted(live.enabled.items()):
-        h = parts.store.health(name)
-        effective = live.plan.intervals.get(name, configured) if live.plan else configured
-        state = {None: "waiting", True: "ok", False: f"failing ({h.error})"}[h.success]
-        rows.append(
-            f"<tr><td>{html.escape(name)}</td><td>{html.escape(state)}</td>"
-            f"<td>{_age(now, h.last_success)}</td><td>{effective:.0f}s</td><td>{configured:.0f}s</td>"
-            f"<td>{live.pages.get(name, 1)}</td></tr>"
-        )
-    ledger = live.ledger
-    planned = live.plan.requests_per_hour if live.plan else 0.0
-    server = ledger.server
-    remaining = server.remaining if server and server.remaining is not None else "unknown"
-    backoff = (
-        f"<p><b>Rate limited:</b> no requests for {ledger.backoff_until - now:.0f}s more.</p>"
-        if ledger.backoff_until > now
-        else ""
-    )
-    path = html.escape(parts.telemetry_path)
-    pending = parts.pending_webhooks()
-    backlog = f"<p>{pending} webhook events acknowledged and not yet applied.</p>" if pending else ""
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Generator Labs exporter</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
-td,th{{padding:.2em .8em;text-align:left}}</style>
-</head><body>
-<h1>Generator Labs exporter</h1>
-<p>Version {html.escape(__version__)}.
-<a href="{path}">Metrics</a> · <a href="{HEALTHY_PATH}">Health</a> · <a href="{READY_PATH}">Readiness</a></p>
-<h2>API budget</h2>
-<p>{ledger.used(now)} requests in the last hour of a budget of {ledger.per_hour};
-the plan needs {planned:.0f}/h. Server says {remaining} requests remain.</p>{backoff}{backlog}
-<h2>Freshness</h2>
-<table><tr><th>collector</th><th>state</th><th>last success</th><th>interval</th>
-<th>configured</th><th>pages</th></tr>
-{"".join(rows)}
-</table>
-<p>Values on {path} are cached; a scrape never calls the API.</p>
-</body></html>
-"""
-    return web.Response(text=page, content_type="text/html")
+    """The live status page (exporter.web.statuspage)."""
+    return web.Response(text=statuspage.page(await _status(request)), content_type="text/html")
+
+
+async def status_json(request: web.Request) -> web.Response:
+    """The status page's JSON twin (fields: exporter.web.status)."""
+    return web.json_response(await _status(request), headers={"Cache-Control": "no-store"})
 
 
 def build_app(parts: ServerParts, middlewares: tuple[Any, ...] = ()) -> web.Application:
@@ -160,7 +175,9 @@ def build_app(parts: ServerParts, middlewares: tuple[Any, ...] = ()) -> web.Appl
     app = web.Application(client_max_size=LISTENER_MAX_BODY, middlewares=middlewares)
     app[PARTS] = parts
     app.router.add_get(parts.telemetry_path, metrics)
+    app[STATUS] = StatusCache()
     app.router.add_get(LANDING_PATH, landing)
+    app.router.add_get(STATUS_PATH, status_json)
     app.router.add_get(HEALTHY_PATH, healthy)
     app.router.add_get(READY_PATH, ready)
     app.router.add_post(RELOAD_PATH, reload)

@@ -11,6 +11,7 @@ from prometheus_client.samples import Sample
 
 from exporter.api.ratelimit import RateLimit
 from exporter.api.records import CertError, Host, Item, Monitor
+from exporter.clock import Clock
 from exporter.metrics.selfmetrics import Live, Telemetry
 from exporter.metrics.serve import Scraper
 from exporter.polling.ledger import Ledger
@@ -88,13 +89,42 @@ def full_telemetry(store: StateStore, now: float = NOW) -> Telemetry:
     return telemetry
 
 
-def full_scraper(now: float = NOW) -> Scraper:
-    """The real scrape path over the full state."""
-    store = StateStore(full_snapshots(now).values(), full_webhooks(now))
+class StillClock:
+    """A clock whose time stands still; sleeping only yields to the event loop. Renders are
+    then started by changes alone, never by a minute passing."""
+
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+def scraper_for(
+    store: StateStore, now: float = NOW, per_host: str = "all", clock: Clock | None = None
+) -> Scraper:
+    """The real scrape path over `store`, with self-metrics and exposition.per_host `per_host`."""
     telemetry = full_telemetry(store, now)
     return Scraper(
-        FakeClock(now), store, telemetry, lambda: dict(INTERVALS), lambda: dict(MAX_AGES), asyncio.Event()
+        clock if clock is not None else FakeClock(now),
+        store,
+        telemetry,
+        lambda: dict(INTERVALS),
+        lambda: dict(MAX_AGES),
+        asyncio.Event(),
+        per_host=per_host,
     )
+
+
+def full_scraper(now: float = NOW, per_host: str = "all") -> Scraper:
+    """The real scrape path over the full state."""
+    return scraper_for(StateStore(full_snapshots(now).values(), full_webhooks(now)), now, per_host)
 
 
 def scrape(scraper: Scraper, openmetrics: bool) -> str:

@@ -1,0 +1,717 @@
+"""Pure: the text of the data series, object by object. No I/O.
+
+Every family's name, type, labels and help come from the metric contract
+(exporter.metrics.contract): the fixed text of each family's sample lines (`MetricSpec.pieces`)
+is taken from it once, at import, and a line only pastes label and sample values in between.
+The data lines are the same in the Prometheus text format and in OpenMetrics; only the HELP and
+TYPE lines of the `_info` and counter families differ (`header`). exporter.metrics.render
+decides which objects to render again and keeps the result.
+
+Rendering never fails as a whole, whatever the records hold:
+- every label value goes through a render's escaper (`_escaper`), which never raises: quotes,
+  backslashes and newlines are escaped; lone surrogates and control characters become U+FFFD
+  and values longer than MAX_LABEL_VALUE are cut (and counted per label name), both marked with
+  a checksum of the original so that distinct values stay distinct series;
+- every sample value goes through `fmt` (floats: NaN and ±Inf in the exposition's own spelling)
+  or `format(n, "d")` (integers), so a value of the wrong type raises instead of printing text
+  that no parser accepts;
+- objects are rendered a batch at a time in one pass (`each`); only if that pass raises is the
+  batch rendered again one object at a time, leaving out (and counting, in RenderStats) each
+  object that raises. The common case pays for one `try` per batch, not per line.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import chain
+from operator import attrgetter
+from typing import Any, TypeVar
+
+from exporter.api.records import HOST_KINDS, CertError, Host, Item, Monitor
+from exporter.clock import DAY
+from exporter.metrics import contract
+from exporter.metrics.contract import DATA_METRICS, MetricSpec
+from exporter.state.overlay import Agent, Hetrix, HostMark, MonitorMark
+from exporter.state.snapshot import Snapshot
+
+# The longest label value exported, in characters (before escaping). A longer value (a host name
+# or RBL text of kilobytes, most likely hostile or broken) is cut to its first MAX_LABEL_VALUE - 9
+# characters, then "…" and 8 hex digits of the CRC-32 of the whole value (see `_clean`), so that
+# two long values that share a prefix still make two series. Each cut is counted in the
+# exposition_truncated_label_values self-metric, by label name. 1,024 characters is far beyond
+# any real host name (253), RBL zone or display name, and keeps a hostile value from inflating
+# every scrape and the time-series database's index.
+MAX_LABEL_VALUE = 1024
+
+# What a render may leave out, one kind per object it renders (the `object` label's values).
+OBJECTS = (
+    "host",
+    "monitor",
+    "cert_error",
+    "profile",
+    "source",
+    "contact",
+    "contact_group",
+    "cert_change",
+    "agent",
+    "billing",
+    "webhook_event",
+    "hetrixtools_monitor",
+)
+# Label names whose values may be cut (the `label` label's values): every data label.
+LABELS = tuple(sorted({label for m in DATA_METRICS for label in m.labels}))
+
+# Replaced by U+FFFD in label values: C0 and C1 control characters but the newline (which is
+# escaped) and DEL, the Unicode line and paragraph separators (some tools split lines on them),
+# and lone surrogates (not encodable in UTF-8).
+_UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_MARK = 9  # len("…") + 8 hex digits
+
+T = TypeVar("T")
+Esc = Callable[[str, str], str]  # (value, label name) -> the value, safe inside quotes
+Lines = list[list[str]]  # one list of sample lines per family of a batch
+Body = Callable[[Sequence[T], Lines, Esc], int]  # writes a batch's lines, returns a tally
+
+
+# -- the fixed text of every sample line, from the contract, computed once ------------------------
+
+_CLOSE = contract.RBL_HOST_LISTED.pieces[-1]  # what follows the last label value
+
+
+def _one(spec: MetricSpec) -> str:
+    """A one-label family's sample line up to its label value (`name{label="`): the value,
+    _CLOSE and the sample value follow. Fails at import if the contract gives it other labels."""
+    head, close = spec.pieces
+    if close != _CLOSE:
+        raise ValueError(f"{spec.name}: unexpected sample line pieces {spec.pieces!r}")
+    return head
+
+
+def _bare(spec: MetricSpec) -> str:
+    """A family without labels: its sample line up to the value (`name `)."""
+    (head,) = spec.pieces
+    return head
+
+
+# rbl hosts and listings
+_HOST_ID, _HOST, _NAME, _HOST_KIND, _PROFILE_ID, _TAGS, _CONTACT_GROUP = contract.RBL_HOST_INFO.labels
+_HOST_INFO = contract.RBL_HOST_INFO.pieces
+_HOST_LISTED = _one(contract.RBL_HOST_LISTED)
+_HOST_LISTINGS = _one(contract.RBL_HOST_LISTINGS)
+_, _RBL = contract.RBL_LISTING_INFO.labels
+_LISTING_INFO = contract.RBL_LISTING_INFO.pieces
+_HOST_PAUSED = _one(contract.RBL_HOST_PAUSED)
+_HOST_CHECKED = _one(contract.RBL_HOST_LAST_CHECKED_TIMESTAMP_SECONDS)
+_HOST_FIRST_LISTED = _one(contract.RBL_HOST_FIRST_LISTED_TIMESTAMP_SECONDS)
+_HOSTS = _bare(contract.RBL_HOSTS)
+_HOSTS_LISTED = _bare(contract.RBL_HOSTS_LISTED)
+# certificate monitors and errors
+_MONITOR_ID, _, _HOSTNAME, _PROTOCOL, _PORT, _, _, _ = contract.CERT_MONITOR_INFO.labels
+_MONITOR_INFO = contract.CERT_MONITOR_INFO.pieces
+_MONITOR_PAUSED = _one(contract.CERT_MONITOR_PAUSED)
+_EXPIRY_DAYS = _one(contract.CERT_EXPIRY_DAYS)
+_NOT_AFTER = _one(contract.CERT_NOT_AFTER_TIMESTAMP_SECONDS)
+_WITHOUT_EXPIRY = _bare(contract.CERT_MONITORS_WITHOUT_EXPIRY)
+_ACTIVE_ERRORS = _one(contract.CERT_ACTIVE_ERRORS)
+_, _REASON = contract.CERT_ERROR_INFO.labels
+_ERROR_INFO = contract.CERT_ERROR_INFO.pieces
+_ERRORS = _bare(contract.CERT_ERRORS)
+# inventory
+_PROFILE_INFO = contract.RBL_PROFILE_INFO.pieces
+_SOURCE_ID, _, _ = contract.RBL_SOURCE_INFO.labels
+_SOURCE_INFO = contract.RBL_SOURCE_INFO.pieces
+_SOURCE_PAUSED = _one(contract.RBL_SOURCE_PAUSED)
+_CONTACT_ID, _CONTACT_KIND, _ = contract.CONTACT_INFO.labels
+_CONTACT_INFO = contract.CONTACT_INFO.pieces
+_CONTACT_PAUSED = _one(contract.CONTACT_PAUSED)
+_GROUP_ID, _ = contract.CONTACT_GROUP_INFO.labels
+_GROUP_INFO = contract.CONTACT_GROUP_INFO.pieces
+# webhook-only state
+_CHANGES = _one(contract.CERT_CHANGES_TOTAL)
+_LAST_CHANGE = _one(contract.CERT_LAST_CHANGE_TIMESTAMP_SECONDS)
+_AGENT_ID, _ = contract.AGENT_INFO.labels
+_AGENT_INFO = contract.AGENT_INFO.pieces
+_AGENT_TIMED_OUT = _one(contract.AGENT_TIMED_OUT)
+_AGENT_INSTANCES = _one(contract.AGENT_TIMED_OUT_INSTANCES)
+_BALANCE = _bare(contract.BILLING_BALANCE_USD)
+_BALANCE_THRESHOLD = _bare(contract.BILLING_BALANCE_THRESHOLD_USD)
+(_EVENT,) = contract.WEBHOOK_EVENTS_TOTAL.labels
+_EVENTS = _one(contract.WEBHOOK_EVENTS_TOTAL)
+_LAST_EVENT = _one(contract.WEBHOOK_LAST_EVENT_TIMESTAMP_SECONDS)
+# HetrixTools
+_MONITOR, _LABEL = contract.BLACKLIST_MONITOR_INFO.labels
+_HETRIX_INFO = contract.BLACKLIST_MONITOR_INFO.pieces
+_HETRIX_LISTED = _one(contract.BLACKLIST_MONITOR_LISTED)
+_HETRIX_LISTINGS = _one(contract.BLACKLIST_MONITOR_LISTINGS)
+_HETRIX_LISTING_INFO = contract.BLACKLIST_LISTING_INFO.pieces
+_HETRIX_UPDATED = _one(contract.BLACKLIST_MONITOR_LAST_UPDATE_TIMESTAMP_SECONDS)
+
+
+# -- values --------------------------------------------------------------------------------------
+
+
+def _clean(value: str) -> tuple[str, bool]:
+    """The slow path of escaping: (safe value, whether it was cut).
+
+    Quotes, backslashes and newlines are escaped as both formats define. A value that had to be
+    altered otherwise (unsafe characters replaced by U+FFFD, or cut to MAX_LABEL_VALUE) ends in
+    "…" and the CRC-32 of the original, so that two values that differ only in what was lost
+    still make two series (a duplicate series would make the whole exposition invalid
+    OpenMetrics)."""
+    unsafe = _UNSAFE.search(value) is not None
+    cut = len(value) > MAX_LABEL_VALUE or (unsafe and len(value) > MAX_LABEL_VALUE - _MARK)
+    if unsafe or cut:
+        crc = zlib.crc32(value.encode("utf-8", "surrogatepass"))
+        if cut:
+            value = value[: MAX_LABEL_VALUE - _MARK]
+        value = f"{_UNSAFE.sub(chr(0xFFFD), value)}\u2026{crc:08x}"
+    if "\\" in value or '"' in value or "\n" in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value, cut
+
+
+def _escaper(truncated: dict[str, int]) -> Esc:
+    """A label value as it goes between the quotes of either format (never raises for a str),
+    counting the values it cuts per label name into `truncated`."""
+
+    def esc(value: str, label: str) -> str:
+        if len(value) <= MAX_LABEL_VALUE and value.isprintable() and '"' not in value and "\\" not in value:
+            return value
+        text, cut = _clean(value)
+        if cut:
+            truncated[label] = truncated.get(label, 0) + 1
+        return text
+
+    return esc
+
+
+def fmt(value: float) -> str:
+    """A sample value in the exposition's syntax: integers without a fraction, NaN, +Inf and -Inf
+    as both formats spell them. Never raises for an int or float (other types raise TypeError,
+    which leaves the object out of the render)."""
+    try:
+        if -1e15 < value < 1e15:  # False for NaN
+            whole = int(value)
+            return str(whole) if whole == value else repr(float(value))
+        if value != value:
+            return "NaN"
+        number = float(value)  # an int beyond float's range overflows
+    except OverflowError:
+        return "+Inf" if value > 0 else "-Inf"
+    if number == float("inf"):
+        return "+Inf"
+    if number == float("-inf"):
+        return "-Inf"
+    return repr(number)
+
+
+def _seconds(value: float) -> str:
+    try:
+        return fmt(round(value))
+    except (ValueError, OverflowError):  # NaN, ±Inf
+        return fmt(value)
+
+
+_HOST_LABEL_VALUES = attrgetter("id", "host", "name", "kind", "profile_id", "tags", "contact_group")
+_HOST_LABELS = contract.RBL_HOST_INFO.labels
+_MONITOR_LABEL_VALUES = attrgetter(
+    "id", "name", "hostname", "protocol", "port", "profile_id", "tags", "contact_group"
+)
+_MONITOR_LABELS = contract.CERT_MONITOR_INFO.labels
+
+
+def _clean_rows(rows: Sequence[tuple[str, ...]]) -> bool:
+    """Whether every label value of `rows` goes between quotes as it is (the common case: no
+    value to escape, replace or cut), checked for a whole batch in a few passes over its joined
+    text rather than value by value. Raises TypeError for a value that is not text."""
+    values = list(chain.from_iterable(rows))
+    text = "".join(values)
+    return (
+        max(map(len, values), default=0) <= MAX_LABEL_VALUE
+        and text.isprintable()
+        and '"' not in text
+        and "\\" not in text
+    )
+
+
+def _escaped(rows: list[tuple[str, ...]], labels: tuple[str, ...], esc: Esc) -> list[tuple[str, ...]]:
+    """`rows` of label values (in the order of `labels`) as they go between quotes: as they are
+    when the whole batch is clean (`_clean_rows`), else each value through `esc`."""
+    if _clean_rows(rows):
+        return rows
+    return [tuple(map(esc, row, labels)) for row in rows]
+
+
+# -- what a render left out, and the one-pass-then-one-by-one rendering of a batch ---------------
+
+
+@dataclass(slots=True)
+class RenderStats:
+    """What a render left out or cut: the exposition_* self-metrics, and the log."""
+
+    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OBJECTS, 0))
+    truncated: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LABELS, 0))
+    errors: dict[str, str] = field(default_factory=dict)  # object kind -> the first error seen
+
+    def skip(self, kind: str, err: BaseException, count: int = 1) -> None:
+        self.skipped[kind] = self.skipped.get(kind, 0) + count
+        self.errors.setdefault(kind, f"{type(err).__name__}: {str(err)[:200]}")
+
+    def cut(self, truncated: Mapping[str, int]) -> None:
+        for label, n in truncated.items():
+            self.truncated[label] = self.truncated.get(label, 0) + n
+
+    def add(self, other: RenderStats) -> None:
+        for kind, n in other.skipped.items():
+            self.skipped[kind] = self.skipped.get(kind, 0) + n
+        self.cut(other.truncated)
+        for kind, error in other.errors.items():
+            self.errors.setdefault(kind, error)
+
+
+def each(
+    stats: RenderStats, kind: str, objs: Sequence[T], width: int, body: Body[T]
+) -> tuple[Lines, int, Sequence[T]]:
+    """Run `body` (which appends sample lines to `width` lists and returns a tally, e.g. how many
+    hosts are listed) over all of `objs` in one pass. If that pass raises, run it again one
+    object at a time and leave out each object that raises. Returns (lines, tally, the objects
+    rendered)."""
+    lines: Lines = [[] for _ in range(width)]
+    truncated: dict[str, int] = {}
+    try:
+        tally = body(objs, lines, _escaper(truncated))
+    except Exception:  # noqa: S110 - rendered again below, object by object
+        pass
+    else:
+        stats.cut(truncated)
+        return lines, tally, objs
+    lines = [[] for _ in range(width)]
+    tally, kept = 0, []
+    for obj in objs:
+        part: Lines = [[] for _ in range(width)]
+        truncated = {}
+        try:
+            tally += body((obj,), part, _escaper(truncated))
+        except Exception as err:
+            stats.skip(kind, err)
+            continue
+        for whole, piece in zip(lines, part, strict=True):
+            whole.extend(piece)
+        stats.cut(truncated)
+        kept.append(obj)
+    return lines, tally, kept
+
+
+def sorted_safely(objs: Iterable[T], key: Callable[[T], Any]) -> list[T]:
+    """Sorted by `key`; keys that do not compare (a broken record) fall back to their repr."""
+    items = list(objs)
+    try:
+        return sorted(items, key=key)
+    except Exception:
+
+        def safe(obj: T) -> str:
+            try:
+                return repr(key(obj))
+            except Exception:
+                return ""
+
+        return sorted(items, key=safe)
+
+
+# -- headers and freshness ----------------------------------------------------------------------
+
+
+def header(spec: MetricSpec, help_: str, openmetrics: bool) -> str:
+    """HELP and TYPE lines. OpenMetrics names an `_info` family without the suffix, as type
+    info, and a counter without `_total`; the text format names every family as its samples."""
+    help_ = help_.replace("\\", "\\\\").replace("\n", "\\n")
+    name, kind = spec.name, spec.type
+    if openmetrics and name.endswith("_info"):
+        base = name.removesuffix("_info")
+        return f"# HELP {base} {help_}\n# TYPE {base} info\n"
+    if openmetrics and kind == "counter":
+        base = name.removesuffix("_total")
+        return f"# HELP {base} {help_}\n# TYPE {base} counter\n"
+    return f"# HELP {name} {help_}\n# TYPE {name} {kind}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """Which snapshots may be exported at `now`, and how often each collector refreshes."""
+
+    now: float
+    intervals: Mapping[str, float]
+    max_ages: Mapping[str, float]
+
+    def fresh(self, snap: Snapshot | None) -> Snapshot | None:
+        if snap is None:
+            return None
+        age_limit = self.max_ages.get(snap.collector)
+        try:
+            if age_limit is None or not self.now - snap.confirmed_at <= age_limit:  # NaN: stale
+                return None
+        except TypeError:  # a broken snapshot is not exported
+            return None
+        return snap
+
+    def help(self, spec: MetricSpec) -> str:
+        """The contract's help, and where the series come from: webhooks, or the collectors
+        named in the family's source with how often each refreshes."""
+        if "webhooks" in spec.source:
+            return f"{spec.help} (pushed by webhooks; kept across restarts)."
+        parts = [
+            f"every {_seconds(self.intervals[c])}s by {c}"
+            for c in spec.source.split(", ")
+            if c in self.intervals
+        ]
+        refresh = "; ".join(parts) if parts else "by a disabled collector"
+        return f"{spec.help} (cached; refreshed {refresh})."
+
+
+class Unrenderable:
+    """Stands in for an object whose inputs could not even be combined (a broken record met
+    while merging): rendering it raises that error again, so it is left out and counted."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __getattr__(self, name: str) -> Any:
+        raise self.error
+
+    def __getitem__(self, index: object) -> Any:
+        raise self.error
+
+
+# -- RBL hosts -----------------------------------------------------------------------------------
+
+
+def _mark_host(h: Host, mark: HostMark) -> Host:
+    """A host as a webhook newer than its polls says it is."""
+    is_listed = mark.listed if mark.listed is not None else h.listed
+    count, rbls = (mark.listings, mark.rbls) if mark.listed is not None else (h.listings, h.rbls)
+    first = h.first_listed if h.listed else (mark.at if is_listed else None)
+    return replace(
+        h,
+        listed=is_listed,
+        listings=count if is_listed else 0,
+        rbls=rbls if is_listed else (),
+        last_checked=max(h.last_checked or 0.0, mark.last_checked or 0.0) or None,
+        first_listed=first if is_listed else None,
+    )
+
+
+def merge_host(
+    host_id: str, hosts: Snapshot | None, listings: Snapshot | None, marks: Mapping[str, HostMark]
+) -> Host | None:
+    """One host from the inventory, with its listing state from whichever source saw it last:
+    the inventory page, the listings pass, or a webhook newer than both (a mark). None when
+    neither the inventory nor the listings know it (a webhook never invents a host). The
+    listings pass takes a host it saw, and a host it did not see is no longer listed, unless the
+    inventory page that holds the host is newer."""
+    h: Host | None = hosts.items.get(host_id) if hosts is not None else None
+    page_at = hosts.item_times.get(host_id, 0.0) if hosts is not None else 0.0
+    if listings is not None:
+        seen: Host | None = listings.items.get(host_id)
+        if seen is not None and (h is None or page_at <= listings.fetched_at):
+            h = seen
+        elif seen is None and h is not None and h.listed and page_at <= listings.fetched_at:
+            h = replace(h, listed=False, listings=0, rbls=(), first_listed=None)
+    mark = marks.get(host_id)
+    if h is None or mark is None:
+        return h
+    polled = max(page_at, listings.fetched_at if listings is not None else 0.0)
+    if mark.at < polled:  # a late webhook older than what the polls already saw
+        return h
+    return _mark_host(h, mark)
+
+
+def merge_hosts(
+    hosts: Snapshot | None, listings: Snapshot | None, marks: Mapping[str, HostMark]
+) -> dict[str, Any]:
+    """`merge_host` of every host the inventory or the listings know (Unrenderable for one
+    whose records cannot be combined). In one pass: a host of the inventory that is not listed,
+    that the listings pass did not see and that no webhook marked is its record as it is (the
+    common case: the inventory is copied whole); only the others are merged one by one."""
+    items: Mapping[str, Any] = hosts.items if hosts is not None else {}
+    seen: Mapping[str, Any] = listings.items if listings is not None else {}
+    out = dict(items)
+    rest = {key for key, h in items.items() if type(h) is not Host or h.listed is not False}
+    rest.update(seen, marks.keys() & items.keys())
+    for key in rest:
+        try:
+            out[key] = merge_host(key, hosts, listings, marks)
+        except Exception as err:
+            out[key] = Unrenderable(err)
+    return out
+
+
+def host_lines(listed_only: bool) -> Body[Host]:
+    """The seven per-host families; the tally is the number of listed hosts. With `listed_only`
+    a host that is neither listed nor paused writes no line (it still counts as rendered)."""
+
+    def lines(hosts: Sequence[Host], out: Lines, esc: Esc) -> int:
+        info, listed, count, rbl, paused, checked, first = out
+        info_id, info_host, info_name, info_kind, info_profile, info_tags, info_groups, close = _HOST_INFO
+        listing_host, listing_rbl, _ = _LISTING_INFO
+        n_listed = 0
+        safe_rbls: set[str] = set()  # RBL names repeat across hosts: check each once
+        stamps: dict[float, str] = {}
+        shown = [h for h in hosts if h.listed or h.paused] if listed_only else hosts
+        rows = _escaped(list(map(_HOST_LABEL_VALUES, shown)), _HOST_LABELS, esc)
+        for h, (hid, host, name, kind, profile, tags, groups) in zip(shown, rows, strict=True):
+            info.append(
+                f"{info_id}{hid}{info_host}{host}{info_name}{name}{info_kind}{kind}{info_profile}{profile}"
+                f"{info_tags}{tags}{info_groups}{groups}{close}1\n"
+            )
+            sel = hid + close  # the rest of each one-label line
+            if h.listed:
+                n_listed += 1
+                listed.append(f"{_HOST_LISTED}{sel}1\n")
+                for r in dict.fromkeys(h.rbls):  # one series per RBL, even if a source repeats it
+                    if r not in safe_rbls:
+                        clean = esc(r, _RBL)
+                        if clean is r:
+                            safe_rbls.add(r)
+                        r = clean
+                    rbl.append(f"{listing_host}{hid}{listing_rbl}{r}{close}1\n")
+                if h.first_listed is not None:
+                    first.append(f"{_HOST_FIRST_LISTED}{sel}{fmt(h.first_listed)}\n")
+            else:
+                listed.append(f"{_HOST_LISTED}{sel}0\n")
+            count.append(f"{_HOST_LISTINGS}{sel}{h.listings:d}\n")
+            paused.append(f"{_HOST_PAUSED}{sel}{1 if h.paused else 0}\n")
+            checked_at = h.last_checked
+            if checked_at is not None:
+                stamp = stamps.get(checked_at)  # hosts are checked in rounds: times repeat
+                if stamp is None:
+                    stamp = stamps[checked_at] = fmt(checked_at)  # fmt depends on the value only
+                checked.append(f"{_HOST_CHECKED}{sel}{stamp}\n")
+        return n_listed
+
+    return lines
+
+
+def hosts_total(kept: int) -> str:
+    return f"{_HOSTS}{kept}\n"
+
+
+def hosts_listed_total(listed: int) -> str:
+    return f"{_HOSTS_LISTED}{listed}\n"
+
+
+# -- certificate monitors and errors -------------------------------------------------------------
+
+
+def expiry_days(m: Monitor, said: MonitorMark | None, now: float, polled_at: float) -> float | None:
+    """Days to expiry: from a cert.expiration.* webhook newer than the poll (counted down since it
+    came), else from the certificate's notAfter, else as the API gave it."""
+    if said is not None and said.expiry_days is not None and said.expiry_at >= polled_at:
+        elapsed = max(0.0, now - said.expiry_at)
+        return round(said.expiry_days - elapsed / DAY, 4)
+    if m.not_after is not None:
+        return round((m.not_after - now) / DAY, 4)
+    return m.expiry_days
+
+
+def monitor_lines(ms: Sequence[tuple[Monitor, float | None]], out: Lines, esc: Esc) -> int:
+    """The four per-monitor families, from (monitor, its days to expiry)."""
+    info, paused, days, not_after = out
+    (
+        info_id,
+        info_name,
+        info_hostname,
+        info_protocol,
+        info_port,
+        info_profile,
+        info_tags,
+        info_groups,
+        close,
+    ) = _MONITOR_INFO
+    rows = _escaped([_MONITOR_LABEL_VALUES(m) for m, _ in ms], _MONITOR_LABELS, esc)
+    for (m, expiry), (mid, name, hostname, protocol, port, profile, tags, groups) in zip(
+        ms, rows, strict=True
+    ):
+        info.append(
+            f"{info_id}{mid}{info_name}{name}{info_hostname}{hostname}{info_protocol}{protocol}"
+            f"{info_port}{port}{info_profile}{profile}{info_tags}{tags}{info_groups}{groups}{close}1\n"
+        )
+        sel = mid + close
+        paused.append(f"{_MONITOR_PAUSED}{sel}{1 if m.paused else 0}\n")
+        if expiry is not None:
+            days.append(f"{_EXPIRY_DAYS}{sel}{fmt(expiry)}\n")
+        if m.not_after is not None:
+            not_after.append(f"{_NOT_AFTER}{sel}{fmt(m.not_after)}\n")
+    return 0
+
+
+def without_expiry_total(n: int) -> str:
+    """Active monitors whose expiry the API did not give in a form the parser reads."""
+    return f"{_WITHOUT_EXPIRY}{n:d}\n"
+
+
+def errors_by_monitor(errors: Snapshot, stats: RenderStats) -> dict[str, list[str]]:
+    """The reasons of the active errors, per monitor id. In one pass; on a bad error record,
+    again one record at a time, leaving out (and counting) each bad one."""
+    by_monitor: dict[str, list[str]] = {}
+
+    def group(errs: Iterable[CertError]) -> None:
+        for e in errs:
+            if type(e.monitor_id) is not str or type(e.reason) is not str:
+                raise TypeError("a certificate error's monitor_id and reason must be text")
+            by_monitor.setdefault(e.monitor_id, []).append(e.reason)
+
+    try:
+        group(errors.items.values())
+    except Exception:
+        by_monitor.clear()
+        for e in errors.items.values():
+            try:
+                group((e,))
+            except Exception as err:
+                stats.skip("cert_error", err)
+    return by_monitor
+
+
+def error_lines(monitors: Sequence[tuple[str, tuple[str, ...]]], out: Lines, esc: Esc) -> int:
+    """Active errors per monitor and one line per active reason, from (monitor id, its errors);
+    the tally is the number of errors."""
+    active, reasons = out
+    error_id, error_reason, close = _ERROR_INFO
+    n = 0
+    ids = [(monitor_id,) for monitor_id, _ in monitors]
+    clean = _clean_rows(ids)
+    for monitor_id, errs in monitors:
+        mid = monitor_id if clean else esc(monitor_id, _MONITOR_ID)
+        active.append(f"{_ACTIVE_ERRORS}{mid}{close}{len(errs)}\n")
+        for reason in sorted(set(errs)):
+            reasons.append(f"{error_id}{mid}{error_reason}{esc(reason, _REASON)}{close}1\n")
+        n += len(errs)
+    return n
+
+
+def errors_total(n: int) -> str:
+    return f"{_ERRORS}{n}\n"
+
+
+# -- inventory -----------------------------------------------------------------------------------
+
+
+def profile_lines(items: Sequence[Item], out: Lines, esc: Esc) -> int:
+    profile_id, profile_name, close = _PROFILE_INFO
+    out[0].extend(
+        f"{profile_id}{esc(p.id, _PROFILE_ID)}{profile_name}{esc(p.name, _NAME)}{close}1\n" for p in items
+    )
+    return 0
+
+
+def source_lines(items: Sequence[Item], out: Lines, esc: Esc) -> int:
+    info, paused = out
+    info_id, info_rbl, info_kind, close = _SOURCE_INFO
+    for s in items:
+        sid = esc(s.id, _SOURCE_ID)
+        kind = HOST_KINDS.get(s.kind, "unknown")
+        info.append(f"{info_id}{sid}{info_rbl}{esc(s.name, _RBL)}{info_kind}{kind}{close}1\n")
+        paused.append(f"{_SOURCE_PAUSED}{sid}{close}{1 if s.paused else 0}\n")
+    return 0
+
+
+def contact_lines(items: Sequence[Item], out: Lines, esc: Esc) -> int:
+    info, paused = out
+    info_id, info_kind, info_groups, close = _CONTACT_INFO
+    for c in items:
+        cid = esc(c.id, _CONTACT_ID)
+        groups = esc(c.contact_group, _CONTACT_GROUP)
+        info.append(f"{info_id}{cid}{info_kind}{esc(c.kind, _CONTACT_KIND)}{info_groups}{groups}{close}1\n")
+        paused.append(f"{_CONTACT_PAUSED}{cid}{close}{1 if c.paused else 0}\n")
+    return 0
+
+
+def group_lines(items: Sequence[Item], out: Lines, esc: Esc) -> int:
+    group_id, group_name, close = _GROUP_INFO
+    out[0].extend(
+        f"{group_id}{esc(g.id, _GROUP_ID)}{group_name}{esc(g.name, _NAME)}{close}1\n" for g in items
+    )
+    return 0
+
+
+# -- webhook-only state --------------------------------------------------------------------------
+
+
+def change_lines(changes: Sequence[tuple[str, tuple[int, float]]], out: Lines, esc: Esc) -> int:
+    count, last = out
+    for k, (n, t) in changes:
+        if n < 0:
+            raise ValueError("a counter cannot be negative")
+        sel = esc(k, _MONITOR_ID) + _CLOSE
+        count.append(f"{_CHANGES}{sel}{n:d}\n")
+        last.append(f"{_LAST_CHANGE}{sel}{fmt(t)}\n")
+    return 0
+
+
+def agent_lines(agents: Sequence[tuple[str, Agent]], out: Lines, esc: Esc) -> int:
+    info, timed_out, instances = out
+    info_id, info_name, close = _AGENT_INFO
+    for k, a in agents:
+        aid = esc(k, _AGENT_ID)
+        info.append(f"{info_id}{aid}{info_name}{esc(a.name, _NAME)}{close}1\n")
+        timed_out.append(f"{_AGENT_TIMED_OUT}{aid}{close}{1 if a.timed_out else 0}\n")
+        instances.append(f"{_AGENT_INSTANCES}{aid}{close}{len(a.instances)}\n")
+    return 0
+
+
+def billing_lines(states: Sequence[tuple[float | None, float | None]], out: Lines, esc: Esc) -> int:
+    """The balance and its alert threshold, from (balance, threshold); None: not reported."""
+    balance, threshold = out
+    for value, limit in states:
+        if value is not None:
+            balance.append(f"{_BALANCE}{fmt(value)}\n")
+        if limit is not None:
+            threshold.append(f"{_BALANCE_THRESHOLD}{fmt(limit)}\n")
+    return 0
+
+
+def event_lines(events: Sequence[tuple[str, int | None, float | None]], out: Lines, esc: Esc) -> int:
+    """Events applied and the newest event's date per type, from (type, count, date); None: the
+    state holds no count (or date) for the type."""
+    count, last = out
+    for e, n, at in events:
+        sel = esc(e, _EVENT) + _CLOSE
+        if n is not None and n < 0:
+            raise ValueError("a counter cannot be negative")
+        if n is not None:
+            count.append(f"{_EVENTS}{sel}{n:d}\n")
+        if at is not None:
+            last.append(f"{_LAST_EVENT}{sel}{fmt(at)}\n")
+    return 0
+
+
+def hetrix_lines(listed_only: bool) -> Body[tuple[str, Hetrix]]:
+    """The five per-monitor HetrixTools families; with `listed_only`, only for monitors that are
+    listed somewhere."""
+
+    def lines(hetrix: Sequence[tuple[str, Hetrix]], out: Lines, esc: Esc) -> int:
+        info, listed, count, rbls, updated = out
+        info_monitor, info_label, close = _HETRIX_INFO
+        listing_monitor, listing_rbl, _ = _HETRIX_LISTING_INFO
+        for name, m in hetrix:
+            is_listed = m.listed_now > 0
+            if listed_only and not is_listed:
+                continue
+            monitor = esc(name, _MONITOR)
+            sel = monitor + close
+            info.append(f"{info_monitor}{monitor}{info_label}{esc(m.label, _LABEL)}{close}1\n")
+            listed.append(f"{_HETRIX_LISTED}{sel}{1 if is_listed else 0}\n")
+            count.append(f"{_HETRIX_LISTINGS}{sel}{m.listed_now:d}\n")
+            rbls.extend(
+                f"{listing_monitor}{monitor}{listing_rbl}{esc(r, _RBL)}{close}1\n"
+                for r in dict.fromkeys(m.rbls)
+            )
+            updated.append(f"{_HETRIX_UPDATED}{sel}{fmt(m.at)}\n")
+        return 0
+
+    return lines
