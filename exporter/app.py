@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +100,7 @@ class Exporter:
             self.webhook_parts.config = config.webhooks  # secrets rotate without a restart
         self.applier.series_max_age = config.webhooks.series_max_age
         self.live.reload_ok, self.live.reload_at = True, self.clock.time()
+        self.scraper.per_host = config.exposition.per_host
         self.scraper.changed.set()
         log.info(
             "config.reloaded",
@@ -128,8 +129,8 @@ class DbJournal:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def replaced(self, snapshot: Snapshot) -> None:
-        self._spawn(self._db.save_snapshot(snapshot))
+    def replaced(self, snapshot: Snapshot, changed: Collection[str] | None = None) -> None:
+        self._spawn(self._db.save_snapshot(snapshot, changed))
 
     def confirmed(self, collector: str, at: float) -> None:
         self._spawn(self._db.confirm(collector, at))
@@ -178,6 +179,7 @@ def build_exporter(
         lambda: dict(scheduler.plan.intervals) if scheduler.plan else {},
         scheduler.max_ages,
         changed,
+        per_host=config.exposition.per_host,
     )
     applier = _replaying_applier(config, store, db, clock, scheduler.request_refresh, telemetry, loaded)
     parts = None
@@ -315,8 +317,11 @@ async def run(
     ready: ReadyFn | None = None,
     web_config_file: str | None = None,
     webhook_listen_address: str | None = None,
+    extra_listen_addresses: Sequence[str] = (),
 ) -> None:
-    """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the config."""
+    """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the config. The web app listens on
+    config.web.listen_address and on each of `extra_listen_addresses` (a repeated
+    --web.listen-address: the toolkit serves every one)."""
     clock = SystemClock()
     async with contextlib.AsyncExitStack() as stack:
         simulation: Demo | None = None
@@ -325,7 +330,7 @@ async def run(
             config, source = _demo_config(config, simulation), _demo_source(source, simulation)
         guard = WebGuard(web_config_file)  # a bad file fails here, before the state file opens
         exporter = await _start_exporter(stack, config, clock, guard, demo=demo)
-        port = await _serve(stack, exporter, source, webhook_listen_address)
+        port = await _serve(stack, exporter, source, webhook_listen_address, extra_listen_addresses)
         stop = _handle_signals(stack, exporter, source)
         if ready is not None:
             await ready(port)
@@ -398,9 +403,10 @@ async def _serve(
     exporter: Exporter,
     source: ConfigSource,
     webhook_listen_address: str | None,
+    extra_listen_addresses: Sequence[str] = (),
 ) -> int:
-    """The web app (whose start-up starts the background tasks) and, when asked, the webhook
-    receiver on its own address; the port of the web app."""
+    """The web app (whose start-up starts the background tasks) on its address and the extra
+    ones and, when asked, the webhook receiver on its own address; the port of the web app."""
     guard = exporter.web_guard
     separate = webhook_listen_address is not None
     app = create_app(exporter, source, middlewares=(guard.middleware,), webhooks=not separate)
@@ -410,12 +416,15 @@ async def _serve(
         add_routes(hook_app, exporter.webhook_parts)
         await _listen(stack, hook_app, webhook_listen_address, None, connections)
         log.info("webhooks.listening", listen=webhook_listen_address)
-    port = await _listen(stack, app, exporter.config.web.listen_address, guard.context, connections)
+    port = await _listen(
+        stack, app, exporter.config.web.listen_address, guard.context, connections, extra_listen_addresses
+    )
     config = exporter.config
     log.info(
         "exporter.started",
         version=__version__,
         listen=config.web.listen_address,
+        also_listen=list(extra_listen_addresses),
         telemetry_path=config.web.telemetry_path,
         budget=config.budget.requests_per_hour,
     )
@@ -428,10 +437,13 @@ async def _listen(
     address: str,
     ssl_context: Any,
     connections: ConnectionGuard,
+    also: Sequence[str] = (),
 ) -> int:
-    """Serve `app` on `address` with the server's limits (exporter.web.server); the bound port."""
+    """Serve `app` on `address` and the `also` addresses with the server's limits
+    (exporter.web.server); the port bound for `address`."""
     host, port = parse_listen_address(address)
-    listener = await serve(app, host or None, port, ssl_context=ssl_context, guard=connections)
+    others = [(h or None, p) for h, p in map(parse_listen_address, also)]
+    listener = await serve(app, host or None, port, ssl_context=ssl_context, guard=connections, also=others)
     stack.push_async_callback(listener.cleanup)
     return listener.port
 

@@ -6,11 +6,18 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
+from exporter.api.records import EXPIRY_DAYS_KEYS, NOT_AFTER_KEYS
 from exporter.app import poll_settings
 from exporter.config.model import CollectorConfig
 from exporter.config.parse import parse
-from exporter.metrics.render import Freshness, render
+from exporter.metrics.lines import Freshness
+from exporter.metrics.render import render
+from exporter.metrics.selfmetrics import PARSE_WARNINGS
+from exporter.polling.scheduler import PARSERS
+from tests.helpers import ODD_VALUES, VALUE
 from tests.helpers.rig import SID, TOKEN, Rig
 
 
@@ -231,3 +238,50 @@ async def test_a_request_is_counted_when_it_leaves_not_when_its_journal_write_be
     assert rig.api.accepted == [sent]
     assert rig.ledger.used(sent + 3600 - 0.5) == 1  # the ledger's hour ends when the API's does
     assert rig.ledger.used(sent + 3600) == 0
+
+
+async def test_a_new_poll_keeps_the_records_that_did_not_change(make_rig: Callable[..., Rig]) -> None:
+    """Unchanged objects are the very records of the snapshot before (one copy in memory, and a
+    renderer comparing by identity re-renders only what changed); a changed one is new."""
+    rig = make_rig(hosts=20, monitors=5, step=1e9)  # the account changes only when told to
+    await rig.run_for(30)
+    before = rig.store.snapshot("rbl_hosts")
+    assert before is not None and len(before.items) == 20
+    host = next(h for h in rig.account.hosts.values() if not h.rbls and not h.paused)
+    rig.account.list_host(host, rig.clock.now)
+    while rig.store.snapshot("rbl_hosts") is before:
+        await rig.scheduler.step()
+    after = rig.store.snapshot("rbl_hosts")
+    assert after is not None and after.fetched_at > before.fetched_at
+    assert after.items[host.id].listed and not before.items[host.id].listed
+    assert all(after.items[k] is v for k, v in before.items.items() if k != host.id)
+    listed = rig.store.snapshot("rbl_listings")
+    assert listed is not None
+    same = [k for k, v in listed.items.items() if after.items.get(k) == v]
+    assert same  # a listed host polled both ways is one record, held by both collectors
+    assert all(after.items[k] is listed.items[k] for k in same)
+
+
+# every key a polled object's parser reads, and a few it does not
+API_KEYS = (
+    *("id", "sid", "host", "name", "type", "status", "paused", "listed", "listed_count", "total"),
+    *("listings", "listed_details", "details", "last_checked", "first_listed", "profile", "port"),
+    *("protocol", "hostname", "certificate", "monitor", "monitor_id", "monitor_sid", "error_type"),
+    *("reason", "code", "category", "error", "label", "expires_soon", "unrelated"),
+    *NOT_AFTER_KEYS,
+    *EXPIRY_DAYS_KEYS,
+)
+
+
+@given(
+    collector=st.sampled_from(sorted(PARSERS)),
+    raw=st.dictionaries(st.sampled_from(API_KEYS), VALUE | st.sampled_from(ODD_VALUES), max_size=12),
+)
+def test_every_parse_warning_is_one_of_the_series_that_exist_from_the_start(
+    collector: str, raw: dict[str, object]
+) -> None:
+    """generatorlabs_parse_warnings_total exists at 0 for PARSE_WARNINGS: the real parsers, fed
+    any object, never warn about an (object, field) outside it."""
+    warned: list[tuple[str, str]] = []
+    PARSERS[collector](raw, lambda obj, fld, _detail: warned.append((obj, fld)))
+    assert set(warned) <= set(PARSE_WARNINGS)

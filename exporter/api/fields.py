@@ -57,6 +57,7 @@ SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
 HOST_PREFIX = "HT"  # an RBL host's SID
 MONITOR_PREFIX = "CM"  # a certificate monitor's SID
 FALSE_WORDS = {"0", "false", "no", "n", "off", ""}
+DATE_CACHE = 4096  # date strings remembered with their parsed value
 
 
 class Unreadable(ValueError):
@@ -186,9 +187,11 @@ def _epoch(value: int | float) -> float | None:
     return seconds
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=DATE_CACHE)
 def _parse_date(value: str) -> float | None:
-    """Date strings repeat across pages and polls; parsing each once keeps 1,000-page passes cheap."""
+    """Date strings repeat within a page and across webhooks; parsing each once keeps them cheap.
+    The cache is small on purpose: each entry holds its string, and 100,000 hosts checked at
+    different seconds would fill a large one with strings no later page repeats."""
     raw = value.strip()
     if raw.startswith("0000-00-00"):
         return None

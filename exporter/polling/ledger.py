@@ -10,6 +10,11 @@ Guarantees, for any `now` the caller passes:
 - when the server reports none left, nothing is sent before its reset, and `backoff_until`
   (the backoff self-metric) shows that wait;
 - no wait the server can impose lasts longer than RETRY_AFTER_CAP (one hour).
+
+The server's observations are also kept per rate-limit window (`by_window`, keyed by the window
+in seconds that `RateLimit.window` infers, None when no policy explains the values): the
+self-metrics show each window's last word. The decisions above use the latest observation,
+whatever its window.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from exporter.api.ratelimit import HOURLY_WINDOW, RETRY_AFTER_CAP, RateLimit
 # The hourly window: the budget counts requests per rolling hour, as the API's own limit does
 # (its RateLimit-Policy header says `w=3600`). Every hour-long span in polling/ is this constant.
 WINDOW = HOURLY_WINDOW
+# Windows whose last observation is kept (the API has two; absurd headers could name any number):
+# past this, the window heard of longest ago is dropped, so the `window` label stays bounded.
+MAX_WINDOWS = 4
 
 
 class Ledger:
@@ -39,7 +47,8 @@ class Ledger:
         self.window = window
         self._sent: deque[float] = deque(sorted(sent))
         self.backoff_until = 0.0
-        self.server: RateLimit | None = None
+        self.server: RateLimit | None = None  # the latest observation, whatever its window
+        self.by_window: dict[int | None, RateLimit] = {}  # the latest observation of each window
         self._sent_since_observed = 0
 
     # -- what happened ----------------------------------------------------------------------
@@ -53,6 +62,11 @@ class Ledger:
         """The server's RateLimit-* headers from a response; they include every send so far.
         None left means a wait until its reset (at most an hour), shown as backoff_until."""
         self.server = limit
+        self.by_window[limit.window] = limit
+        if len(self.by_window) > MAX_WINDOWS:
+            others = [w for w in self.by_window if w != limit.window]
+            oldest = min(others, key=lambda w: self.by_window[w].observed_at)
+            del self.by_window[oldest]
         self._sent_since_observed = 0
         reset_at = self._server_reset()
         if limit.remaining is not None and limit.remaining <= 0 and reset_at is not None:

@@ -18,6 +18,10 @@ Ids that arrive from webhooks go into URLs only when they have the documented fo
 case letters and 32 hex digits, the prefix matching the kind), and every path segment is
 percent-encoded besides.
 
+At the end of each collector's first successful pass with objects, one `poll.fields` line says
+which fields its parser reads were found, which no object had, and which keys it does not know:
+the v4 object schemas are largely undocumented, and a renamed field shows there first.
+
 The scheduler takes only the settings it uses (PollSettings) and reports through two small
 protocols, Reports (counters) and Board (the plan the self-metrics show); time comes from the
 injected clock. I/O only through the Transport it is given.
@@ -39,7 +43,14 @@ from exporter.api.endpoints import ENDPOINTS, Endpoint, Tier, route_of
 from exporter.api.envelope import RawResponse, decode_count, decode_page
 from exporter.api.fields import HOST_PREFIX, MONITOR_PREFIX, is_sid, loggable
 from exporter.api.ratelimit import from_headers
-from exporter.api.records import Warn, parse_cert_error, parse_host, parse_item, parse_monitor
+from exporter.api.records import (
+    Warn,
+    field_report,
+    parse_cert_error,
+    parse_host,
+    parse_item,
+    parse_monitor,
+)
 from exporter.clock import Clock, sleep_or_event
 from exporter.config.model import DEFAULT_PAGE_SIZE, DEFAULT_REFRESH_DEBOUNCE, BudgetConfig, CollectorConfig
 from exporter.errors import ApiError, RateLimited
@@ -87,8 +98,15 @@ REFRESH_PATHS = {
     "monitor": ("cert/monitors/{id}.json", "monitors", "cert_monitors"),
 }
 ID_PREFIXES = {"host": HOST_PREFIX, "monitor": MONITOR_PREFIX}
+# collectors whose objects are also another's: a listed host is both a listing and a host
+SHARED_RECORDS: Mapping[str, tuple[str, ...]] = {
+    "rbl_listings": ("rbl_hosts",),
+    "rbl_hosts": ("rbl_listings",),
+}
 MAX_LOGGED_ERRORS = 100  # distinct internal errors whose traceback is logged (memory bound)
 SHOWN_ID_CHARS = 80  # at most this much of an invalid id reaches the log
+MAX_TALLY_KEYS = 1000  # distinct keys remembered for a collector's field summary (memory bound)
+SHOWN_UNKNOWN_FIELDS = 50  # unknown keys named in a field summary; the rest are only counted
 SendJournal = Callable[[float], Awaitable[None]]
 
 
@@ -223,6 +241,9 @@ class Scheduler:
         self._refreshes: list[float] = []  # targeted refreshes sent in the last hour
         self._logged_errors: set[str] = set()  # internal errors whose traceback was logged
         self._logged_bad_ids: set[str] = set()  # kinds for which an invalid id was logged
+        # keys seen in each collector's objects until its field summary is logged (once each)
+        self._field_keys: dict[str, set[str]] = {}
+        self._fields_logged: set[str] = set()
         self.configure(settings)
 
     # -- configuration and planning -------------------------------------------------------
@@ -332,15 +353,9 @@ class Scheduler:
         try:
             response, done = await self._send(template.format(id=quote(object_id, safe="")), {}, route, now)
             page = decode_page(route, key, response, done, single=True)
-            snap = self._store.snapshot(collector)
             records = self._parse_page(collector, page.items, page.dropped)
-            if snap is not None and records:
-                items, times = dict(snap.items), dict(snap.item_times)
-                for record in records:
-                    items[record.id], times[record.id] = record, done
-                self._store.replace(
-                    Snapshot(collector, items, snap.fetched_at, snap.confirmed_at, snap.total, times)
-                )
+            for record in records:  # one row each in the state file; the snapshot is not copied
+                self._store.replace_object(collector, record.id, record, done)
             log.info("refresh.ok", kind=kind, object_id=object_id, found=bool(records))
         except RateLimited as err:
             self._ledger.rate_limited(self._clock.time(), err.retry_after)
@@ -432,6 +447,36 @@ class Scheduler:
                 records.append(record)
         return records
 
+    def _tally_fields(self, collector: str, raw_items: tuple[Mapping[str, Any], ...]) -> None:
+        """Remember the keys of a page's objects until the collector's field summary is out."""
+        if collector in self._fields_logged:
+            return
+        keys = self._field_keys.setdefault(collector, set())
+        for raw in raw_items:
+            if len(keys) >= MAX_TALLY_KEYS:
+                return
+            keys.update(raw)  # JSON keys: always strings
+
+    def _log_fields(self, collector: str, parsed: int) -> None:
+        """Once per collector and process, at the end of its first successful pass with objects:
+        which fields its parser reads were found, which were missing from every object, and
+        which keys it does not know (the API's v4 object schemas are largely undocumented)."""
+        keys = self._field_keys.get(collector)
+        if collector in self._fields_logged or not keys:
+            return
+        self._fields_logged.add(collector)
+        del self._field_keys[collector]
+        report = field_report(OBJECTS[collector], keys)
+        log.info(
+            "poll.fields",
+            collector=collector,
+            objects=parsed,
+            found=list(report.found),
+            missing=list(report.missing),
+            unknown=[loggable(k, 60) for k in report.unknown[:SHOWN_UNKNOWN_FIELDS]],
+            unknown_count=len(report.unknown),
+        )
+
     def _start(self, run: Run, now: float) -> None:
         run.active = True
         run.page, run.total_pages, run.total = 1, 1, None
@@ -460,6 +505,7 @@ class Scheduler:
                 self._after_probe(run, decode_count(route, response, done), done)
             else:
                 page = decode_page(route, endpoint.key, response, done)
+                self._tally_fields(run.name, page.items)
                 records = self._parse_page(run.name, page.items, page.dropped)
                 self._after_page(run, records, bool(page.items), page.total_pages, page.total, done)
         except RateLimited as err:
@@ -506,6 +552,12 @@ class Scheduler:
             run.probing = False  # it changed: fetch it all, starting now
             run.due_at = now
 
+    def _known(self, collector: str) -> tuple[Mapping[str, Any], ...]:
+        """The stored snapshots a new record of `collector` may equal: its own, and for hosts the
+        other host collector's (a listed host is in both)."""
+        names = (collector, *SHARED_RECORDS.get(collector, ()))
+        return tuple(snap.items for name in names if (snap := self._store.snapshot(name)) is not None)
+
     def _after_page(
         self,
         run: Run,
@@ -515,9 +567,16 @@ class Scheduler:
         total: int | None,
         now: float,
     ) -> None:
+        known = self._known(run.name)
         for record in records:
-            run.items[record.id] = record
-            run.item_times[record.id] = now
+            ident = record.id
+            for items in known:  # an unchanged record is the stored one: one copy, same identity
+                old = items.get(ident)
+                if old is not None and old == record:
+                    record = old
+                    break
+            run.items[ident] = record
+            run.item_times[ident] = now
         run.total_pages, run.total = total_pages, total
         run.failures = 0  # backoff grows only over consecutive failures
         if not run.costs and total_pages != run.pages_known:
@@ -527,12 +586,14 @@ class Scheduler:
             run.page += 1
             run.due_at = now + self._page_spacing(run, now)
             return
-        self._store.replace(
-            Snapshot(run.name, dict(run.items), run.started_at, now, run.total, dict(run.item_times))
-        )
+        # the pass's dictionaries become the snapshot's (never changed again), not copies
+        snapshot = Snapshot(run.name, run.items, run.started_at, now, run.total, run.item_times)
+        run.items, run.item_times = {}, {}
+        self._store.replace(snapshot)
         run.last_full_at = run.started_at
-        run.last_count = len(run.items)
+        run.last_count = len(snapshot.items)
         run.pages_known = max(run.page, 1)
+        self._log_fields(run.name, len(snapshot.items))
         self._finish(run, now, pages=run.page)
 
     def _page_spacing(self, run: Run, now: float) -> float:

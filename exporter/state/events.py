@@ -68,7 +68,13 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class HetrixMonitor:
+    """One monitor of a HetrixTools chunk. `delist` holds, for each RBL of `rbls` in the same
+    order, the removal link HetrixTools gave for it ("" when none); `report` is the monitor's
+    report link. Both are text as sent: only the status page decides what it links."""
+
     monitor: str
     label: str
     listed_now: int
     rbls: tuple[str, ...]
+    delist: tuple[str, ...] = ()
+    report: str = ""

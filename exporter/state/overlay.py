@@ -9,12 +9,15 @@ of for `series_max_age` seconds (`expire`) or on an operator's request (`forget`
 Events arrive already validated (exporter.webhooks.payloads parses them into the records of
 exporter.state.events), so folding one in only stores typed values and cannot fail. Loading
 stored state (`from_json`) checks every value again: a state file written by an older version
-may hold what that version let through (NaN, negative counts).
+may hold what that version let through (NaN, negative counts). The state file keeps each mark
+as a row of its own (`sections`, `mark_json`, `load_mark`) and the rest as one small record
+(`scalars_json`), so that a checkpoint writes only the marks that changed.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -64,6 +67,8 @@ class Hetrix:
     listed_now: int
     rbls: tuple[str, ...]
     at: float  # when HetrixTools last pushed it (its max age counts from here)
+    delist: tuple[str, ...] = ()  # per RBL of `rbls`, its delist link as sent ("": none)
+    report: str = ""  # the monitor's report link as sent
 
 
 @dataclass(slots=True)
@@ -141,7 +146,7 @@ class WebhookState:
 
     def apply_hetrix(self, monitors: list[HetrixMonitor], now: float) -> None:
         for m in monitors:
-            self.hetrix[m.monitor] = Hetrix(m.label, m.listed_now, m.rbls, now)
+            self.hetrix[m.monitor] = Hetrix(m.label, m.listed_now, m.rbls, now, m.delist, m.report)
         self.hetrix_version += 1
 
     # -- forgetting webhook-only objects ----------------------------------------------------
@@ -234,6 +239,49 @@ class WebhookState:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def scalars_json(self) -> dict[str, Any]:
+        """What is stored besides the marks (which the state file keeps one row each, see
+        `sections`): the balance, the event counts and times, and the last folded sequence."""
+        return {
+            "balance": self.balance,
+            "balance_threshold": self.balance_threshold,
+            "events": dict(self.events),
+            "last_event": dict(self.last_event),
+            "last_seq": self.last_seq,
+        }
+
+    def sections(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        """Each section of marks with the change counter that moves when it changes. A mark is
+        never changed in place (it is replaced), so a section compared entry by entry, by
+        identity, with a copy taken earlier shows exactly what changed since."""
+        return {
+            "hosts": (self.hosts_version, self.hosts),
+            "monitors": (self.monitors_version, self.monitors),
+            "cert_changes": (self.misc_version, self.cert_changes),
+            "agents": (self.misc_version, self.agents),
+            "hetrix": (self.hetrix_version, self.hetrix),
+        }
+
+    @staticmethod
+    def mark_json(mark: object) -> object:
+        """One mark as stored: a record's fields by name (tuples as lists), or a list."""
+        if isinstance(mark, tuple):
+            return list(mark)
+        return asdict(mark)  # type: ignore[call-overload]
+
+    def load_mark(self, section: str, ident: str, data: object) -> bool:
+        """Put back one stored mark, checked as `from_json` checks it; False (and nothing put
+        back) when it does not read back or the section is unknown."""
+        read = _READERS.get(section)
+        if read is None:
+            return False
+        try:
+            mark = read(data)
+        except (Unreadable, KeyError, TypeError, ValueError, IndexError, AttributeError):
+            return False
+        getattr(self, section)[ident] = mark
+        return True
+
     @classmethod
     def from_json(cls, data: object) -> WebhookState:
         """Stored state, value by value: an entry that does not read back (a non-finite or
@@ -241,17 +289,14 @@ class WebhookState:
         state = cls()
         if not isinstance(data, Mapping):
             return state
-        state.hosts = _entries(data.get("hosts"), _host_mark)
-        state.monitors = _entries(data.get("monitors"), _monitor_mark)
-        state.cert_changes = _entries(data.get("cert_changes"), _cert_change)
-        state.agents = _entries(data.get("agents"), _agent)
+        for section in _READERS:
+            setattr(state, section, _entries(data.get(section), _READERS[section]))
         state.balance = _number_or_none(data.get("balance"))
         state.balance_threshold = _number_or_none(data.get("balance_threshold"))
         state.events = {k: v for k, v in _entries(data.get("events"), _count).items() if k in EVENT_LABELS}
         state.last_event = {
             k: v for k, v in _entries(data.get("last_event"), _time).items() if k in EVENT_LABELS
         }
-        state.hetrix = _entries(data.get("hetrix"), _hetrix)
         last_seq = _number_or_none(data.get("last_seq"))
         state.last_seq = int(last_seq) if last_seq is not None and last_seq > 0 else 0
         return state
@@ -296,7 +341,7 @@ def _count(value: object) -> int:
 def _texts(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise Unreadable("not a list")
-    return tuple(str(v) for v in value if isinstance(v, str))
+    return tuple(sys.intern(v) for v in value if type(v) is str)
 
 
 def _optional_time(value: object) -> float | None:
@@ -331,4 +376,30 @@ def _agent(v: Mapping[str, Any]) -> Agent:
 
 
 def _hetrix(v: Mapping[str, Any]) -> Hetrix:
-    return Hetrix(str(v["label"]), _count(v["listed_now"]), _texts(v["rbls"]), _time(v["at"]))
+    """A stored HetrixTools monitor; one stored before the links were kept has none, and links
+    that do not pair up with its RBLs one to one are left out (the monitor is kept)."""
+    rbls = _texts(v["rbls"])
+    links = v.get("delist")
+    delist = tuple(links) if isinstance(links, list) and len(links) == len(rbls) and _all_text(links) else ()
+    report = v.get("report")
+    return Hetrix(
+        str(v["label"]),
+        _count(v["listed_now"]),
+        rbls,
+        _time(v["at"]),
+        delist,
+        report if isinstance(report, str) else "",
+    )
+
+
+def _all_text(values: list[Any]) -> bool:
+    return all(type(x) is str for x in values)
+
+
+_READERS: dict[str, Any] = {
+    "hosts": _host_mark,
+    "monitors": _monitor_mark,
+    "cert_changes": _cert_change,
+    "agents": _agent,
+    "hetrix": _hetrix,
+}

@@ -1,11 +1,16 @@
 """The only module that touches the state file: SQLite (standard library), one file, WAL mode.
 
-It keeps every collector's last good snapshot, the webhook-derived state and the events not yet
-folded into it, the events set aside because they could not be applied, the replay-protection
-keys, and the request ledger of the last hour. Every call runs on one dedicated thread, so the
-event loop never blocks on disk. Webhook events are written in group commits: whatever arrived
-while the previous commit ran goes in the next transaction, and each webhook is acknowledged only
-once its transaction has committed.
+It keeps every collector's last good snapshot, one row per object with its metadata apart (see
+exporter.state.rows), so that a poll writes only the objects that differ from the stored ones and
+a targeted refresh writes one row; the webhook-derived state, one row per mark, of which a
+checkpoint writes only the marks that changed; the events not yet folded into it, the events set
+aside because they could not be applied, the replay-protection keys, and the request ledger of
+the last hour. A file of an older schema (one JSON body per snapshot) is moved into rows when it
+is opened. A row that does not read back costs only itself: it is left out and logged
+(`state.rows_skipped`, with how many and the first problem). Every statement runs on one
+dedicated thread, so the event loop never blocks on disk; the page cache is bounded (CACHE_KIB).
+Webhook events are written in group commits: whatever arrived while the previous commit ran goes
+in the next transaction, and each webhook is acknowledged only once its transaction has committed.
 
 The file belongs to one account and one process. It records the account SID and API base URL it
 was written for; opened for another, the account's data is discarded (the request ledger is kept
@@ -21,17 +26,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import functools
 import json
-import math
 import os
 import sqlite3
 import time
-import types
-import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,26 +40,37 @@ import structlog
 
 from exporter.api.endpoints import COLLECTORS
 from exporter.api.ratelimit import HOURLY_WINDOW
-from exporter.api.records import CertError, Host, Item, Monitor
 from exporter.clock import SystemClock
 from exporter.errors import StateError, StateUnreadable
+from exporter.state import rows
 from exporter.state.overlay import WebhookState
+from exporter.state.rows import Written
 from exporter.state.snapshot import Snapshot
 
 log = structlog.get_logger("exporter.state.sqlite")
 
 # The columns each table must have; a file with other tables, or without these columns, is not ours.
 TABLES: Mapping[str, tuple[str, ...]] = {
-    "snapshots": ("collector", "fetched_at", "confirmed_at", "total", "body"),
+    "snapshot_info": ("collector", "fetched_at", "confirmed_at", "total", "pages"),
+    "objects": ("collector", "id", "page", "body"),
+    "marks": ("section", "id", "body"),
     "kv": ("key", "value"),
     "events": ("seq", "kind", "received", "body"),
     "seen": ("key", "expires"),
     "ledger": ("ts",),
     "set_aside": ("seq", "kind", "received", "body", "reason", "at"),
 }
+# Schemas 1 and 2 stored each snapshot as one JSON body; such a file is moved into rows on opening.
+LEGACY_TABLES: Mapping[str, tuple[str, ...]] = {
+    "snapshots": ("collector", "fetched_at", "confirmed_at", "total", "body"),
+}
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS snapshots ("
-    " collector TEXT PRIMARY KEY, fetched_at REAL, confirmed_at REAL, total INTEGER, body TEXT)",
+    "CREATE TABLE IF NOT EXISTS snapshot_info ("
+    " collector TEXT PRIMARY KEY, fetched_at REAL, confirmed_at REAL, total INTEGER, pages TEXT)",
+    "CREATE TABLE IF NOT EXISTS objects ("
+    " collector TEXT, id TEXT, page INTEGER, body TEXT, PRIMARY KEY (collector, id)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS marks ("
+    " section TEXT, id TEXT, body TEXT, PRIMARY KEY (section, id)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT)",
     "CREATE TABLE IF NOT EXISTS events ("
     " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, received REAL, body BLOB)",
@@ -69,17 +81,18 @@ SCHEMA = (
     " seq INTEGER PRIMARY KEY, kind TEXT, received REAL, body BLOB, reason TEXT, at REAL)",
 )
 APPLICATION_ID = 0x474C4558  # "GLEX" in the SQLite header: this file is a generatorlabs-exporter's
-SCHEMA_VERSION = 2  # 1 (user_version 0): no owner rows, no set_aside table
+# 1 (user_version 0): no owner rows, no set_aside table; 2: snapshots and webhook state as one
+# JSON body each; 3: one row per object and per webhook mark
+SCHEMA_VERSION = 3
 SET_ASIDE_KEEP = 1000  # the newest set-aside events kept for inspection
 OWNER_KEYS = ("owner_account_sid", "owner_base_url")
-RECORDS: Mapping[str, type] = {
-    "rbl_listings": Host,
-    "rbl_hosts": Host,
-    "cert_monitors": Monitor,
-    "cert_errors": CertError,
-}
+# SQLite's page cache, in KiB (a negative cache_size): bounded whatever the file's size
+CACHE_KIB = 2048
+WAL_KEEP_BYTES = 8 * 1024 * 1024  # the write-ahead log is cut back to this after a checkpoint
 # sqlite3 error names that mean the file's content is broken (rather than the file unusable)
 BROKEN = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+# tables that hold an account's data (the request ledger is the API application's)
+ACCOUNT_TABLES = ("snapshot_info", "objects", "marks", "events", "seen", "set_aside", "kv")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +115,21 @@ class Incoming:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """Stored rows that did not read back: each cost only itself (an object, or a mark)."""
+
+    what: str  # the collector, or "webhook <section>"
+    count: int
+    problem: str  # the first one's
+
+
+@dataclass(frozen=True, slots=True)
 class Loaded:
     snapshots: list[Snapshot]
     webhooks: WebhookState
     events: list[tuple[int, str, bytes]]  # committed but not yet folded into `webhooks`
     ledger: list[float]
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,91 +140,6 @@ class Binding:
     outcome: str
     previous: Owner | None = None
     ledger_kept: bool = True
-
-
-# ---- snapshots: JSON rows, checked against the record types on the way in -----------------
-
-
-def _row(record: Any) -> list[Any]:
-    return [getattr(record, name) for name in record.__slots__]
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _checker(kind: Any) -> Callable[[object], bool]:
-    """Whether a JSON value fits a record field's type (str, bool, int, float, X | None,
-    tuple[X, ...]); numbers must be finite. Built once per field, not per row."""
-    if typing.get_origin(kind) in (types.UnionType, typing.Union):
-        options = [_checker(k) for k in typing.get_args(kind)]
-        return lambda v: any(check(v) for check in options)
-    if typing.get_origin(kind) is tuple:
-        inner = _checker(typing.get_args(kind)[0])
-        return lambda v: isinstance(v, list) and all(inner(x) for x in v)
-    checks: dict[Any, Callable[[object], bool]] = {
-        type(None): lambda v: v is None,
-        str: lambda v: isinstance(v, str),
-        bool: lambda v: isinstance(v, bool),
-        float: _finite,
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-    }
-    return checks.get(kind, lambda v: True)
-
-
-@functools.cache
-def _field_checks(cls: type) -> tuple[tuple[str, Callable[[object], bool]], ...]:
-    hints = typing.get_type_hints(cls)
-    return tuple((f.name, _checker(hints[f.name])) for f in fields(cls))
-
-
-def _record(cls: type, row: object) -> Any:
-    checks = _field_checks(cls)
-    if not isinstance(row, list) or len(row) != len(checks):
-        raise ValueError(f"an item is not a list of {len(checks)} fields")
-    for (name, check), value in zip(checks, row, strict=True):
-        if not check(value):
-            raise ValueError(f"an item's {name} has the wrong type")
-    return cls(*(tuple(v) if isinstance(v, list) else v for v in row))
-
-
-def _no_constant(name: str) -> None:
-    """json.loads reads NaN and Infinity as absent: nothing the exporter stores may be one."""
-
-
-def encode_snapshot(snapshot: Snapshot) -> str:
-    return json.dumps(
-        {"items": [_row(r) for r in snapshot.items.values()], "times": snapshot.item_times},
-        separators=(",", ":"),
-    )
-
-
-def decode_snapshot(
-    collector: str, fetched_at: object, confirmed_at: object, total: object, body: object
-) -> Snapshot:
-    """A stored snapshot, or ValueError naming what is wrong with it."""
-    if (
-        not isinstance(fetched_at, int | float)
-        or not isinstance(confirmed_at, int | float)
-        or not (_finite(fetched_at) and _finite(confirmed_at))
-    ):
-        raise ValueError("its times are not numbers")
-    if total is not None and not (isinstance(total, int) and total >= 0):
-        raise ValueError("its total is not a count")
-    if not isinstance(body, str | bytes):
-        raise ValueError("its body is not text")
-    try:
-        data = json.loads(body, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError alike
-        raise ValueError("its body is not valid JSON") from err
-    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
-        raise ValueError("its body has no list of items")
-    times = data.get("times", {})
-    if not isinstance(times, dict) or not all(_finite(t) for t in times.values()):
-        raise ValueError("its item times are not numbers")
-    cls = RECORDS.get(collector, Item)
-    items = {r.id: r for r in (_record(cls, row) for row in data["items"])}
-    return Snapshot(collector, items, float(fetched_at), float(confirmed_at), total, times)
 
 
 # ---- one account per file -------------------------------------------------------------------
@@ -232,7 +170,7 @@ def _bind(conn: sqlite3.Connection, owner: Owner | None, existed: bool) -> Bindi
         binding = Binding("adopted")  # written by the previous version, which recorded no owner
     elif previous is not None:
         kept = previous.account_sid == owner.account_sid  # the hourly limit is the application's
-        for table in ("snapshots", "events", "seen", "set_aside", "kv") + (() if kept else ("ledger",)):
+        for table in ACCOUNT_TABLES + (() if kept else ("ledger",)):
             conn.execute(f"DELETE FROM {table}")  # noqa: S608 - table names are ours
         binding = Binding("discarded", previous, kept)
     conn.executemany(
@@ -240,6 +178,93 @@ def _bind(conn: sqlite3.Connection, owner: Owner | None, existed: bool) -> Bindi
         zip(OWNER_KEYS, (owner.account_sid, owner.base_url), strict=True),
     )
     return binding
+
+
+# ---- snapshots and webhook marks, row by row ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpointed:
+    """One section of webhook marks as the file holds it: a copy of the section taken when it
+    was written, and which state and change counter it was taken from."""
+
+    state: WebhookState
+    version: int
+    marks: Mapping[str, Any]
+
+
+MarkRow = tuple[str, str, str]  # section, id, body
+
+
+def _write_snapshot(
+    conn: sqlite3.Connection, old: Written | None, snapshot: Snapshot, changed: Collection[str] | None
+) -> Written:
+    """Inside a transaction: the rows that differ from `old` (all of them without it), and the
+    snapshot's metadata."""
+    new, upserts, gone, whole = rows.plan_write(old, snapshot, changed)
+    if whole:
+        conn.execute("DELETE FROM objects WHERE collector = ?", (snapshot.collector,))
+    conn.executemany(
+        "INSERT OR REPLACE INTO objects (collector, id, page, body) VALUES (?, ?, ?, ?)", upserts
+    )
+    conn.executemany("DELETE FROM objects WHERE collector = ? AND id = ?", gone)
+    if old is not None and new.pages == old.pages:  # a refresh at a known page time, a probe
+        conn.execute(
+            "UPDATE snapshot_info SET fetched_at = ?, confirmed_at = ?, total = ? WHERE collector = ?",
+            (snapshot.fetched_at, snapshot.confirmed_at, snapshot.total, snapshot.collector),
+        )
+    else:
+        conn.execute(
+            "INSERT OR REPLACE INTO snapshot_info (collector, fetched_at, confirmed_at, total, pages) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                snapshot.collector,
+                snapshot.fetched_at,
+                snapshot.confirmed_at,
+                snapshot.total,
+                json.dumps(new.pages),
+            ),
+        )
+    return new
+
+
+def _mark_rows(
+    state: WebhookState, section: str, marks: Mapping[str, Any], before: Mapping[str, Any]
+) -> list[MarkRow]:
+    return [
+        (section, key, json.dumps(state.mark_json(mark)))
+        for key, mark in marks.items()
+        if before.get(key) is not mark
+    ]
+
+
+def _migrate(conn: sqlite3.Connection) -> list[Skipped]:
+    """Inside the opening transaction, a file of schema 1 or 2 moved into rows: each snapshot
+    body into object rows (one that cannot be read is left out: it costs its collector, and the
+    next poll fetches it again), the webhook state's marks into mark rows."""
+    skipped = []
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "snapshots" in tables:
+        for row in conn.execute("SELECT collector, fetched_at, confirmed_at, total, body FROM snapshots"):
+            try:
+                _write_snapshot(conn, None, rows.decode_legacy(*row), None)
+            except ValueError as err:
+                skipped.append(Skipped(str(row[0])[:40], 1, f"its stored snapshot: {err}"))
+        conn.execute("DROP TABLE snapshots")
+    stored = conn.execute("SELECT value FROM kv WHERE key = 'webhooks'").fetchone()
+    try:
+        data = rows.json_value(stored[0]) if stored else None
+    except ValueError:
+        return skipped  # left as found: loading it refuses the file, naming it
+    if isinstance(data, dict):
+        state = WebhookState.from_json(data)
+        for section, (_, marks) in state.sections().items():
+            conn.executemany(
+                "INSERT OR REPLACE INTO marks (section, id, body) VALUES (?, ?, ?)",
+                _mark_rows(state, section, marks, {}),
+            )
+        conn.execute("UPDATE kv SET value = ? WHERE key = 'webhooks'", (json.dumps(state.scalars_json()),))
+    return skipped
 
 
 # ---- one process per file -------------------------------------------------------------------
@@ -294,6 +319,10 @@ class StateDB:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-db")
         self._conn: sqlite3.Connection | None = None
         self._lock = StateLock(path) if path != ":memory:" else None
+        # what the file holds, to write only what changed: per collector, the snapshot last
+        # written (none: rewrite all its rows); per webhook section, the marks last checkpointed
+        self._written: dict[str, Written] = {}
+        self._marks: dict[str, Checkpointed] = {}
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -333,17 +362,23 @@ class StateDB:
         # raising mid-query: the checks below then find the row unusable and say so.
         conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
         try:
-            existed = self._inspect(conn)
+            existed, version = self._inspect(conn)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable against a crash of the process
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
             conn.execute("BEGIN IMMEDIATE")  # fails here if the file cannot be written
             for statement in SCHEMA:
                 conn.execute(statement)
+            migrated = _migrate(conn) if existed and version < SCHEMA_VERSION else []
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             binding = _bind(conn, owner, existed)
             self._conn = conn
-            loaded = self._read(now) if now is not None else None
+            loaded = None
+            if now is not None:
+                loaded, self._written, self._marks = self._read(now)
+                loaded.skipped[:0] = migrated
             conn.execute("COMMIT")
         except BaseException as err:
             self._conn = None
@@ -353,8 +388,9 @@ class StateDB:
             raise
         return binding, loaded
 
-    def _inspect(self, conn: sqlite3.Connection) -> bool:
-        """Whether the file holds our tables already; StateUnreadable if it is broken or foreign."""
+    def _inspect(self, conn: sqlite3.Connection) -> tuple[bool, int]:
+        """Whether the file holds our tables already, and its schema version; StateUnreadable if
+        it is broken, foreign or newer."""
         problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
         if problems != ["ok"]:
             raise StateUnreadable(self.path, f"corrupt ({'; '.join(problems)[:300]})")
@@ -366,7 +402,8 @@ class StateDB:
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
             )
         }
-        foreign = sorted(tables - set(TABLES))
+        known = {**TABLES, **(LEGACY_TABLES if version < SCHEMA_VERSION else {})}
+        foreign = sorted(tables - set(known))
         if app_id not in (0, APPLICATION_ID) or foreign:
             shown = ", ".join(repr(t[:40]) for t in foreign[:5])
             raise StateUnreadable(
@@ -376,7 +413,7 @@ class StateDB:
             )
         for table in tables:
             columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-            missing = [c for c in TABLES[table] if c not in columns]
+            missing = [c for c in known[table] if c not in columns]
             if missing:
                 raise StateUnreadable(
                     self.path,
@@ -387,7 +424,7 @@ class StateDB:
                 self.path,
                 f"written by a newer exporter (schema {version}; this one reads up to {SCHEMA_VERSION})",
             )
-        return bool(tables)
+        return bool(tables), version
 
     async def open(self, owner: Owner | None = None) -> Binding:
         """Lock, check and open the file (creating it), and bind it to `owner`, without loading
@@ -399,6 +436,14 @@ class StateDB:
     async def _start(self, owner: Owner | None, now: float) -> Loaded:
         opened: tuple[Binding, Loaded] = await self._run(self._open, owner, now)
         self._log(opened[0], owner)
+        for skipped in opened[1].skipped:
+            log.warning(
+                "state.rows_skipped",
+                path=self.path,
+                of=skipped.what,
+                count=skipped.count,
+                problem=skipped.problem,
+            )
         return opened[1]
 
     def _log(self, binding: Binding, owner: Owner | None) -> None:
@@ -457,31 +502,15 @@ class StateDB:
 
     def _load(self, now: float) -> Loaded:
         try:
-            return self._read(now)
+            return self._read(now)[0]
         except sqlite3.Error as err:
             raise self._failed(err) from err
 
-    def _read(self, now: float) -> Loaded:
+    def _read(self, now: float) -> tuple[Loaded, dict[str, Written], dict[str, Checkpointed]]:
+        """Everything stored, and what the file holds (to write only changes from now on)."""
         c = self.conn
-        snapshots = []
-        for row in c.execute("SELECT collector, fetched_at, confirmed_at, total, body FROM snapshots"):
-            if row[0] not in COLLECTORS:
-                continue  # a collector this version does not know
-            try:
-                snapshots.append(decode_snapshot(*row))
-            except ValueError as err:
-                raise StateUnreadable(self.path, f"the stored {row[0]} snapshot is unusable: {err}") from err
-        row = c.execute("SELECT value FROM kv WHERE key = 'webhooks'").fetchone()
-        try:
-            webhooks = (
-                WebhookState.from_json(json.loads(row[0], parse_constant=_no_constant))
-                if row
-                else WebhookState()
-            )
-        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
-            raise StateUnreadable(
-                self.path, f"the stored webhook state is unusable ({type(err).__name__})"
-            ) from err
+        snapshots, written, skipped = self._read_snapshots()
+        webhooks, marks, bad_marks = self._read_webhooks()
         events = [
             (seq, str(kind), body if isinstance(body, bytes) else str(body).encode())
             for seq, kind, body in c.execute(
@@ -495,10 +524,84 @@ class StateDB:
                 (now - HOURLY_WINDOW,),
             )
         ]
-        return Loaded(snapshots, webhooks, events, ledger)
+        return Loaded(snapshots, webhooks, events, ledger, skipped + bad_marks), written, marks
+
+    def _read_snapshots(self) -> tuple[list[Snapshot], dict[str, Written], list[Skipped]]:
+        """Each known collector's snapshot; a row that does not read back costs only itself (a
+        collector whose metadata does not, costs the collector), and is reported in Skipped."""
+        snapshots, written, skipped = [], {}, []
+        for name, fetched_at, confirmed_at, total, pages_text in self.conn.execute(
+            "SELECT collector, fetched_at, confirmed_at, total, pages FROM snapshot_info"
+        ).fetchall():
+            if name not in COLLECTORS:
+                continue  # a collector this version does not know
+            try:
+                fetched, confirmed = rows.check_times(fetched_at, confirmed_at, total)
+                pages = rows.decode_pages(pages_text)
+            except ValueError as err:
+                skipped.append(Skipped(name, 1, f"its stored snapshot: {err}"))
+                continue
+            items, times, bad = self._read_objects(name, pages)
+            snapshot = Snapshot(name, items, fetched, confirmed, total, times)
+            snapshots.append(snapshot)
+            if bad is None:
+                written[name] = Written.of(snapshot, pages)
+            else:  # rows it could not read stay in the file: its next write replaces them all
+                skipped.append(bad)
+        return snapshots, written, skipped
+
+    def _read_objects(
+        self, name: str, pages: tuple[float, ...]
+    ) -> tuple[dict[str, Any], dict[str, float], Skipped | None]:
+        items: dict[str, Any] = {}
+        times: dict[str, float] = {}
+        count, problem = 0, ""
+        for ident, page, body in self.conn.execute(
+            "SELECT id, page, body FROM objects WHERE collector = ?", (name,)
+        ):
+            try:
+                found = rows.decode_object(name, ident, page, body, len(pages))
+            except ValueError as err:
+                count, problem = count + 1, problem or str(err)
+                continue
+            items[found.id] = found
+            if page is not None:
+                times[found.id] = pages[page]  # one float per page, shared
+        return items, times, (Skipped(name, count, problem) if count else None)
+
+    def _read_webhooks(self) -> tuple[WebhookState, dict[str, Checkpointed], list[Skipped]]:
+        row = self.conn.execute("SELECT value FROM kv WHERE key = 'webhooks'").fetchone()
+        try:
+            webhooks = (
+                WebhookState.from_json(json.loads(row[0], parse_constant=rows.no_constant))
+                if row
+                else WebhookState()
+            )
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
+            raise StateUnreadable(
+                self.path, f"the stored webhook state is unusable ({type(err).__name__})"
+            ) from err
+        bad: dict[str, list[str]] = {}
+        known = webhooks.sections()
+        for section, ident, body in self.conn.execute("SELECT section, id, body FROM marks"):
+            if section not in known:
+                continue  # a section this version does not know
+            try:
+                if not webhooks.load_mark(str(section), str(ident), rows.json_value(body)):
+                    raise ValueError("it does not read back as a mark")
+            except ValueError as err:
+                bad.setdefault(str(section)[:40], []).append(str(err))
+        marks = {
+            section: Checkpointed(webhooks, version, dict(held))
+            for section, (version, held) in webhooks.sections().items()
+            if section not in bad  # unread rows stay in the file: the next checkpoint replaces them
+        }
+        skipped = [Skipped(f"webhook {s}", len(problems), problems[0]) for s, problems in bad.items()]
+        return webhooks, marks, skipped
 
     async def load(self, now: float) -> Loaded:
-        """Everything stored, or StateUnreadable naming the first row that cannot be used."""
+        """Everything stored, as a restart would load it (rows that do not read back left out,
+        in `skipped`), or StateUnreadable when the webhook state cannot be used."""
         result: Loaded = await self._run(self._load, now)
         return result
 
@@ -533,11 +636,22 @@ class StateDB:
         result: list[int | None] = await self._run(self._accept, batch)
         return result
 
-    def _checkpoint(self, state_json: str, last_seq: int, now: float) -> None:
+    def _checkpoint(
+        self,
+        scalars: str,
+        marks: list[MarkRow],
+        gone: list[tuple[str, str]],
+        whole: list[str],
+        last_seq: int,
+        now: float,
+    ) -> None:
         c = self.conn
         c.execute("BEGIN")
         try:
-            c.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('webhooks', ?)", (state_json,))
+            c.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('webhooks', ?)", (scalars,))
+            c.executemany("DELETE FROM marks WHERE section = ?", [(s,) for s in whole])
+            c.executemany("INSERT OR REPLACE INTO marks (section, id, body) VALUES (?, ?, ?)", marks)
+            c.executemany("DELETE FROM marks WHERE section = ? AND id = ?", gone)
             c.execute("DELETE FROM events WHERE seq <= ?", (last_seq,))
             c.execute("DELETE FROM seen WHERE expires < ?", (now,))
             c.execute("DELETE FROM ledger WHERE ts <= ?", (now - HOURLY_WINDOW,))
@@ -547,8 +661,27 @@ class StateDB:
             raise
 
     async def checkpoint(self, state: WebhookState, now: float) -> None:
-        """Fold applied events into the stored webhook state and forget what has expired."""
-        await self._run(self._checkpoint, json.dumps(state.to_json()), state.last_seq, now)
+        """Fold applied events into the stored webhook state and forget what has expired. Only
+        the marks that changed since the last checkpoint are written (compared by identity: a
+        mark is replaced, never changed in place), and those gone are deleted."""
+        marks: list[MarkRow] = []
+        gone: list[tuple[str, str]] = []
+        whole: list[str] = []
+        taken: dict[str, Checkpointed] = {}
+        for section, (version, held) in state.sections().items():
+            before = self._marks.get(section)
+            if before is not None and before.state is state and before.version == version:
+                continue
+            if before is None:
+                whole.append(section)
+            old = before.marks if before is not None else {}
+            marks += _mark_rows(state, section, held, old)
+            gone += [(section, key) for key in old if key not in held]
+            taken[section] = Checkpointed(state, version, dict(held))
+        await self._run(
+            self._checkpoint, json.dumps(state.scalars_json()), marks, gone, whole, state.last_seq, now
+        )
+        self._marks.update(taken)
 
     def _set_aside(self, seq: int, reason: str, now: float) -> None:
         c = self.conn
@@ -578,31 +711,45 @@ class StateDB:
 
     # -- snapshots and the ledger -----------------------------------------------------------
 
-    def _save_snapshot(self, snapshot: Snapshot) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO snapshots (collector, fetched_at, confirmed_at, total, body) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (
-                snapshot.collector,
-                snapshot.fetched_at,
-                snapshot.confirmed_at,
-                snapshot.total,
-                encode_snapshot(snapshot),
-            ),
-        )
+    def _save_snapshot(self, snapshot: Snapshot, changed: Collection[str] | None) -> None:
+        c, name = self.conn, snapshot.collector
+        old = self._written.pop(name, None)  # until this commits, the file's rows are not known
+        c.execute("BEGIN")
+        try:
+            written = _write_snapshot(c, old, snapshot, changed)
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        self._written[name] = written
 
-    async def save_snapshot(self, snapshot: Snapshot) -> None:
-        await self._run(self._save_snapshot, snapshot)
+    async def save_snapshot(self, snapshot: Snapshot, changed: Collection[str] | None = None) -> None:
+        """Write `snapshot` over the collector's stored one: only the object rows that differ
+        (records compared by equality, and their page), those gone deleted. `changed`, when
+        given, holds every id that may differ (a targeted refresh: one row)."""
+        await self._run(self._save_snapshot, snapshot, changed)
 
     async def confirm(self, collector: str, confirmed_at: float) -> None:
         await self._run(
             self.conn.execute,
-            "UPDATE snapshots SET confirmed_at = ? WHERE collector = ?",
+            "UPDATE snapshot_info SET confirmed_at = ? WHERE collector = ?",
             (confirmed_at, collector),
         )
 
+    def _drop(self, collector: str) -> None:
+        c = self.conn
+        self._written.pop(collector, None)
+        c.execute("BEGIN")
+        try:
+            c.execute("DELETE FROM snapshot_info WHERE collector = ?", (collector,))
+            c.execute("DELETE FROM objects WHERE collector = ?", (collector,))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
     async def drop(self, collector: str) -> None:
-        await self._run(self.conn.execute, "DELETE FROM snapshots WHERE collector = ?", (collector,))
+        await self._run(self._drop, collector)
 
     async def record_sends(self, times: Iterable[float]) -> None:
         await self._run(self.conn.executemany, "INSERT INTO ledger (ts) VALUES (?)", [(t,) for t in times])

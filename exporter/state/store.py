@@ -1,12 +1,15 @@
-"""Pure: what the exporter knows. Whole per-collector snapshots replaced atomically, plus each
-collector's health. A version number moves on every change so renderers know when to re-render.
-No I/O of its own: changes go to the Journal it is given (the state file, in the app)."""
+"""Pure: what the exporter knows. Per-collector snapshots, each replaced atomically (a whole
+poll) or one object at a time (a targeted refresh, which copies neither the snapshot nor its
+file rows), plus each collector's health. A version number moves on every change so renderers
+know when to re-render. No I/O of its own: changes go to the Journal it is given (the state
+file, in the app)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
+from typing import Any
 
 from exporter.state.overlay import WebhookState
 from exporter.state.snapshot import Health, Journal, Snapshot
@@ -47,6 +50,24 @@ class StateStore:
         if self.journal is not None:
             self.journal.replaced(snapshot)
         self._changed()
+
+    def replace_object(self, collector: str, ident: str, record: Any, at: float) -> bool:
+        """One object of `collector`'s snapshot replaced (or added), fetched at `at`: a new
+        snapshot sharing the rest with the old one, and one row for the journal. An equal record
+        keeps the old one's identity. False (nothing done) when the collector has no snapshot."""
+        snap = self._snapshots.get(collector)
+        if snap is None:
+            return False
+        old = snap.items.get(ident)
+        if old is not None and old == record:
+            record = old
+        snapshot = snap.with_object(ident, record, at)
+        self._snapshots[collector] = snapshot
+        self.webhooks.reconcile(snapshot)
+        if self.journal is not None:
+            self.journal.replaced(snapshot, (ident,))
+        self._changed()
+        return True
 
     def confirm(self, collector: str, now: float) -> None:
         snap = self._snapshots.get(collector)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from exporter.app import Exporter, open_exporter
 from exporter.clock import Clock
@@ -38,11 +39,13 @@ async def simulated_exporter(
     owner: Owner | None = None,
     sid: str = SID,
     token: str = TOKEN,
+    **account: Any,
 ) -> AsyncIterator[Simulated]:
     """The exporter on an account of `hosts` hosts and `monitors` monitors (credentials `sid` and
-    `token`), for as long as the context lasts; its state file (or memory) is closed after."""
+    `token`; `account`: more of the simulated Account's settings), for as long as the context
+    lasts; its state file (or memory) is closed after."""
     config = config if config is not None else parse({}).with_credentials(sid, token)
-    api = SimulatedApi(Account(hosts, monitors, clock.time()), sid, token)
+    api = SimulatedApi(Account(hosts, monitors, clock.time(), **account), sid, token)
     transport = SimulatorTransport(api, clock, sid, token)
     async with open_exporter(config, transport, clock, path, owner) as exporter:
         yield Simulated(exporter, api)
