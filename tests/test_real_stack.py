@@ -265,7 +265,9 @@ async def test_alerts_reach_alertmanager_and_resolve(stack: tuple[Stack, str]) -
             lambda: firing(s, "GeneratorLabsHostListed", host_id=HOST, severity="warning"),
         )
         assert listed["labels"]["name"] == "mx-000000" and listed["labels"]["host"] == "198.0.0.0"
-        assert listed["annotations"]["summary"].startswith("mx-000000 (198.0.0.0) is listed on ")
+        instance = listed["labels"]["instance"]  # every summary names the exporter
+        assert listed["labels"]["job"] == "generatorlabs" and instance.startswith("127.0.0.1:")
+        assert listed["annotations"]["summary"].startswith(f"{instance}: mx-000000 (198.0.0.0) is listed on ")
         assert listed["annotations"]["runbook_url"].endswith("#runbook-generatorlabshostlisted")
         expiring = await s.wait_for(
             "GeneratorLabsCertificateExpiringSoon",
@@ -273,14 +275,17 @@ async def test_alerts_reach_alertmanager_and_resolve(stack: tuple[Stack, str]) -
         )
         assert expiring["labels"]["hostname"] == "svc0.example.com"
         assert re.fullmatch(
-            r"Certificate of svc0\.example\.com expires in (9\.9|10\.0) days",
+            re.escape(instance) + r": certificate of svc0\.example\.com expires in (9\.9|10\.0) days",
             expiring["annotations"]["summary"],
         )
         broken = await s.wait_for(
             "GeneratorLabsCertificateError",
             lambda: firing(s, "GeneratorLabsCertificateError", monitor_id=BROKEN, reason="name_mismatch"),
         )
-        assert broken["annotations"]["summary"] == "Certificate error on svc1.example.com: name_mismatch"
+        assert (
+            broken["annotations"]["summary"]
+            == f"{instance}: certificate error on svc1.example.com: name_mismatch"
+        )
 
         for path in (f"hosts/{HOST}/delist", f"monitors/{MONITOR}/renew", f"monitors/{BROKEN}/clear"):
             async with session.post(f"{sim}/_sim/{path}") as r:
