@@ -52,6 +52,7 @@ SIZES = (20, 5_000, 100_000)
 # Each exposition setting measured: its name and the config keys that select it.
 SETTINGS: dict[str, Mapping[str, Any]] = {
     "default": {},
+    "per_host_listed": {"exposition": {"per_host": "listed"}},
 }
 
 

@@ -42,7 +42,8 @@ from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi
 from exporter.demo.simulator.transport import SimulatorTransport
-from exporter.metrics.render import Freshness, GzipPrefix, join, render
+from exporter.metrics.lines import Freshness
+from exporter.metrics.render import Renderer, gzip_member
 from exporter.state.snapshot import Snapshot
 from exporter.web.routes import ServerParts, build_app
 
@@ -102,14 +103,15 @@ def freshness_for(snaps: Mapping[str, Snapshot], now: float) -> Freshness:
 
 
 def full_render(snaps: Mapping[str, Snapshot], freshness: Freshness) -> bytes:
-    """Every data family rendered from scratch (no memo: nothing reused) and joined into the text
-    exposition. The one place that names the renderer's entry points."""
-    return join(render(snaps, freshness), False)
+    """Every data family rendered from scratch by a new Renderer (nothing reused), without
+    compression, as the exporter's own code path does it: the text exposition. The one place that
+    names the renderer's entry points."""
+    return b"".join(Renderer(compress=False).update(snaps, freshness).parts(False))
 
 
 def gzip_prepare(text: bytes) -> object:
     """The gzip stream a scrape is served from, prepared from the rendered text."""
-    return GzipPrefix(text)
+    return gzip_member(text)
 
 
 def baseline_registry(text: str) -> CollectorRegistry:

@@ -10,11 +10,19 @@ import sys
 
 import structlog
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# "warn" is the exporter-toolkit's spelling (--log.level warn), "warning" Python's: the same level
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def configure_logging(fmt: str, level: str) -> None:
-    """Every logger from now on: `fmt` (one of LOG_FORMATS), events below `level` dropped."""
+    """Every logger from now on: `fmt` (one of LOG_FORMATS), events below `level` (a LEVELS name)
+    dropped."""
     renderer: structlog.typing.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()

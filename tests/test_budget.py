@@ -118,3 +118,22 @@ def test_a_non_finite_retry_after_waits_the_cap_never_forever() -> None:
         ledger = Ledger(900, 5.0)
         ledger.rate_limited(T0, value)
         assert ledger.backoff_until == T0 + expected
+
+
+def test_each_windows_last_word_is_kept_and_decisions_use_the_latest() -> None:
+    ledger = Ledger(per_hour=1000, per_second=10)
+    both = ((1000, 3600), (100, 1))
+    hourly = RateLimit(both, 900, T0 + 1800, T0)
+    ledger.observe(hourly)
+    ledger.observe(RateLimit(both, 0, T0 + 2, T0 + 1))  # the per-second window, empty
+    assert ledger.by_window[3600] == hourly  # not hidden by the later per-second answer
+    assert ledger.by_window[1].remaining == 0
+    assert ledger.next_allowed(T0 + 1) >= T0 + 2  # the latest observation still backs off
+
+
+def test_the_windows_kept_are_bounded_whatever_the_headers_name() -> None:
+    ledger = Ledger(per_hour=1000, per_second=10)
+    for i in range(1, 50):
+        ledger.observe(RateLimit(((1, i),), 1, T0 + i, T0 + i))
+    assert 0 < len(ledger.by_window) <= 4
+    assert ledger.by_window[49].observed_at == T0 + 49  # the newest stays

@@ -74,7 +74,7 @@ def readme_test_command() -> str:
 
 def test_ci_runs_the_readme_test_command_with_coverage() -> None:
     command = readme_test_command()
-    assert command == ".venv/bin/python -m pytest --cov"
+    assert command == ".venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest --cov"
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     assert ci[-1] == command
 

@@ -80,6 +80,22 @@ def test_demo_serves_every_metric_of_the_contract(demo: Exporter) -> None:
     assert value(text, "generatorlabs_rbl_hosts") == 120
 
 
+def test_the_rate_limit_is_shown_per_window_and_the_status_page_names_it(demo: Exporter) -> None:
+    """The demo API answers mostly for its per-second window (remaining 95-98): that is labelled
+    window="1", never mixed with the hourly one, and the status page says which window it is."""
+    base = demo.base
+    wait_for(
+        lambda: 'generatorlabs_api_rate_limit_remaining{window="1"}' in scrape(base),
+        "a per-second rate-limit answer",
+    )
+    text = scrape(base)
+    windows = set(re.findall(r'^generatorlabs_api_rate_limit_remaining\{window="([^"]*)"\}', text, re.M))
+    assert windows <= {"1", "3600", "unknown"}
+    assert re.search(r'^generatorlabs_api_rate_limit_reset_timestamp_seconds\{window="1"\} ', text, re.M)
+    status, page = get(base + "/")
+    assert status == 200 and re.search(r"\d+ left in its per-second window", page)
+
+
 def test_promtool_checks_a_demo_scrape(demo: Exporter) -> None:
     promtool = need_binary("promtool")
     base = demo.base

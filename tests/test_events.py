@@ -192,7 +192,7 @@ def test_hetrixtools_items_are_checked_one_by_one() -> None:
         ).encode()
     )
     assert chunk.monitors == [
-        HetrixMonitor("192.0.2.1", "mx", 1, ("zen.spamhaus.org",)),
+        HetrixMonitor("192.0.2.1", "mx", 1, ("zen.spamhaus.org",), delist=("",)),
         HetrixMonitor("192.0.2.2", "mx", 0, ()),
     ]
     assert [s.field for s in chunk.skipped] == [

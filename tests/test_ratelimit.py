@@ -98,3 +98,46 @@ def test_absurd_policies_are_left_out() -> None:
     assert parse_policies("9" * 5000) == ()
     assert parse_policies("1000;w=3600, 99999999999999;w=1, x") == ((1000, 3600),)
     assert parse_policies("\u0661\u0662;w=1") == ()  # non-ASCII digits are not a number here
+
+
+BOTH = "1000;w=3600, 100;w=1"
+
+
+@pytest.mark.parametrize(
+    ("remaining", "reset", "window"),
+    [
+        ("97", "1", 1),  # the demo's usual answer: the per-second window
+        ("0", "1", 1),
+        ("940", "1", 3600),  # more left than a second allows: the hour, even with a reset 1 s ahead
+        ("50", "1200", 3600),  # a reset 20 min ahead cannot be the per-second window
+        ("1000", "3600", 3600),
+    ],
+)
+def test_the_window_is_the_smallest_policy_that_explains_remaining_and_reset(
+    remaining: str, reset: str, window: int
+) -> None:
+    limit = from_headers(
+        {"RateLimit-Limit": BOTH, "RateLimit-Remaining": remaining, "RateLimit-Reset": reset}, NOW
+    )
+    assert limit is not None and limit.window == window
+
+
+def test_the_window_holds_for_epoch_size_clocks() -> None:
+    """reset_at - observed_at at today's epoch is not exactly 1.0; still the per-second window."""
+    headers = {"RateLimit-Limit": BOTH, "RateLimit-Remaining": "96", "RateLimit-Reset": "1"}
+    for now in (1_790_000_000.123, 1_790_000_000.7, 2_000_000_000.9):
+        limit = from_headers(headers, now)
+        assert limit is not None and limit.window == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"RateLimit-Remaining": "5", "RateLimit-Reset": "1"},  # no policies at all
+        {"RateLimit-Limit": BOTH, "RateLimit-Remaining": "5000"},  # more than any policy allows
+        {"RateLimit-Limit": "100", "RateLimit-Remaining": "5"},  # a policy without a window
+    ],
+)
+def test_values_no_policy_explains_have_no_window(headers: dict[str, str]) -> None:
+    limit = from_headers(headers, NOW)
+    assert limit is not None and limit.window is None

@@ -14,6 +14,8 @@ from exporter.api import fields
 from exporter.api.records import (
     ERROR_REASONS,
     error_reason,
+    field_report,
+    label_set,
     parse_cert_error,
     parse_host,
     parse_item,
@@ -60,6 +62,8 @@ def test_the_real_v3_host_sample_parses_without_warnings() -> None:
     assert host.last_checked == ts("2016-11-08T02:01:33")  # EST is UTC-5
     assert host.first_listed == ts("2016-11-06T15:14:58")
     assert not host.paused
+    assert host.tags == ""  # v3 hosts had no tags
+    assert host.contact_group == ",CGd3dca251d33135e0a518d7c49b89dc61,"
 
 
 @pytest.mark.parametrize("listed", [True, "1", 1, "true"])
@@ -372,3 +376,75 @@ def test_no_parser_raises_on_any_object_and_every_number_is_clean(raw: dict[str,
                 assert 0 <= value <= fields.MAX_COUNT
         if hasattr(record, "port") and record.port:
             assert 1 <= int(record.port) <= 65535
+
+
+def test_label_values_many_objects_share_are_held_once() -> None:
+    """Two hosts on one profile and one RBL hold one profile string and one RBL name (parsed from
+    distinct copies, as two JSON objects give them), and a host named as itself one string."""
+    raw = [
+        {
+            **V3_HOST,
+            "id": f"HT{i:032x}",
+            "rbl_profile": "".join(["RP", "15d4e891" * 4]),
+            "listed_details": [{"host": "".join(["Google ", "Safe Browsing"])}],
+        }
+        for i in range(2)
+    ]
+    first, second = (parse_host(r, Warnings()) for r in raw)
+    assert first is not None and second is not None
+    assert first.profile_id == second.profile_id and first.profile_id is second.profile_id
+    assert first.rbls == ("Google Safe Browsing",) and first.rbls[0] is second.rbls[0]
+    assert first.name is first.host
+    monitors = [
+        parse_monitor({"id": f"CM{i:032x}", "protocol": "".join(["ht", "tps"]), "port": 8443}, Warnings())
+        for i in range(2)
+    ]
+    assert monitors[0] is not None and monitors[1] is not None
+    assert monitors[0].protocol is monitors[1].protocol and monitors[0].port is monitors[1].port
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("production,web", ",production,web,"),  # the reference's request form
+        (["prod", "mta"], ",mta,prod,"),  # sorted
+        ([" prod ", "prod", "", "mta,edge"], ",edge,mta,prod,"),  # trimmed, distinct, split
+        ([{"id": "CG2"}, {"name": "CG1"}, 7, None, [], {}], ",7,CG1,CG2,"),
+        ("", ""),
+        ([], ""),
+        (" , ,", ""),
+        (None, ""),
+    ],
+)
+def test_tags_and_contact_groups_follow_the_service_discovery_convention(
+    value: object, expected: str
+) -> None:
+    """`,a,b,` so that `tags=~".*,prod,.*"` matches wherever the tag stands; "" for none."""
+    assert label_set(value) == expected
+
+
+def test_tags_and_contact_groups_reach_hosts_monitors_and_contacts() -> None:
+    warn = Warnings()
+    host = parse_host({**V3_HOST, "tags": "web, production", "contact_group": ["CG2", "CG1"]}, warn)
+    monitor = parse_monitor(
+        {"id": "CM1", "hostname": "a.example", "expiration_date": "2030-01-01", "tags": ["ssl"]}, warn
+    )
+    contact = parse_item("contact", {"id": "CO1", "type": "email", "contact_group": "CG1,CG3"}, warn)
+    assert warn == []
+    assert host is not None and host.tags == ",production,web," and host.contact_group == ",CG1,CG2,"
+    assert monitor is not None and monitor.tags == ",ssl," and monitor.contact_group == ""
+    assert contact is not None and contact.contact_group == ",CG1,CG3,"
+
+
+def test_unreadable_tags_cost_only_that_field() -> None:
+    warn = Warnings()
+    host = parse_host({**V3_HOST, "tags": {"team": "mail"}}, warn)
+    assert host is not None and host.tags == "" and host.listed
+    assert [(obj, field) for obj, field, _ in warn] == [("host", "tags")]
+
+
+def test_tags_and_contact_groups_are_read_fields_not_unknown_ones() -> None:
+    report = field_report("host", ["id", "host", "tags", "contact_group"])
+    assert {"tags", "contact_group"} <= set(report.found) and report.unknown == ()
+    assert "tags" in field_report("monitor", ["id", "tags"]).found
+    assert "contact_group" in field_report("contact", ["id", "contact_group"]).found

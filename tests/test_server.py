@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import structlog
@@ -18,6 +19,7 @@ from exporter.demo.simulator.api import SimulatedApi
 from exporter.errors import ConfigError
 from exporter.web.routes import ServerParts, build_app
 from tests.helpers.exporters import simulated_exporter
+from tests.helpers.processes import free_port, get, start_exporter, terminate
 from tests.helpers.rig import SID, TOKEN, FakeClock
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
@@ -113,6 +115,26 @@ async def test_landing_page_summarises_freshness_and_budget(aiohttp_client, setu
     page = await (await client.get("/")).text()
     assert __version__ in page and 'href="/metrics"' in page
     assert "rbl_listings" in page and "of a budget of 900" in page
+
+
+async def test_status_json_agrees_with_the_metrics(aiohttp_client, setup) -> None:  # type: ignore[no-untyped-def]
+    """`/api/v1/status` is served next to `/`: its listed hosts are the ones /metrics counts."""
+    exporter, _ = setup
+    await poll(exporter)
+    client = await aiohttp_client(app_for(exporter))
+    exporter.scraper.render_now()
+    metrics = await (await client.get("/metrics", headers={"Accept-Encoding": "identity"})).text()
+    listed = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("generatorlabs_rbl_hosts_listed ")
+    )
+    response = await client.get("/api/v1/status")
+    assert response.status == 200 and response.content_type == "application/json"
+    doc = await response.json()
+    assert doc["listed"]["total"] == listed > 0
+    assert {c["name"] for c in doc["collectors"]} >= {"rbl_hosts", "rbl_listings"}
+    assert (await client.post("/api/v1/status")).status == 405
 
 
 async def test_reload_applies_a_good_config_and_keeps_the_old_on_a_bad_one(  # type: ignore[no-untyped-def]
@@ -261,11 +283,40 @@ async def test_head_answers_the_length_of_the_body_without_it(aiohttp_client, se
     assert await head.read() == b""
 
 
-def test_a_scrape_hands_out_the_cached_render_itself_not_a_copy(setup) -> None:  # type: ignore[no-untyped-def]
+def test_a_scrape_hands_out_the_cached_members_themselves_not_a_copy(setup) -> None:  # type: ignore[no-untyped-def]
     exporter, _ = setup
-    cache = exporter.scraper.render_now()
-    plain = exporter.scraper.expose("", "identity")
-    assert plain.parts[0] is cache.body(False)
+    rendered = exporter.scraper.render_now()
     zipped = exporter.scraper.expose("", "gzip")
-    assert zipped.parts[0] is cache.gzip(False).pieces(b"")[0]
-    assert gzip.decompress(b"".join(zipped.parts)) == b"".join(plain.parts)
+    parts = list(zipped.parts)
+    assert len(parts) == len(rendered.parts(False)) + 1  # the cached members, then the self-metrics
+    assert all(p is c for p, c in zip(parts, rendered.parts(False), strict=False))
+    assert zipped.length == sum(map(len, parts))
+    plain = exporter.scraper.expose("", "identity")
+    body = b"".join(plain.parts)
+    assert plain.length == len(body)
+    assert gzip.decompress(b"".join(parts)) == body  # the same text, however it is asked for
+
+
+async def test_gzip_and_identity_scrapes_carry_the_same_text_over_http(aiohttp_client, setup) -> None:  # type: ignore[no-untyped-def]
+    exporter, _ = setup
+    await poll(exporter)
+    client = await aiohttp_client(app_for(exporter))
+    zipped = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+    assert int(zipped.headers["Content-Length"]) == len(await zipped.read())
+    text, unzipped = await plain.read(), gzip.decompress(await zipped.read())
+    data = [line for line in text.splitlines() if line.startswith(b"generatorlabs_rbl")]
+    assert len(data) > 30 * 4
+    assert data == [line for line in unzipped.splitlines() if line.startswith(b"generatorlabs_rbl")]
+
+
+def test_every_repeated_listen_address_is_served(tmp_path: Path) -> None:
+    """Like the exporter-toolkit, a repeated --web.listen-address serves every address given."""
+    second = free_port()
+    exporter = start_exporter(tmp_path, "--demo", "--web.listen-address", f"127.0.0.1:{second}")
+    try:
+        for port in (exporter.port, second):
+            status, text = get(f"http://127.0.0.1:{port}/metrics")
+            assert status == 200 and "generatorlabs_up" in text
+    finally:
+        terminate(exporter)

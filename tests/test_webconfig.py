@@ -1,16 +1,20 @@
-"""--web.config.file (exporter-toolkit format) against real clients: TLS, client certificates,
-bcrypt basic auth, headers, reload on change; webhooks stay behind their own authentication,
-optionally on a separate listener.
+"""--web.config.file (exporter-toolkit format) against real clients: every key of the toolkit's
+format (TLS with files or inline PEM, client certificates, versions, cipher suites and their
+order, the curve, bcrypt basic auth, headers, HTTP/2, the rate limit), or its refusal naming the
+key; reload on change; webhooks stay behind their own authentication, optionally on a separate
+listener.
 
 I/O: real exporter processes (tests/helpers/processes.py), HTTP(S) over loopback, files under
 tmp_path and an openssl-made PKI."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import http.client
 import json
+import socket
 import ssl
 import time
 import urllib.error
@@ -26,7 +30,7 @@ import yaml
 from aiohttp import web
 
 from exporter.cli import main
-from exporter.config.webconfig import load, parse
+from exporter.config.webconfig import RateLimit, load, parse
 from exporter.errors import ConfigError
 from exporter.web.guard import WebGuard
 from exporter.webhooks.signature import sign
@@ -415,7 +419,10 @@ async def served(guard: WebGuard) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-@pytest.mark.parametrize(("allowed", "status"), [("prometheus.example", 200), ("grafana.example", 403)])
+@pytest.mark.parametrize(
+    ("allowed", "status"),
+    [("prometheus.example", 200), ("grafana.example", 403), ("2001:db8:0::1", 200), ("2001:db8::2", 403)],
+)
 async def test_only_client_certificates_with_an_allowed_name_get_through(
     pki: Path, tmp_path: Path, allowed: str, status: int
 ) -> None:
@@ -487,40 +494,135 @@ def test_certificates_that_do_not_load_are_a_config_error_naming_the_key(
     )
 
 
-@pytest.mark.parametrize(
-    ("raw", "problem"),
-    [
-        (
-            {"tls_server_config": {"cert_file": "a"}},
-            "tls_server_config: cert_file and key_file are both required as paths, got cert_file as "
-            "a string and key_file as a value of type NoneType",
-        ),
-        (
-            {
-                "tls_server_config": {
-                    "cert_file": "a",
-                    "key_file": "b",
-                    "client_auth_type": "VerifyClientCertIfGiven",
-                }
-            },
-            "tls_server_config.client_ca_file: required with client_auth_type VerifyClientCertIfGiven",
-        ),
-        (
-            {"tls_server_config": {"cert_file": "a", "key_file": "b", "max_version": "TLS14"}},
-            "tls_server_config.max_version: must be one of TLS10, TLS11, TLS12, TLS13, got 'TLS14'",
-        ),
-        ({"http_server_config": {"http3": True}}, "http_server_config.http3: unknown key"),
-        (
-            {"http_server_config": {"headers": "X-Frame-Options: deny"}},
-            "http_server_config.headers: must be a mapping, got a string",
-        ),
-        (
-            {"basic_auth_users": "prometheus"},
-            "basic_auth_users: must be a mapping of user to bcrypt hash, got a string",
-        ),
-        ("tls_server_config", "(top level): must be a mapping, got a string"),
-    ],
-)
+# (web config, the one problem it must be refused with): every key named
+WEB_CONFIG_PROBLEMS = [
+    (
+        {"tls_server_config": {"cert_file": "a"}},
+        "tls_server_config.key_file: required (or key, inline PEM), got nothing",
+    ),
+    (
+        {"tls_server_config": {"cert_file": "a", "cert": "PEM", "key_file": "b"}},
+        "tls_server_config.cert: give cert (inline PEM) or cert_file, not both",
+    ),
+    (
+        {
+            "tls_server_config": {
+                "cert_file": "a",
+                "key_file": "b",
+                "client_auth_type": "RequireAnyClientCert",
+            }
+        },
+        "tls_server_config.client_auth_type: RequireAnyClientCert is not supported: it accepts client "
+        "certificates without verifying them, which Python's ssl module cannot do; use "
+        "RequireAndVerifyClientCert with client_ca_file",
+    ),
+    (
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "client_ca_file": "ca.crt"}},
+        "tls_server_config.client_ca_file: a client CA with client_auth_type NoClientCert would not be "
+        "used: set client_auth_type to RequireAndVerifyClientCert (or VerifyClientCertIfGiven)",
+    ),
+    (
+        {
+            "tls_server_config": {
+                "cert_file": "a",
+                "key_file": "b",
+                "client_auth_type": "VerifyClientCertIfGiven",
+                "client_ca": "PEM",
+                "client_allowed_sans": ["prometheus.example"],
+            }
+        },
+        "tls_server_config.client_allowed_sans: needs client_auth_type RequireAndVerifyClientCert (with "
+        "the others a client may connect without a certificate)",
+    ),
+    (
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "cipher_suites": ["RC4"]}},
+        "tls_server_config.cipher_suites: unknown 'RC4' (one of TLS_RSA_WITH_AES_128_CBC_SHA, "
+        "TLS_RSA_WITH_AES_256_CBC_SHA, TLS_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_256_GCM_SHA384, "
+        "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, "
+        "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, "
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, "
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, "
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, "
+        "TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256)",
+    ),
+    (
+        {
+            "tls_server_config": {
+                "cert_file": "a",
+                "key_file": "b",
+                "curve_preferences": ["X25519", "CurveP256"],
+            }
+        },
+        "tls_server_config.curve_preferences: give one curve, got 2: Python's ssl module sets a single "
+        "curve (SSLContext.set_ecdh_curve), not a preference list",
+    ),
+    (
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "curve_preferences": ["P-256"]}},
+        "tls_server_config.curve_preferences: unknown 'P-256' (one of CurveP256, CurveP384, "
+        "CurveP521, X25519)",
+    ),
+    (
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "prefer_server_cipher_suites": "yes"}},
+        "tls_server_config.prefer_server_cipher_suites: must be true or false, got a string",
+    ),
+    (
+        {"http_server_config": {"http2": "on"}},
+        "http_server_config.http2: must be true or false, got a string",
+    ),
+    (
+        {"http_server_config": {"headers": {"X-Frame-Options": "allow"}}},
+        "http_server_config.headers.X-Frame-Options: must be one of deny, sameorigin, got 'allow'",
+    ),
+    (
+        {"http_server_config": {"headers": {"X-Content-Type-Options": "sniff"}}},
+        "http_server_config.headers.X-Content-Type-Options: must be one of nosniff, got 'sniff'",
+    ),
+    ({"rate_limit": {"interval": "1s", "burst": 1, "per": "ip"}}, "rate_limit.per: unknown key"),
+    (
+        {"rate_limit": {"interval": 1, "burst": 1}},
+        "rate_limit.interval: must be a duration like 1s, 100ms or 1m30s (0 turns it off), got 1",
+    ),
+    (
+        {"rate_limit": {"interval": "-1s", "burst": 1}},
+        "rate_limit.interval: must be a duration like 1s, 100ms or 1m30s (0 turns it off), got '-1s'",
+    ),
+    (
+        {"rate_limit": {"interval": "1s", "burst": -1}},
+        "rate_limit.burst: must be a whole number of requests, got -1",
+    ),
+    (
+        {"rate_limit": {"interval": "1s"}},
+        "rate_limit.burst: must be at least 1 when interval is set (0 refuses every request)",
+    ),
+    ({"rate_limit": "1s"}, "rate_limit: must be a mapping, got a string"),
+    (
+        {
+            "tls_server_config": {
+                "cert_file": "a",
+                "key_file": "b",
+                "client_auth_type": "VerifyClientCertIfGiven",
+            }
+        },
+        "tls_server_config.client_ca_file: required with client_auth_type VerifyClientCertIfGiven",
+    ),
+    (
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "max_version": "TLS14"}},
+        "tls_server_config.max_version: must be one of TLS10, TLS11, TLS12, TLS13, got 'TLS14'",
+    ),
+    ({"http_server_config": {"http3": True}}, "http_server_config.http3: unknown key"),
+    (
+        {"http_server_config": {"headers": "X-Frame-Options: deny"}},
+        "http_server_config.headers: must be a mapping, got a string",
+    ),
+    (
+        {"basic_auth_users": "prometheus"},
+        "basic_auth_users: must be a mapping of user to bcrypt hash, got a string",
+    ),
+    ("tls_server_config", "(top level): must be a mapping, got a string"),
+]
+
+
+@pytest.mark.parametrize(("raw", "problem"), WEB_CONFIG_PROBLEMS)
 def test_web_config_problems_name_the_key(tmp_path: Path, raw: object, problem: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse(raw, "web.yml", tmp_path)
@@ -655,3 +757,246 @@ async def test_the_watcher_checks_the_file_once_a_second_on_its_clock(tmp_path: 
     assert naps == [1.0] * 4
     assert set(guard.config.users) == {"grafana"}
     assert [e["event"] for e in logs] == ["webconfig.reloaded"]
+
+
+# --- every key of the toolkit's current format ---
+
+
+def every_key(pki: Path) -> dict[str, Any]:
+    """A web config using every key of the exporter-toolkit's format (docs/web-configuration.md)."""
+    return {
+        "tls_server_config": {
+            "cert_file": str(pki / "server.crt"),
+            "key_file": str(pki / "server.key"),
+            "client_auth_type": "RequireAndVerifyClientCert",
+            "client_ca_file": str(pki / "ca.crt"),
+            "client_allowed_sans": ["prometheus.example"],
+            "min_version": "TLS12",
+            "max_version": "TLS13",
+            "cipher_suites": ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256"],
+            "curve_preferences": ["X25519"],
+            "prefer_server_cipher_suites": False,
+        },
+        "http_server_config": {
+            "http2": True,
+            "headers": {
+                "Strict-Transport-Security": "max-age=31536000",
+                "X-Content-Type-Options": "nosniff",
+                "X-Frame-Options": "sameorigin",
+                "X-XSS-Protection": "1; mode=block",
+                "Content-Security-Policy": "default-src 'self'",
+            },
+        },
+        "basic_auth_users": {"prometheus": hashed("pw")},
+        "rate_limit": {"interval": "1m30s", "burst": 20},
+    }
+
+
+def test_a_file_with_every_key_of_the_toolkits_format_loads(pki: Path, tmp_path: Path) -> None:
+    config = load(write_web_config(tmp_path / "web.yml", every_key(pki)))
+    assert config.tls is not None
+    assert config.tls.cipher_suites == ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256")
+    assert (config.tls.curve_preferences, config.tls.prefer_server_cipher_suites) == (("X25519",), False)
+    assert config.rate_limit == RateLimit(90.0, 20)
+    assert config.http2 is True and len(config.headers) == 5 and set(config.users) == {"prometheus"}
+
+
+@pytest.mark.parametrize(
+    ("interval", "seconds"),
+    [("1s", 1.0), ("100ms", 0.1), ("1m30s", 90.0), (".5s", 0.5), ("1h", 3600.0), ("250us", 0.00025)],
+)
+def test_rate_limit_intervals_are_go_durations(tmp_path: Path, interval: str, seconds: float) -> None:
+    config = parse({"rate_limit": {"interval": interval, "burst": 3}}, "web.yml", tmp_path)
+    assert config.rate_limit is not None
+    assert config.rate_limit.interval == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "raw", [{"rate_limit": {"interval": 0, "burst": 0}}, {"rate_limit": {"interval": "0s"}}]
+)
+def test_an_interval_of_zero_turns_the_rate_limit_off(tmp_path: Path, raw: dict[str, Any]) -> None:
+    assert parse(raw, "web.yml", tmp_path).rate_limit is None
+
+
+def test_tls_server_config_that_sets_no_certificate_leaves_tls_off(tmp_path: Path) -> None:
+    """As in the toolkit: only a certificate, key, client CA or client_auth_type turns TLS on."""
+    assert parse({"tls_server_config": {}}, "web.yml", tmp_path).tls is None
+    assert parse({"tls_server_config": {"min_version": "TLS13"}}, "web.yml", tmp_path).tls is None
+
+
+def test_a_blank_header_sets_nothing(tmp_path: Path) -> None:
+    raw = {
+        "http_server_config": {"http2": False, "headers": {"X-Frame-Options": "", "X-XSS-Protection": "0"}}
+    }
+    config = parse(raw, "web.yml", tmp_path)
+    assert dict(config.headers) == {"X-XSS-Protection": "0"} and config.http2 is False
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limited(tmp_path: Path, clock: Clock, **extra: Any) -> tuple[WebGuard, web.Application]:
+    path = write_web_config(tmp_path / "web.yml", {"rate_limit": {"interval": "500ms", "burst": 2}, **extra})
+    guard = WebGuard(path, clock)
+    app = guarded(guard)
+    app.router.add_post("/webhooks/generatorlabs", ok)
+    return guard, app
+
+
+async def test_the_rate_limit_answers_429_past_the_burst_and_refills_one_per_interval(  # type: ignore[no-untyped-def]
+    aiohttp_client, tmp_path: Path
+) -> None:
+    clock = Clock()
+    _, app = limited(tmp_path, clock, http_server_config={"headers": {"X-Frame-Options": "deny"}})
+    client = await aiohttp_client(app)
+
+    async def statuses(n: int) -> list[int]:
+        return [(await client.get("/metrics")).status for _ in range(n)]
+
+    assert await statuses(3) == [200, 200, 429]
+    response = await client.get("/metrics")
+    assert response.status == 429 and response.headers["X-Frame-Options"] == "deny"
+    assert [(await client.post("/webhooks/generatorlabs")).status for _ in range(5)] == [200] * 5
+    clock.now += 0.5
+    assert await statuses(2) == [200, 429]
+    clock.now += 60  # a long quiet spell refills the bucket to its burst, not beyond
+    assert await statuses(3) == [200, 200, 429]
+
+
+async def test_the_rate_limit_comes_before_basic_auth(  # type: ignore[no-untyped-def]
+    aiohttp_client, tmp_path: Path
+) -> None:
+    """As in the toolkit: a client guessing passwords is slowed down too."""
+    _, app = limited(tmp_path, Clock(), basic_auth_users={"prometheus": hashed("pw")})
+    client = await aiohttp_client(app)
+    assert [(await client.get("/metrics")).status for _ in range(3)] == [401, 401, 429]
+
+
+async def test_a_reload_applies_a_new_rate_limit_and_keeps_the_bucket_of_an_unchanged_one(  # type: ignore[no-untyped-def]
+    aiohttp_client, tmp_path: Path
+) -> None:
+    guard, app = limited(tmp_path, Clock())
+    client = await aiohttp_client(app)
+    assert [(await client.get("/metrics")).status for _ in range(3)] == [200, 200, 429]
+    path = tmp_path / "web.yml"
+    raw = yaml.safe_load(path.read_text())
+    write_web_config(path, {**raw, "http_server_config": {"headers": {"X-Frame-Options": "deny"}}})
+    with structlog.testing.capture_logs():
+        assert guard.reload() == []
+        assert (await client.get("/metrics")).status == 429  # same limit: same bucket
+        write_web_config(path, {"rate_limit": {"interval": "500ms", "burst": 4}})
+        assert guard.reload() == []
+        assert [(await client.get("/metrics")).status for _ in range(5)] == [200] * 4 + [429]
+        write_web_config(path, {})
+        assert guard.reload() == []
+        assert [(await client.get("/metrics")).status for _ in range(5)] == [200] * 5
+
+
+def handshake(url: str, context: ssl.SSLContext) -> str:
+    """The cipher suite a TLS handshake with the server at `url` settles on."""
+    port = int(url.split(":")[2].split("/")[0])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+        context.wrap_socket(sock, server_hostname="127.0.0.1") as tls,
+    ):
+        cipher = tls.cipher()
+        assert cipher is not None
+        return cipher[0]
+
+
+def tls12_client(pki: Path, ciphers: str) -> ssl.SSLContext:
+    context = client_context(pki)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(ciphers)
+    return context
+
+
+AES128 = "ECDHE-RSA-AES128-GCM-SHA256"
+AES256 = "ECDHE-RSA-AES256-GCM-SHA384"
+
+
+async def test_cipher_suites_are_the_only_ones_a_tls12_client_can_get(pki: Path, tmp_path: Path) -> None:
+    path = write_web_config(
+        tmp_path / "web.yml", tls_section(pki, cipher_suites=["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])
+    )
+    async with served(WebGuard(path)) as url:
+        assert await asyncio.to_thread(handshake, url, tls12_client(pki, f"{AES256}:{AES128}")) == AES128
+        with pytest.raises(ssl.SSLError):
+            await asyncio.to_thread(handshake, url, tls12_client(pki, AES256))
+
+
+@pytest.mark.parametrize(("prefer", "chosen"), [(True, AES256), (False, AES128)])
+async def test_prefer_server_cipher_suites_decides_whose_order_wins(
+    pki: Path, tmp_path: Path, prefer: bool, chosen: str
+) -> None:
+    suites = ["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+    path = write_web_config(
+        tmp_path / "web.yml", tls_section(pki, cipher_suites=suites, prefer_server_cipher_suites=prefer)
+    )
+    async with served(WebGuard(path)) as url:
+        assert await asyncio.to_thread(handshake, url, tls12_client(pki, f"{AES128}:{AES256}")) == chosen
+
+
+async def test_curve_preferences_set_the_curve(pki: Path, tmp_path: Path) -> None:
+    path = write_web_config(tmp_path / "web.yml", tls_section(pki, curve_preferences=["CurveP384"]))
+    async with served(WebGuard(path)) as url:
+        for curve, works in (("secp384r1", True), ("prime256v1", False)):
+            context = client_context(pki)
+            context.set_ecdh_curve(curve)
+            if works:
+                await asyncio.to_thread(handshake, url, context)
+            else:
+                with pytest.raises(ssl.SSLError):
+                    await asyncio.to_thread(handshake, url, context)
+
+
+async def test_certificates_key_and_client_ca_may_be_inline(pki: Path, tmp_path: Path) -> None:
+    tls = {
+        "cert": (pki / "server.crt").read_text(),
+        "key": (pki / "server.key").read_text(),
+        "client_ca": (pki / "ca.crt").read_text(),
+        "client_auth_type": "RequireAndVerifyClientCert",
+    }
+    path = write_web_config(tmp_path / "web.yml", {"tls_server_config": tls})
+    async with (
+        served(WebGuard(path)) as url,
+        aiohttp.ClientSession() as session,
+        session.get(url, ssl=client_context(pki, with_cert=True)) as response,
+    ):
+        assert response.status == 200
+    assert "PRIVATE KEY" not in repr(load(path))  # the key is never shown
+
+
+def test_an_inline_certificate_that_does_not_load_is_a_config_error(tmp_path: Path) -> None:
+    path = write_web_config(
+        tmp_path / "web.yml", {"tls_server_config": {"cert": "nonsense", "key": "secret"}}
+    )
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    [problem] = info.value.problems
+    assert problem.startswith("tls_server_config: cannot load certificates: ") and "secret" not in problem
+
+
+async def test_request_client_cert_lets_a_client_without_a_certificate_in(pki: Path, tmp_path: Path) -> None:
+    """The toolkit requests a certificate and never checks it: the same as not asking."""
+    path = write_web_config(tmp_path / "web.yml", tls_section(pki, client_auth_type="RequestClientCert"))
+    async with (
+        served(WebGuard(path)) as url,
+        aiohttp.ClientSession() as session,
+        session.get(url, ssl=client_context(pki)) as response,
+    ):
+        assert response.status == 200
+
+
+def test_a_reload_that_drops_cipher_suites_says_they_stay_until_a_restart(pki: Path, tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    guard = WebGuard(write_web_config(path, tls_section(pki, cipher_suites=["TLS_RSA_WITH_AES_128_CBC_SHA"])))
+    write_web_config(path, tls_section(pki))
+    with structlog.testing.capture_logs() as logs:
+        assert guard.reload() == []
+    assert [e["event"] for e in logs] == ["webconfig.restart_needed", "webconfig.reloaded"]

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import structlog
 
+from exporter.metrics.selfmetrics import PARSE_WARNINGS, REQUEST_CODES, ROUTES
+from exporter.webhooks.receivers import REJECTIONS
 from exporter.webhooks.signature import sign
 from tests.helpers.rig import FakeClock
 from tests.helpers.webhooks import (
@@ -25,6 +27,7 @@ from tests.helpers.webhooks import (
     refreshes_sent,
     rejected,
     running,
+    sample,
 )
 
 
@@ -34,6 +37,20 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     async with running(aiohttp_client, clock, tmp_path / "state.sqlite") as h:
         yield h
+
+
+async def test_bounded_counters_exist_at_zero_before_their_first_event(harness: Harness) -> None:
+    """So that `increase(...) > 0` sees the first rejection, 429 or parse warning."""
+    text = await harness.metrics()
+    for source, reasons in REJECTIONS.items():
+        for reason in reasons:
+            assert rejected(text, reason, source) == 0
+    for route in ROUTES:
+        for code in REQUEST_CODES:
+            assert sample(text, "generatorlabs_api_requests_total", endpoint=route, code=code) is not None
+        assert sample(text, "generatorlabs_api_requests_total", endpoint=route, code="429") == 0
+    for obj, fld in PARSE_WARNINGS:
+        assert sample(text, "generatorlabs_parse_warnings_total", object=obj, field=fld) is not None
 
 
 async def test_host_listed_shows_on_the_next_scrape(harness: Harness) -> None:

@@ -308,7 +308,7 @@ async def test_hetrixtools_minus_five_never_gives_a_negative_listing(harness: Ha
     metrics = await harness.metrics()
     assert sample(metrics, "hetrixtools_blacklist_monitor_listings", monitor="192.0.2.9") == 3
     assert sample(metrics, "hetrixtools_blacklist_monitor_listed", monitor="192.0.2.9") == 1
-    assert rejected(metrics, "malformed") == 1
+    assert rejected(metrics, "malformed", "hetrixtools") == 1
 
 
 async def test_hetrixtools_zero_with_a_list_of_rbls_reads_as_listed(harness: Harness) -> None:
@@ -508,6 +508,14 @@ async def assert_still_healthy(h: Harness, canary: int) -> None:
     for family in text_string_to_metric_families(text):
         if family.name == "hetrixtools_blacklist_monitor_listings":
             assert all(s.value >= 0 for s in family.samples)
+    rejections = {
+        (s.labels["source"], s.labels["reason"])
+        for family in text_string_to_metric_families(text)
+        if family.name == "generatorlabs_webhook_rejected"
+        for s in family.samples
+    }
+    # whatever was sent, every rejection was counted under a reason the receivers name
+    assert rejections == {(source, r) for source, reasons in webhook.REJECTIONS.items() for r in reasons}
     response = await h.client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
     assert response.status == 200
     list(openmetrics_families(await response.text()))  # type: ignore[no-untyped-call]

@@ -29,6 +29,9 @@ MAX_POLICIES = 16  # policies read of one RateLimit-Policy header
 MAX_REMAINING = 1_000_000_000  # a larger "remaining" is garbage, not a quota
 MAX_HEADER_NUMBER = 32  # characters; a longer number is not read at all
 MAX_HEADER_DATE = 64  # characters for an HTTP date
+# Seconds a reset delay may exceed its window: reset_at - observed_at at epoch magnitudes is off
+# by float rounding (about 2e-7 s), and a per-second window's 1 s delay must still read as 1 s.
+RESET_ROUNDING = 1e-3
 _POLICY = re.compile(r"^\s*(\d{1,10})\s*(?:;\s*w\s*=\s*(\d{1,10}))?", re.ASCII)
 
 
@@ -41,6 +44,31 @@ class RateLimit:
     remaining: int | None
     reset_at: float | None  # never later than observed_at + RESET_CAP
     observed_at: float
+
+    @property
+    def window(self) -> int | None:
+        """The policy window (seconds) that Remaining and Reset describe: see `window_of`."""
+        delay = None if self.reset_at is None else max(self.reset_at - self.observed_at, 0.0)
+        return window_of(self.policies, self.remaining, delay)
+
+
+def window_of(
+    policies: tuple[tuple[int, int], ...], remaining: int | None, delay: float | None
+) -> int | None:
+    """Which window a response's RateLimit-Remaining and -Reset describe. The API sends them for
+    "the most restrictive active window" without naming it (API reference, "Rate Limiting"), so it
+    is inferred: the smallest policy window that is at least the reset delay (a window resets
+    within its own length) and whose limit is at least the remaining count (no window has more
+    left than its limit). A value that is absent does not constrain. With `1000;w=3600, 100;w=1`,
+    remaining 97 and a reset 1 s ahead is the per-second window; 940 or a reset 20 min ahead is
+    the hourly one. None when no policy fits (no RateLimit-Limit, or values no policy explains)."""
+    timed = sorted((window, requests) for requests, window in policies if window > 0)
+    for window, requests in timed:
+        if (delay is None or window + RESET_ROUNDING >= delay) and (
+            remaining is None or requests >= remaining
+        ):
+            return window
+    return None
 
 
 def _get(headers: Mapping[str, str], name: str) -> str | None:

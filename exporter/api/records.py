@@ -10,11 +10,16 @@ RBL list, a monitor's port is ""). Only an object without an id is skipped. Numb
 `exporter.api.fields`, so NaN, infinities, `1e400`, booleans and out-of-range values never reach
 a record. Nothing here raises on any JSON input; the scheduler still guards each call, so that a
 bug costs one object, never the page.
+
+Label values that repeat across many objects (RBL names, kinds, protocols, profile ids) are
+interned (sys.intern) as they are parsed: 100,000 hosts on a handful of profiles hold a handful of
+profile strings, not 100,000 copies.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -106,6 +111,8 @@ class Host:
     rbls: tuple[str, ...]
     last_checked: float | None
     first_listed: float | None
+    tags: str = ""  # `label_set` of the host's tags
+    contact_group: str = ""  # `label_set` of the contact groups it notifies
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +126,8 @@ class Monitor:
     paused: bool
     not_after: float | None
     expiry_days: float | None  # only when the API gives days and no date
+    tags: str = ""  # `label_set` of the monitor's tags
+    contact_group: str = ""  # `label_set` of the contact groups it notifies
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,7 @@ class Item:
     name: str
     kind: str
     paused: bool
+    contact_group: str = ""  # contacts: `label_set` of the groups the contact is in
 
 
 # What a field reader may raise on hostile input: Unreadable (a ValueError) by contract, and the
@@ -211,10 +221,46 @@ def rbl_name(detail: object) -> str | None:
     """The RBL's name from one `listed_details[]` / `details[]` entry: its `host` field is the
     RBL's display name in the v3 host samples ("Google Safe Browsing"), not a DNS zone."""
     if isinstance(detail, str):
-        return fields.text(detail)
+        return label_text(detail)
     if isinstance(detail, Mapping):
-        return fields.text(_first(detail, "host", "rbl", "name", "source", "zone"))
+        return label_text(_first(detail, "host", "rbl", "name", "source", "zone"))
     return None
+
+
+def label_text(value: object) -> str | None:
+    """`fields.text`, interned: for values many objects share."""
+    found = fields.text(value)
+    return sys.intern(found) if found is not None else None
+
+
+def label_set(value: object) -> str:
+    """Tags or contact-group ids as one label value, in the convention of Prometheus service
+    discovery (`__meta_gce_tags`, `__meta_digitalocean_tags`): distinct, sorted, comma-joined
+    between a leading and a trailing comma (`,mta,prod,`), so that `tags=~".*,prod,.*"` matches
+    one tag wherever it stands; "" when there are none (those discoveries then leave the label
+    out, and Prometheus treats an empty label as absent). The API reference sends them as a
+    comma-separated string ("Create Host": `tags='production,web'`); a JSON list (of strings,
+    numbers, or objects with an `id` or `name`) is read too. Raises Unreadable for anything else."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        parts = value.split(",")
+    elif isinstance(value, list | tuple):
+        parts = []
+        for entry in value:
+            found = fields.text(_first(entry, "id", "name", "tag") if isinstance(entry, Mapping) else entry)
+            if found is not None:
+                parts.extend(found.split(","))
+    else:
+        raise Unreadable(f"not a list or text: {fields.shorten(value)}")
+    names = sorted({part.strip() for part in parts} - {""})
+    return sys.intern(f",{','.join(names)},") if names else ""
+
+
+def _label_set(raw: Raw, obj: str, warn: Warn, *keys: str) -> str:
+    if all(raw.get(key) in (None, "", []) for key in keys):  # the common case: nothing to read
+        return ""
+    return _read(raw, obj, warn, label_set, *keys) or ""
 
 
 def rbl_names(details: Iterable[object] | None) -> tuple[str, ...]:
@@ -288,12 +334,13 @@ def parse_host(raw: Raw, warn: Warn) -> Host | None:
         listed = _read(raw, "host", warn, fields.boolean, "listed")
     said = listing(listed, count, rbl_names(details))
     checked = get("last_checked")
+    name = _fast_text(get("name"))
     return Host(
         id=ident,
         host=host,
-        name=_fast_text(get("name")) or host,
+        name=host if name is None or name == host else name,  # one string when they are equal
         kind=_kind(raw, host),
-        profile_id=fields.text(_first(raw, "profile", "rbl_profile", "profile_id")) or "",
+        profile_id=label_text(_first(raw, "profile", "rbl_profile", "profile_id")) or "",
         paused=_paused(raw, "host", warn),
         listed=said.listed,
         listings=said.listings,
@@ -302,6 +349,8 @@ def parse_host(raw: Raw, warn: Warn) -> Host | None:
             None if checked in (None, "") else _read(raw, "host", warn, fields.timestamp, "last_checked")
         ),
         first_listed=(_read(raw, "host", warn, fields.timestamp, "first_listed") if said.listed else None),
+        tags=_label_set(raw, "host", warn, "tags"),
+        contact_group=_label_set(raw, "host", warn, "contact_group", "contact_groups"),
     )
 
 
@@ -317,7 +366,7 @@ def _not_after(raw: Raw, warn: Warn) -> float | None:
     # last resort: no public source names the v4 expiry field, so any other key that smells of
     # expiry and reads as a date is taken
     for key, value in raw.items():
-        if ("expir" in key or "not_after" in key) and key not in NOT_AFTER_KEYS and "day" not in key:
+        if expiry_like(key) and key not in NOT_AFTER_KEYS:
             try:
                 return fields.timestamp(value)
             except FIELD_ERRORS:
@@ -329,7 +378,7 @@ def parse_monitor(raw: Raw, warn: Warn) -> Monitor | None:
     ident = _id(raw, "monitor", warn)
     if ident is None:
         return None
-    protocol = (fields.text(raw.get("protocol")) or "").lower()
+    protocol = sys.intern((fields.text(raw.get("protocol")) or "").lower())
     port: int | None
     if _first(raw, "port") is None:  # absent: derived from the protocol, as the API does
         port = DEFAULT_PORTS.get(protocol.split("+")[0].split("_")[0])
@@ -347,11 +396,13 @@ def parse_monitor(raw: Raw, warn: Warn) -> Monitor | None:
         name=fields.text(raw.get("name")) or hostname,
         hostname=hostname,
         protocol=protocol,
-        port=str(port) if port is not None else "",
-        profile_id=fields.text(_first(raw, "profile", "cert_profile", "profile_id")) or "",
+        port=sys.intern(str(port)) if port is not None else "",
+        profile_id=label_text(_first(raw, "profile", "cert_profile", "profile_id")) or "",
         paused=_paused(raw, "monitor", warn),
         not_after=not_after,
         expiry_days=days,
+        tags=_label_set(raw, "monitor", warn, "tags"),
+        contact_group=_label_set(raw, "monitor", warn, "contact_group", "contact_groups"),
     )
 
 
@@ -392,5 +443,102 @@ def parse_item(obj: str, raw: Raw, warn: Warn) -> Item | None:
         return None
     # contacts' `contact` is an e-mail address or phone number: personal data, never a label
     name = "" if obj == "contact" else fields.text(_first(raw, "name", "host", "label")) or ""
-    kind = (fields.text(raw.get("type")) or "").lower()
-    return Item(id=ident, name=name, kind=kind, paused=_paused(raw, obj, warn))
+    kind = sys.intern((fields.text(raw.get("type")) or "").lower())
+    groups = _label_set(raw, obj, warn, "contact_group", "contact_groups") if obj == "contact" else ""
+    return Item(id=ident, name=name, kind=kind, paused=_paused(raw, obj, warn), contact_group=groups)
+
+
+# What each parser reads, for the field summary logged at a collector's first successful poll and
+# written into captures: per object, each field by the name logs use, with every spelling read.
+# Monitors also take any other key that smells of expiry (see _not_after); `expiry_like` says so.
+FieldSpellings = tuple[tuple[str, tuple[str, ...]], ...]
+_ITEM_FIELDS: FieldSpellings = (
+    ("name", ("name", "host", "label")),
+    ("type", ("type",)),
+    ("status", ("status", "paused")),
+)
+FIELDS: Mapping[str, FieldSpellings] = {
+    "host": (
+        ("id", ("id", "sid", "host_id")),
+        ("host", ("host",)),
+        ("name", ("name",)),
+        ("type", ("type",)),
+        ("status", ("status", "paused")),
+        ("profile", ("profile", "rbl_profile", "profile_id")),
+        ("listed", ("listed",)),
+        ("listed_count", ("listed_count", "total", "listings")),
+        ("listed_details", ("listed_details", "details")),
+        ("last_checked", ("last_checked",)),
+        ("first_listed", ("first_listed",)),
+        ("tags", ("tags",)),
+        ("contact_group", ("contact_group", "contact_groups")),
+    ),
+    "monitor": (
+        ("id", ("id", "sid", "monitor_id")),
+        ("name", ("name",)),
+        ("hostname", ("hostname", "host")),
+        ("protocol", ("protocol",)),
+        ("port", ("port",)),
+        ("profile", ("profile", "cert_profile", "profile_id")),
+        ("status", ("status", "paused")),
+        ("not_after", (*NOT_AFTER_KEYS, *EXPIRY_DAYS_KEYS, "certificate")),
+        ("tags", ("tags",)),
+        ("contact_group", ("contact_group", "contact_groups")),
+    ),
+    "cert_error": (
+        ("id", ("id", "sid")),
+        ("monitor_id", ("monitor_id", "monitor_sid", "monitor")),
+        ("error_type", ("error_type", "type", "reason", "code", "category", "error")),
+    ),
+    "profile": (("id", ("id", "sid", "profile_id")), *_ITEM_FIELDS),
+    "source": (("id", ("id", "sid", "source_id")), *_ITEM_FIELDS),
+    "contact": (
+        ("id", ("id", "sid", "contact_id")),
+        ("type", ("type",)),
+        ("status", ("status", "paused")),
+        ("contact_group", ("contact_group", "contact_groups")),
+    ),
+    "contact_group": (("id", ("id", "sid", "contact_group_id")), *_ITEM_FIELDS),
+}
+# Documented fields the exporter does not read (API reference and v3 samples): neither "found"
+# nor "unknown" in a field summary.
+UNUSED_FIELDS: Mapping[str, frozenset[str]] = {
+    "host": frozenset({"parent", "listed_period", "first_blocked", "block_period", "blocked"}),
+    "monitor": frozenset({"last_checked"}),
+    "cert_error": frozenset({"monitor_name", "message"}),
+    "profile": frozenset({"entries", "is_default", "frequency"}),
+    "source": frozenset({"custom", "custom_codes", "website"}),
+    "contact": frozenset({"contact", "schedule"}),
+    "contact_group": frozenset({"contacts"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldReport:
+    """Which of the fields a parser reads a set of objects had (`found`), which none had
+    (`missing`), and which keys it does not know (`unknown`: neither read nor documented)."""
+
+    found: tuple[str, ...]
+    missing: tuple[str, ...]
+    unknown: tuple[str, ...]
+
+
+def expiry_like(key: str) -> bool:
+    """A key parse_monitor's last resort reads as an expiry date."""
+    return ("expir" in key or "not_after" in key) and "day" not in key
+
+
+def field_report(obj: str, keys: Iterable[str]) -> FieldReport:
+    """The FieldReport of objects of kind `obj` (a key of FIELDS) whose keys were `keys`."""
+    present = set(keys)
+    spelled = FIELDS.get(obj, ())
+    guessed = obj == "monitor" and any(expiry_like(k) for k in present)
+    matched = present | {"not_after"} if guessed else present
+    found = tuple(name for name, spellings in spelled if matched.intersection(spellings))
+    known = {s for _, spellings in spelled for s in spellings} | UNUSED_FIELDS.get(obj, frozenset())
+    unknown = (k for k in present - known if not (obj == "monitor" and expiry_like(k)))
+    return FieldReport(
+        found=found,
+        missing=tuple(name for name, _ in spelled if name not in found),
+        unknown=tuple(sorted(unknown)),
+    )

@@ -18,6 +18,7 @@ DEFAULT_TELEMETRY_PATH = "/metrics"
 # exporter.web.routes and exporter.webhooks.receivers register exactly these, and the telemetry
 # path may take none of them (registered first, it would silently take the route over).
 LANDING_PATH = "/"
+STATUS_PATH = "/api/v1/status"
 HEALTHY_PATH = "/-/healthy"
 READY_PATH = "/-/ready"
 RELOAD_PATH = "/-/reload"
@@ -27,7 +28,8 @@ HETRIXTOOLS_WEBHOOK_PATH = "/webhooks/hetrixtools/{token}"
 FORGET_MONITOR_PATH = "/-/webhooks/hetrixtools/monitors/{monitor:.+}"
 FORGET_AGENT_PATH = "/-/webhooks/agents/{agent_id}"
 ROUTES = {
-    LANDING_PATH: "the landing page",
+    LANDING_PATH: "the status page",
+    STATUS_PATH: "the status page's JSON twin",
     HEALTHY_PATH: "the liveness check",
     READY_PATH: "the readiness check",
     RELOAD_PATH: "the reload endpoint",
@@ -57,9 +59,13 @@ MIN_HETRIXTOOLS_TOKEN = 16  # characters
 # and 32 hex digits (e.g. "TA9dbf5e2f7e924418a6d6b483a584adcf"), AC... for an account.
 ACCOUNT_SID = SID  # an account SID: "AC" and 32 hex digits in the samples
 MAX_PORT = 65535
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error")  # warn: the toolkit's spelling
 LOG_FORMATS = ("logfmt", "json", "console")
 IF_UNREADABLE = ("fail", "move_aside")  # what to do with a state file that cannot be read
+# exposition.per_host: every host's series (the default), or, for large accounts, per-host series
+# only for hosts listed or paused (and per-monitor HetrixTools series only for monitors listed);
+# the same values as exporter.metrics.render.PER_HOST, which the metrics layer reads
+PER_HOST_CHOICES = ("all", "listed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,11 @@ class StateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpositionConfig:
+    per_host: str = "all"  # one of PER_HOST_CHOICES
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"
     format: str = "logfmt"
@@ -131,6 +142,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    exposition: ExpositionConfig = field(default_factory=ExpositionConfig)
 
     def with_credentials(self, sid: str, token: str) -> Config:
         return replace(self, api=replace(self.api, account_sid=sid, auth_token=token))

@@ -35,11 +35,13 @@ from exporter.config.model import (
     MAX_WEBHOOK_BODY,
     MIN_HETRIXTOOLS_TOKEN,
     MIN_WEBHOOK_BODY,
+    PER_HOST_CHOICES,
     ROUTES,
     ApiConfig,
     BudgetConfig,
     CollectorConfig,
     Config,
+    ExpositionConfig,
     ListenConfig,
     LogConfig,
     StateConfig,
@@ -309,6 +311,9 @@ SECTIONS: dict[str, dict[str, Checker]] = {
         "path": _file_path,
         "if_unreadable": _choice(IF_UNREADABLE),
     },
+    "exposition": {
+        "per_host": _choice(PER_HOST_CHOICES),
+    },
 }
 SECTION_TYPES: dict[str, type] = {
     "api": ApiConfig,
@@ -317,6 +322,7 @@ SECTION_TYPES: dict[str, type] = {
     "log": LogConfig,
     "webhooks": WebhookConfig,
     "state": StateConfig,
+    "exposition": ExpositionConfig,
 }
 COLLECTOR_KEYS: dict[str, Checker] = {
     "enabled": _boolean,

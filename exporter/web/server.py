@@ -39,7 +39,7 @@ import asyncio
 import logging
 import resource
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -366,16 +366,19 @@ async def serve(
     *,
     ssl_context: Any = None,
     guard: ConnectionGuard | None = None,
+    also: Sequence[tuple[str | None, int]] = (),
 ) -> Listener:
-    """Serve `app` on host:port (port 0: any free port) with the guard's limits (default:
-    Limits()). Raises OSError if the address cannot be bound (nothing is left running then)."""
+    """Serve `app` on host:port (port 0: any free port), and on each (host, port) of `also`, with
+    the guard's limits (default: Limits()); one runner, so the app starts once. Raises OSError if
+    an address cannot be bound (nothing is left running then). The Listener's port is host:port's."""
     guard = guard if guard is not None else ConnectionGuard()
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **guard.limits.handler_options())
     await runner.setup()
-    site = _GuardedSite(runner, host, port, guard, ssl_context)
+    sites = [_GuardedSite(runner, h, p, guard, ssl_context) for h, p in ((host, port), *also)]
     try:
-        await site.start()
+        for site in sites:
+            await site.start()
     except BaseException:
         await runner.cleanup()
         raise
-    return Listener(runner, site.port, guard)
+    return Listener(runner, sites[0].port, guard)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import structlog
@@ -50,6 +50,7 @@ class WebhookCounts(Protocol):
     def parse_warning(self, obj: str, fld: str) -> bool: ...
     def set_aside(self, source: str) -> None: ...
     def forgotten_objects(self, kind: str, reason: str, count: int = 1) -> None: ...
+    def expect_rejections(self, rejections: Mapping[str, tuple[str, ...]]) -> None: ...
 
 
 def _source(item: Item) -> str:

@@ -9,7 +9,9 @@ their documented form (`HT`/`CM` and 32 hex digits) because they go into API pat
 (names, labels, RBL names) is kept whatever it holds: the renderer escapes and cuts label values.
 
 A HetrixTools chunk is checked item by item: good items are kept, bad ones are listed as skipped
-with the field that made them unusable, so one odd monitor never costs the rest of the chunk.
+with the field that made them unusable, so one odd monitor never costs the rest of the chunk. The
+per-RBL `delist` links and the monitor's `report_link` are kept as text (a link that is not text
+is dropped, never a reason to skip the monitor) for the status page.
 
 The overlay folds only these typed values in, so applying a parsed event cannot fail.
 """
@@ -24,7 +26,7 @@ from typing import Any, TypeVar
 
 from exporter.api import fields
 from exporter.api.fields import HOST_PREFIX, MONITOR_PREFIX, Unreadable
-from exporter.api.records import Listing, error_reason, listing, rbl_names
+from exporter.api.records import Listing, error_reason, label_text, listing, rbl_names
 from exporter.errors import ExporterError
 from exporter.state.events import (
     AGENT_EVENTS,
@@ -44,6 +46,7 @@ LISTING_EVENTS = ("rbl.host.listed", "rbl.host.delisted", "rbl.host.check.comple
 # Bounds on what one webhook may say; anything larger is nonsense, not data.
 MAX_ID_CHARS = 256  # event_sid, agent ids, instance ids, HetrixTools monitors (a DNS name <= 253)
 MAX_LIST_ITEMS = 1_000  # RBLs per host or monitor, errors per monitor, instances per agent
+MAX_LINK_CHARS = 2_048  # a HetrixTools delist or report link (a longer one is dropped, not cut)
 # Host and monitor ids go into API paths (targeted refresh): only the SID form
 # (exporter.api.fields.is_sid, the rule polls use too) with the prefix of their kind.
 # The event SID becomes a replay key in the state file (SQLite refuses lone surrogates) and a
@@ -299,15 +302,26 @@ def _hetrix_item(item: object) -> HetrixMonitor:
         raise _Skip("blacklisted_on", f"must be an array or null, got {fields.shorten(listed_on)}")
     if listed_on is not None and len(listed_on) > MAX_LIST_ITEMS:
         raise _Skip("blacklisted_on", f"more than {MAX_LIST_ITEMS} entries")
-    rbls = tuple(
-        dict.fromkeys(
-            n
-            for entry in listed_on or ()
-            if isinstance(entry, Mapping) and (n := fields.text(entry.get("rbl")))
-        )
+    links: dict[str, str] = {}  # each RBL named, in order, with its first delist link
+    for entry in listed_on or ():
+        if isinstance(entry, Mapping) and (name := label_text(entry.get("rbl"))):
+            links[name] = links.get(name) or _link(entry.get("delist"))
+    said = listing(None, now, tuple(links))  # the same rule as Generator Labs hosts
+    return HetrixMonitor(
+        monitor.strip(),
+        fields.text(label) or "",
+        said.listings,
+        said.rbls,
+        tuple(links[n] for n in said.rbls),
+        _link(item["links"].get("report_link")) if isinstance(item.get("links"), Mapping) else "",
     )
-    said = listing(None, now, rbls)  # the same rule as Generator Labs hosts
-    return HetrixMonitor(monitor.strip(), fields.text(label) or "", said.listings, said.rbls)
+
+
+def _link(value: object) -> str:
+    """A link as HetrixTools sent it ("" when it is not text or longer than MAX_LINK_CHARS).
+    Kept as text: the status page links only http and https URLs."""
+    text = value.strip() if isinstance(value, str) else ""
+    return text if len(text) <= MAX_LINK_CHARS else ""
 
 
 def check_hetrix_chunk(raw: bytes) -> HetrixChunk:

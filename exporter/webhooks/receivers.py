@@ -39,7 +39,7 @@ from exporter.webhooks.payloads import (
     check_hetrix_chunk,
     parse_event,
 )
-from exporter.webhooks.signature import SignatureError, verify
+from exporter.webhooks.signature import SIGNATURE_REASONS, SignatureError, verify
 
 log = structlog.get_logger("exporter.webhooks.receivers")
 # Event-loop seconds to receive a whole body once its head is in: HetrixTools' 512 KB chunks take
@@ -55,6 +55,37 @@ RETRY_AFTER_BUSY = 5  # seconds a sender refused for MAX_BODIES_IN_FLIGHT is ask
 # Seconds an event's SID and signature are kept as replay keys: twice the signature tolerance
 # (a signature is accepted that far either side of now), and at least this long.
 MIN_REPLAY_MEMORY = 600.0
+
+# The bounded `reason` label values of generatorlabs_webhook_rejected_total, named once. Every
+# rejection below uses one of these; tests/test_webhook_hostile.py checks that the receivers never
+# count another, and the counters exist at 0 from the start (so `increase()` sees the first one).
+DISABLED = "disabled"  # the receiver is not configured: 404
+METHOD = "method"  # not POST: 405
+CONTENT_TYPE = "content_type"  # not application/json: 415
+TOO_LARGE = "too_large"  # over webhooks.max_body_bytes: 413
+BUSY = "busy"  # MAX_BODIES_IN_FLIGHT reached: 503
+TIMEOUT = "timeout"  # body not received within BODY_TIMEOUT: 408
+BAD_ENCODING = "bad_encoding"  # Content-Encoding or chunked framing that does not decode: 400
+MALFORMED = "malformed"  # the body is not a usable event or chunk: 400
+REPLAY = "replay"  # an event already applied: 200, not applied again
+BAD_TOKEN = "bad_token"  # noqa: S105 - a reason, not a secret: the URL token does not match (401)
+SOURCE = "source"  # HetrixTools sender outside hetrixtools_allowed_cidrs: 403
+# exporter.webhooks.signature.SignatureError's reasons: 401
+REJECTIONS: dict[str, tuple[str, ...]] = {
+    GENERATORLABS: (
+        DISABLED,
+        METHOD,
+        CONTENT_TYPE,
+        TOO_LARGE,
+        BUSY,
+        TIMEOUT,
+        BAD_ENCODING,
+        *SIGNATURE_REASONS,
+        MALFORMED,
+        REPLAY,
+    ),
+    HETRIXTOOLS: (DISABLED, METHOD, TOO_LARGE, BUSY, TIMEOUT, BAD_ENCODING, BAD_TOKEN, SOURCE, MALFORMED),
+}
 
 
 @dataclass(slots=True)
@@ -121,7 +152,7 @@ def _ended(request: web.Request, response: web.StreamResponse) -> None:
 def _malformed(parts: WebhookParts, source: str, obj: str, err: MalformedEvent) -> web.Response:
     """400 for a body whose fields are unusable: counted as a rejection and a parse warning."""
     parts.telemetry.parse_warning(obj, err.field)
-    return _reject(parts, source, 400, "malformed", str(err), detail=str(err), field=err.field)
+    return _reject(parts, source, 400, MALFORMED, str(err), detail=str(err), field=err.field)
 
 
 async def _body(request: web.Request, parts: WebhookParts, source: str) -> bytes | web.Response:
@@ -129,14 +160,14 @@ async def _body(request: web.Request, parts: WebhookParts, source: str) -> bytes
     aiohttp has undone any Content-Encoding) or a rejection."""
     if request.method != "POST":
         return await _refuse(
-            request, parts, source, 405, "method", "only POST is accepted", method=request.method
+            request, parts, source, 405, METHOD, "only POST is accepted", method=request.method
         )
     limit = parts.config.max_body_bytes
     too_large = f"body over {limit} bytes"
     if request.content_length is not None and request.content_length > limit:
-        return await _refuse(request, parts, source, 413, "too_large", too_large)
+        return await _refuse(request, parts, source, 413, TOO_LARGE, too_large)
     if parts.bodies_in_flight >= MAX_BODIES_IN_FLIGHT:
-        response = _reject(parts, source, 503, "busy", "too many webhook bodies in flight, retry later")
+        response = _reject(parts, source, 503, BUSY, "too many webhook bodies in flight, retry later")
         response.headers["Retry-After"] = str(RETRY_AFTER_BUSY)
         response.force_close()
         return response
@@ -156,12 +187,12 @@ async def _read_body(
             async for piece in request.content.iter_any():  # read(n) may stop at what is buffered
                 size += len(piece)
                 if size > limit:
-                    response = _reject(parts, source, 413, "too_large", too_large)
+                    response = _reject(parts, source, 413, TOO_LARGE, too_large)
                     response.force_close()
                     return response
                 chunks.append(piece)
     except TimeoutError:  # a body trickled in slowly must not hold a connection for ever
-        response = _reject(parts, source, 408, "timeout", f"body not received within {BODY_TIMEOUT:g}s")
+        response = _reject(parts, source, 408, TIMEOUT, f"body not received within {BODY_TIMEOUT:g}s")
         response.force_close()
         return response
     except web.RequestPayloadError as err:  # e.g. `Content-Encoding: gzip` on a body that is not
@@ -169,7 +200,7 @@ async def _read_body(
             parts,
             source,
             400,
-            "bad_encoding",
+            BAD_ENCODING,
             "body could not be decoded (Content-Encoding or chunked framing)",
             detail=str(err).strip()[:120],
             content_encoding=request.headers.get("Content-Encoding", "")[:40],
@@ -183,14 +214,14 @@ async def generatorlabs(request: web.Request) -> web.Response:
     parts = request.app[WEBHOOKS]
     parts.telemetry.webhook_request(GENERATORLABS)
     if not parts.config.enabled:
-        return await _refuse(request, parts, GENERATORLABS, 404, "disabled", "not found")
+        return await _refuse(request, parts, GENERATORLABS, 404, DISABLED, "not found")
     if request.method == "POST" and request.content_type != "application/json":
         return await _refuse(
             request,
             parts,
             GENERATORLABS,
             415,
-            "content_type",
+            CONTENT_TYPE,
             "Content-Type must be application/json",
             content_type=request.content_type[:60],
         )
@@ -218,7 +249,7 @@ async def generatorlabs(request: web.Request) -> web.Response:
     )
     if seq is None:
         # Already applied once: not applied again. 200, so an honest sender's retry stops.
-        parts.telemetry.webhook_rejection(GENERATORLABS, "replay")
+        parts.telemetry.webhook_rejection(GENERATORLABS, REPLAY)
         log.info("webhook.replay", event_sid=event.sid[:40])
         return web.Response(status=200, text="duplicate event, already applied\n")
     parts.applier.submit(seq, event)
@@ -255,17 +286,17 @@ async def hetrixtools(request: web.Request) -> web.Response:
     parts.telemetry.webhook_request(HETRIXTOOLS)
     configured = parts.config.hetrixtools_token
     if configured is None:
-        return await _refuse(request, parts, HETRIXTOOLS, 404, "disabled", "not found")
+        return await _refuse(request, parts, HETRIXTOOLS, 404, DISABLED, "not found")
     given = request.match_info["token"].encode("utf-8", "surrogatepass")  # any text compares
     if not hmac.compare_digest(given, configured.encode("utf-8", "surrogatepass")):
-        return await _refuse(request, parts, HETRIXTOOLS, 401, "bad_token", "bad token")
+        return await _refuse(request, parts, HETRIXTOOLS, 401, BAD_TOKEN, "bad token")
     if parts.config.hetrixtools_allowed_cidrs:
         trusted = [ipaddress.ip_network(n, strict=False) for n in parts.config.trusted_proxies]
         allowed = [ipaddress.ip_network(n, strict=False) for n in parts.config.hetrixtools_allowed_cidrs]
         client = _client_ip(request, trusted)
         if client is None or not _in(client, allowed):
             return await _refuse(
-                request, parts, HETRIXTOOLS, 403, "source", "source address not allowed", client=client
+                request, parts, HETRIXTOOLS, 403, SOURCE, "source address not allowed", client=client
             )
     body = await _body(request, parts, HETRIXTOOLS)
     if isinstance(body, web.Response):
@@ -273,11 +304,11 @@ async def hetrixtools(request: web.Request) -> web.Response:
     try:
         chunk = check_hetrix_chunk(body)
     except MalformedEvent as err:  # not a JSON array
-        return _reject(parts, HETRIXTOOLS, 400, "malformed", str(err), detail=str(err))
+        return _reject(parts, HETRIXTOOLS, 400, MALFORMED, str(err), detail=str(err))
     for skipped in chunk.skipped:  # each bad item costs only itself
         parts.telemetry.parse_warning(HETRIX_OBJECT, skipped.field)
     if chunk.unusable:  # items, and none usable: a format problem the operator must see
-        return _reject(parts, HETRIXTOOLS, 400, "malformed", chunk.summary(), detail=chunk.summary())
+        return _reject(parts, HETRIXTOOLS, 400, MALFORMED, chunk.summary(), detail=chunk.summary())
     if chunk.skipped:
         log.warning("webhook.items_skipped", source=HETRIXTOOLS, detail=loggable(chunk.summary()))
     now = parts.clock.time()
@@ -298,7 +329,9 @@ async def hetrixtools(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, parts: WebhookParts) -> None:
+    """Both receivers on `app`; every (source, reason) of REJECTIONS is counted from 0 on."""
     app[WEBHOOKS] = parts
+    parts.telemetry.expect_rejections(REJECTIONS)
     app.router.add_route("*", GENERATORLABS_WEBHOOK_PATH, generatorlabs)
     app.router.add_route("*", HETRIXTOOLS_WEBHOOK_PATH, hetrixtools)
 

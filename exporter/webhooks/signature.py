@@ -29,11 +29,20 @@ MAX_SIGNATURES = 8  # v1 values in one header
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")  # matched with fullmatch on ASCII-checked text
 
 
+MISSING, MALFORMED, STALE, BAD = (
+    "missing_signature",
+    "malformed_signature",
+    "stale_timestamp",
+    "bad_signature",
+)
+SIGNATURE_REASONS = (MISSING, MALFORMED, STALE, BAD)  # every SignatureError.reason
+
+
 class SignatureError(ExporterError):
     """The webhook is not from Generator Labs, or too old (or new) to trust."""
 
     def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason  # missing_signature, malformed_signature, stale_timestamp, bad_signature
+        self.reason = reason  # one of SIGNATURE_REASONS
         super().__init__(message)
 
 
@@ -49,7 +58,7 @@ def sign(body: bytes, secret: str, timestamp: int) -> str:
 
 
 def _malformed(why: str) -> SignatureError:
-    return SignatureError("malformed_signature", f"malformed X-Webhook-Signature header: {why}")
+    return SignatureError(MALFORMED, f"malformed X-Webhook-Signature header: {why}")
 
 
 def parse_header(header: str) -> tuple[int, list[bytes]]:
@@ -93,14 +102,14 @@ def verify(
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> Verified:
     if not header:
-        raise SignatureError("missing_signature", "missing X-Webhook-Signature header")
+        raise SignatureError(MISSING, "missing X-Webhook-Signature header")
     timestamp, candidates = parse_header(header)
     if tolerance > 0 and abs(now - timestamp) > tolerance:
-        raise SignatureError("stale_timestamp", f"timestamp outside the {tolerance:g}s window")
+        raise SignatureError(STALE, f"timestamp outside the {tolerance:g}s window")
     message = f"{timestamp}.".encode() + body
     for secret in secrets:
         expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest().encode("ascii")
         for candidate in candidates:
             if hmac.compare_digest(expected, candidate):
                 return Verified(expected.decode("ascii"))
-    raise SignatureError("bad_signature", "signature does not match")
+    raise SignatureError(BAD, "signature does not match")

@@ -17,7 +17,7 @@ TEST_ROUNDS = 4  # bcrypt's cheapest cost: tests check the outcome, not the cost
 
 def make_pki(openssl: str, folder: Path) -> Path:
     """A CA (ca.crt), a server certificate for 127.0.0.1 and localhost (server.crt/.key) and a
-    client certificate for prometheus.example (client.crt/.key), all in `folder`."""
+    client certificate for prometheus.example and 2001:db8::1 (client.crt/.key), all in `folder`."""
 
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], cwd=folder, check=True, capture_output=True)
@@ -37,7 +37,7 @@ def make_pki(openssl: str, folder: Path) -> Path:
         "ca.crt",
     )
     (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    (folder / "client.ext").write_text("subjectAltName=DNS:prometheus.example\n")
+    (folder / "client.ext").write_text("subjectAltName=DNS:prometheus.example,IP:2001:db8::1\n")
     for name in ("server", "client"):
         run("req", *new_key, "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr")
         run(

@@ -1,4 +1,4 @@
-"""The public surface that several tests pin: every command-line flag."""
+"""The public surface that several tests pin: every command-line flag, and the subcommands'."""
 
 FLAGS = [
     "--config.file",
@@ -13,3 +13,12 @@ FLAGS = [
     "--version",
     "--help",
 ]
+RUN_FLAGS = [f for f in FLAGS if f != "--version"]  # what the healthcheck reads too
+SUBCOMMAND_FLAGS = {
+    "print": ["--help"],
+    "print rules": ["--threshold", "--runbook-base", "--help"],
+    "print dashboards": ["--output-dir", "--help"],
+    "print config": ["--help"],
+    "healthcheck": [*RUN_FLAGS, "--args-file", "--timeout"],
+    "capture": ["--config.file", "--output", "--demo", "--help"],
+}

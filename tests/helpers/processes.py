@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,12 +107,14 @@ def start_exporter(
     port: int | None = None,
     env: dict[str, str] | None = None,
     ready: bool = True,
+    entry: Sequence[str] = ("-m", "exporter"),
 ) -> Exporter:
-    """Start `python -m exporter --web.listen-address 127.0.0.1:<port> <args>` with its stderr
+    """Start `python -m exporter --web.listen-address 127.0.0.1:<port> <args>` (or `python <entry>
+    ...`) with its stderr
     appended to home/exporter.log; with `ready`, wait (bounded) until /-/ready answers 200."""
     port = port if port is not None else free_port()
     log_path = home / "exporter.log"
-    argv = [sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}", *args]
+    argv = [sys.executable, *entry, "--web.listen-address", f"127.0.0.1:{port}", *args]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT, env=exporter_env() if env is None else env

@@ -154,11 +154,11 @@ def monitor_id(h: Harness) -> str:
     return sorted(snap.items)[0]
 
 
-def rejected(text: str, reason: str) -> float:
-    for line in text.splitlines():
-        if line.startswith("generatorlabs_webhook_rejected_total{") and f'reason="{reason}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def rejected(text: str, reason: str, source: str = "generatorlabs") -> float:
+    """generatorlabs_webhook_rejected_total of one (source, reason); every one exists from 0."""
+    value = sample(text, "generatorlabs_webhook_rejected_total", source=source, reason=reason)
+    assert value is not None, (source, reason)
+    return value
 
 
 REFRESH_ROUTES = ("rbl/hosts/{id}", "cert/monitors/{id}")
