@@ -18,7 +18,7 @@ from exporter.metrics.render import Renderer, gzip_member, join, render
 from exporter.state.snapshot import Snapshot
 from tests.helpers.processes import need_binary
 
-NOW = 1_790_000_000.0
+NOW = 1_789_999_980.0  # a whole minute: days to expiry are computed at the minute (EXPIRY_STEP)
 INTERVALS = {
     "rbl_listings": 60.0,
     "rbl_hosts": 900.0,

@@ -23,7 +23,7 @@ from exporter.state.snapshot import Snapshot
 from exporter.state.store import StateStore
 from tests.helpers.metrics import COLLECTORS, StillClock, scraper_for
 
-NOW = 1_790_000_000.0
+NOW = 1_789_999_980.0  # a whole minute: days to expiry are computed at the minute (EXPIRY_STEP)
 INTERVALS = dict.fromkeys(COLLECTORS, 60.0)
 AGES = dict.fromkeys(COLLECTORS, 600.0)  # a snapshot not confirmed for 10 minutes is stale
 HOST_IDS = [f"HT{i}" for i in range(4)]
@@ -243,6 +243,47 @@ def test_days_to_expiry_move_with_time() -> None:
     )
     later = text(renderer.update(snaps, Freshness(NOW + 300, INTERVALS, AGES)))  # 300 s = 0.0035 days
     assert b'generatorlabs_cert_expiry_days{monitor_id="CM1"} 9.9965\n' in later
+    # computed at the start of the minute: 59 s later still the same, a minute later one less
+    same_minute = text(renderer.update(snaps, Freshness(NOW + 359, INTERVALS, AGES)))
+    assert b'generatorlabs_cert_expiry_days{monitor_id="CM1"} 9.9965\n' in same_minute
+    next_minute = text(renderer.update(snaps, Freshness(NOW + 360, INTERVALS, AGES)))
+    assert b'generatorlabs_cert_expiry_days{monitor_id="CM1"} 9.9958\n' in next_minute
+    assert next_minute == text(Renderer().update(snaps, Freshness(NOW + 360, INTERVALS, AGES)))
+
+
+def test_a_webhook_about_one_host_keeps_every_monitors_and_hetrixtools_part() -> None:
+    """Neither the monitors (whose days to expiry move with time) nor the HetrixTools monitors
+    are rendered again for a webhook about a host, however the clock moved within the minute."""
+    monitors = {
+        f"CM{i:04d}": Monitor(
+            f"CM{i:04d}", "shop", "shop.example", "https", "443", "CP1", False, NOW + i * 3600, None
+        )
+        for i in range(1500)
+    }
+    snaps = {
+        "rbl_hosts": many_hosts(1500),
+        "cert_monitors": Snapshot("cert_monitors", monitors, NOW, NOW),
+        "cert_errors": Snapshot("cert_errors", {"E1": CertError("E1", "CM0001", "connection")}, NOW, NOW),
+    }
+    webhooks = WebhookState()
+    webhooks.apply_hetrix(
+        [HetrixMonitor(f"192.0.2.{i}", "edge", 1, ("rbl.example",)) for i in range(800)], NOW
+    )
+    renderer = Renderer()
+    before = renderer.update(snaps, Freshness(NOW + 1, INTERVALS, AGES), webhooks.copy())
+    webhooks.hosts["HT00007"] = HostMark(NOW, True, 1, ("SpamCop",), NOW)
+    after = renderer.update(snaps, Freshness(NOW + 59.5, INTERVALS, AGES), webhooks.copy())
+    kept = {id(p) for p in before.parts(False)}
+    changed = [p for p in after.parts(False) if id(p) not in kept]
+    assert 0 < len(changed) <= 7 + 1  # the host's bucket of its families, and the listed total
+    renewed = b"".join(gzip.decompress(p) for p in changed)
+    assert b"generatorlabs_cert_" not in renewed and b"hetrixtools_" not in renewed
+    old, new = set(text(before).splitlines()), set(text(after).splitlines())
+    assert all(b'"HT00007"' in line or b"_rbl_hosts_listed " in line for line in old ^ new)
+    assert text(after) == text(
+        Renderer().update(snaps, Freshness(NOW + 59.5, INTERVALS, AGES), webhooks.copy())
+    )
+    assert after.stats == before.stats
 
 
 async def test_a_burst_of_changes_costs_one_render_that_shows_them_all() -> None:

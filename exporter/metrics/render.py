@@ -21,6 +21,10 @@ not the 14 MB of a 20,000-host account.
   their own, in each format (the data lines are the same in both). A gzip scrape writes the
   members as they are; an uncompressed one inflates them member by member as it writes.
 - What a render left out or cut (RenderStats) is kept per bucket and summed.
+- A group whose inputs are the same objects as at the last update is not looked at again: the
+  monitors (same snapshots, same marks, same EXPIRY_STEP of time) and the HetrixTools monitors
+  (the same records). So a webhook about one host costs that host's bucket, not a comparison of
+  every monitor. Days to expiry are computed at `now` floored to EXPIRY_STEP for this reason.
 
 Renderer.update never raises: an object that cannot be rendered is left out and counted, and
 a group of families that fails outside its objects (a broken snapshot) is left empty and counted
@@ -29,11 +33,12 @@ once under its object kind.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import attrgetter, is_, methodcaller
+from operator import attrgetter, is_, itemgetter, methodcaller
 from typing import Any
 from zlib import crc32
 
@@ -68,12 +73,18 @@ from exporter.metrics.lines import (
     source_lines,
     without_expiry_total,
 )
-from exporter.state.overlay import HostMark, MonitorMark, WebhookState
+from exporter.state.overlay import Hetrix, HostMark, MonitorMark, WebhookState
 from exporter.state.snapshot import Snapshot
 
 GZIP_LEVEL = 1  # fastest: a member is compressed once per change of its bucket
 BUCKET_SIZE = 512  # objects per bucket at most when a section's bucket count is chosen
 DRIFT = 4  # re-bucket a section when its object count grows or shrinks this many times
+# Days to expiry are computed at `now` floored to a multiple of EXPIRY_STEP seconds, so that they
+# change (and the 5,000 monitors of a large account are rendered again) once per step, not on
+# every render: a webhook about one host never pays for the monitors. The step is the minute
+# after which the exporter renders again anyway (exporter.metrics.serve.TIME_BUCKET is this
+# value): a value is at most a minute behind (0.0007 days), as it was between two renders.
+EXPIRY_STEP = 60.0
 # exposition.per_host: every host's series (today's output), or only listed and paused hosts'
 PER_HOST_ALL = "all"
 PER_HOST_LISTED = "listed"
@@ -161,6 +172,18 @@ def _spread(objs: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
     for index, key, obj in zip(map(crc32, map(_ENCODE, objs)), objs, objs.values(), strict=True):
         groups[index & mask][key] = obj
     return groups
+
+
+def _same_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether two mappings hold the same keys, each with the same object (by identity)."""
+    if len(old) != len(new) or old.keys() != new.keys():
+        return False
+    return all(map(is_, old.values(), map(new.__getitem__, old)))
+
+
+def expiry_now(now: float) -> float:
+    """The time days to expiry are computed at: `now` floored to a multiple of EXPIRY_STEP."""
+    return now - now % EXPIRY_STEP if math.isfinite(now) else now
 
 
 def _alike(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -371,6 +394,8 @@ _WRITTEN = [s.name for _, specs, _ in _SECTIONS.values() for s in specs] + [
 ]
 if sorted(_WRITTEN) != sorted(m.name for m in DATA_METRICS):  # pragma: no cover - a contract edit
     raise ValueError("every data family of the contract must be written by exactly one section or total")
+# family -> (the section that writes it, its index among the section's families)
+_PLACES = {spec.name: (name, i) for name, (_, specs, _) in _SECTIONS.items() for i, spec in enumerate(specs)}
 
 
 # -- the rendered exposition ---------------------------------------------------------------------
@@ -431,6 +456,11 @@ def join(families: Iterable[Family], openmetrics: bool) -> bytes:
     )
 
 
+_second = itemgetter(1)
+# (monitors, errors, marks, time of the days to expiry, what the group left out) of an update
+_MonitorInputs = tuple[Snapshot | None, Snapshot | None, dict[str, MonitorMark], float, RenderStats]
+
+
 class Renderer:
     """The data part of the exposition, kept between renders: `update` renders again only what
     changed. Not thread-safe: one update at a time (the Rendered it returns is immutable and
@@ -449,6 +479,10 @@ class Renderer:
         self._compressed = compress
         self._bucket_size = bucket_size
         self._sections: dict[str, Section] = {}
+        # what the monitors and HetrixTools groups were last rendered from (None: render them)
+        self._monitor_inputs: _MonitorInputs | None = None
+        self._hetrix_objs: dict[str, tuple[str, Hetrix]] | None = None
+        self._ids_of: tuple[Snapshot | None, frozenset[str]] = (None, frozenset())
         for group in _GROUPS:
             self._reset(group)
         self._totals: dict[str, str] = {}
@@ -466,6 +500,10 @@ class Renderer:
             self._sections[name] = Section(kind, specs, body(listed_only), self._encode, self._bucket_size)
         if group == "hosts":
             self._host_inputs = None
+        elif group == "monitors":
+            self._monitor_inputs = None
+        elif group == "hetrix":
+            self._hetrix_objs = None
 
     def update(
         self, snapshots: Mapping[str, Snapshot], freshness: Freshness, webhooks: WebhookState | None = None
@@ -549,12 +587,41 @@ class Renderer:
         marks: Mapping[str, MonitorMark],
         now: float,
     ) -> None:
-        """Monitors with their days to expiry (which move with `now`) and how many active ones
-        have none, then the active errors of every monitor rendered or named by an error;
-        cert.error.* webhooks newer than the poll win. Without error data, no claim of 0 errors."""
+        """The monitors and their errors, unless they are rendered from the same objects as at
+        the last update, in the same EXPIRY_STEP of time: then they are kept as they are."""
+        at = expiry_now(now)
+        last, self._monitor_inputs = self._monitor_inputs, None
+        if (
+            last is not None
+            and last[0] is snap
+            and last[1] is errors
+            and last[3] == at
+            and _same_values(last[2], marks)
+        ):
+            stats.add(last[4])
+            self._monitor_inputs = last
+            return
+        own = RenderStats({}, {})
+        try:
+            self._render_monitors(own, snap, errors, marks, at)
+        finally:
+            stats.add(own)
+        self._monitor_inputs = (snap, errors, dict(marks), at, own)
+
+    def _render_monitors(
+        self,
+        stats: RenderStats,
+        snap: Snapshot | None,
+        errors: Snapshot | None,
+        marks: Mapping[str, MonitorMark],
+        at: float,
+    ) -> None:
+        """Monitors with their days to expiry at `at` and how many active ones have none, then
+        the active errors of every monitor rendered or named by an error; cert.error.* webhooks
+        newer than the poll win. Without error data, no claim of 0 errors."""
         polled_at = snap.fetched_at if snap is not None else 0.0
         items: Mapping[str, Any] = snap.items if snap is not None else {}
-        objs = {k: _with_expiry(m, marks, now, polled_at) for k, m in items.items()}
+        objs = {k: _with_expiry(m, marks, at, polled_at) for k, m in items.items()}
         left_out = self._replace("monitors", objs).left_out()
         unread = sum(
             1 for k, obj in objs.items() if k not in left_out and obj[1] is None and not obj[0].paused
@@ -587,17 +654,42 @@ class Renderer:
     def _webhooks(self, w: WebhookState, monitors: Snapshot | None) -> None:
         """State only webhooks tell: certificate changes (of known monitors), agents, the
         balance and the events seen."""
-        known = (
-            {m.id for m in monitors.items.values() if type(m.id) is str} if monitors is not None else set()
-        )
+        known = self._monitor_ids(monitors) if w.cert_changes else frozenset()
         self._replace("changes", {k: (k, v) for k, v in w.cert_changes.items() if k in known})
         self._replace("agents", {k: (k, a) for k, a in w.agents.items()})
         self._replace("billing", {"": (w.balance, w.balance_threshold)})
         events = set(w.events) | set(w.last_event)
         self._replace("events", {e: (e, w.events.get(e), w.last_event.get(e)) for e in events})
 
+    def _monitor_ids(self, monitors: Snapshot | None) -> frozenset[str]:
+        """The ids of the monitors of a snapshot, kept for as long as the snapshot is."""
+        if self._ids_of[0] is not monitors:
+            ids = {m.id for m in monitors.items.values() if type(m.id) is str} if monitors is not None else ()
+            self._ids_of = (monitors, frozenset(ids))
+        return self._ids_of[1]
+
     def _hetrix(self, w: WebhookState) -> None:
-        self._replace("hetrix", {k: (k, m) for k, m in w.hetrix.items()})
+        """HetrixTools monitors: nothing is looked at again when every record is the one of the
+        last update (records are replaced when they change, never changed in place: compared
+        in order, by identity); else each unchanged record keeps the object it was rendered
+        from, so that only the buckets of the changed ones are compared field by field and
+        rendered again."""
+        held, self._hetrix_objs = self._hetrix_objs, None
+        records = w.hetrix
+        if (
+            held is not None
+            and list(held) == list(records)
+            and all(map(is_, map(_second, held.values()), records.values()))
+        ):
+            self._hetrix_objs = held
+            return
+        held = held or {}
+        objs = {}
+        for key, record in records.items():
+            kept = held.get(key)
+            objs[key] = kept if kept is not None and kept[1] is record else (key, record)
+        self._replace("hetrix", objs)
+        self._hetrix_objs = objs
 
     # -- assembling the parts --------------------------------------------------------------
 
@@ -631,10 +723,8 @@ class Renderer:
                 yield bucket.parts[index], bucket.sizes[index]
 
     def _where(self, spec: MetricSpec) -> tuple[Section, int]:
-        for section in self._sections.values():
-            if spec in section.specs:
-                return section, section.specs.index(spec)
-        raise KeyError(spec.name)  # pragma: no cover - checked at import (_WRITTEN)
+        name, index = _PLACES[spec.name]
+        return self._sections[name], index
 
     def _assemble(self, freshness: Freshness, stats: RenderStats) -> Rendered:
         text: list[bytes] = []

@@ -32,7 +32,7 @@ import structlog
 
 from exporter.clock import Clock, sleep_or_event
 from exporter.metrics.lines import Freshness, RenderStats
-from exporter.metrics.render import PER_HOST_ALL, Rendered, Renderer, gzip_member
+from exporter.metrics.render import EXPIRY_STEP, PER_HOST_ALL, Rendered, Renderer, gzip_member
 from exporter.metrics.selfmetrics import Telemetry
 from exporter.state.overlay import WebhookState
 from exporter.state.snapshot import Snapshot
@@ -44,7 +44,9 @@ TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 OPENMETRICS_VERSIONS = {None, "0.0.1", "1.0.0"}  # what our OpenMetrics output satisfies
 TEXT_RANGES = {"text/plain", "text/*", "*/*"}
-TIME_BUCKET = 60.0  # seconds: re-render at least this often (ages and days-to-expiry move)
+# seconds: re-render at least this often (ages and days-to-expiry move); days to expiry are
+# computed at the start of the bucket (exporter.metrics.render.EXPIRY_STEP)
+TIME_BUCKET = EXPIRY_STEP
 RENDER_LOOK = 5.0  # clock seconds between two looks at whether the render is stale
 COALESCE = 0.01  # seconds to wait after a render at least, so a burst of changes costs one
 

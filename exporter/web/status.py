@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 from exporter import __version__
 from exporter.metrics.lines import expiry_days, merge_host
+from exporter.metrics.render import expiry_now
 from exporter.metrics.selfmetrics import Live, remaining_by_window
 from exporter.state.overlay import Hetrix, HostMark, MonitorMark
 from exporter.state.snapshot import Health, Snapshot
@@ -218,7 +219,7 @@ def _expiries(
         try:
             if m.paused:
                 continue
-            days = expiry_days(m, marks.get(m.id), now, polled_at)
+            days = expiry_days(m, marks.get(m.id), expiry_now(now), polled_at)  # as /metrics shows
         except Exception:  # noqa: S112 - the renderer counts such a record as skipped; so it is here
             continue
         if days is None or not math.isfinite(days):
