@@ -18,6 +18,7 @@ profile strings, not 100,000 copies.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -233,6 +234,9 @@ def label_text(value: object) -> str | None:
     return sys.intern(found) if found is not None else None
 
 
+LABEL_SET_CACHE = 4096  # distinct tag strings remembered (a bounded cache)
+
+
 def label_set(value: object) -> str:
     """Tags or contact-group ids as one label value, in the convention of Prometheus service
     discovery (`__meta_gce_tags`, `__meta_digitalocean_tags`): distinct, sorted, comma-joined
@@ -244,8 +248,8 @@ def label_set(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        parts = value.split(",")
-    elif isinstance(value, list | tuple):
+        return _label_set_text(value)
+    if isinstance(value, list | tuple):
         parts = []
         for entry in value:
             found = fields.text(_first(entry, "id", "name", "tag") if isinstance(entry, Mapping) else entry)
@@ -253,8 +257,19 @@ def label_set(value: object) -> str:
                 parts.extend(found.split(","))
     else:
         raise Unreadable(f"not a list or text: {fields.shorten(value)}")
+    return _joined(parts)
+
+
+def _joined(parts: Iterable[str]) -> str:
     names = sorted({part.strip() for part in parts} - {""})
     return sys.intern(f",{','.join(names)},") if names else ""
+
+
+@functools.lru_cache(maxsize=LABEL_SET_CACHE)
+def _label_set_text(value: str) -> str:
+    """label_set of the comma-separated form; accounts repeat a few tag strings across many
+    objects, so each distinct one is worked out once."""
+    return _joined(value.split(","))
 
 
 def _label_set(raw: Raw, obj: str, warn: Warn, *keys: str) -> str:
