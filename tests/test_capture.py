@@ -397,3 +397,30 @@ async def test_the_first_successful_poll_logs_a_field_summary_once_per_collector
     monitors = by_collector["cert_monitors"]
     assert "not_after" in monitors["missing"] and monitors["unknown"] == ["ssl_valid_thru"]
     assert "not_after" not in monitors["found"]
+
+
+def test_numbers_that_identify_are_replaced_and_counts_and_times_kept() -> None:
+    """An IPv4 address or an account number sent as a JSON number is replaced like its text form;
+    counts, ports, booleans and epoch times keep their values."""
+    body = {
+        "data": [
+            {
+                "ip": 3232235777,
+                "account": 987654321,
+                "port": 25,
+                "listed": 1,
+                "paused": True,
+                "date_added": 1700000000,
+            }
+        ]
+    }
+    item = Anonymiser(SALT).body(body)["data"][0]  # type: ignore[index]
+    assert item["ip"] != 3232235777 and isinstance(item["ip"], int) and len(str(item["ip"])) == 10
+    assert item["account"] != 987654321 and isinstance(item["account"], int)
+    assert (item["port"], item["listed"], item["paused"], item["date_added"]) == (25, 1, True, 1700000000)
+
+
+def test_the_field_report_never_names_a_key_that_is_an_address_or_an_id() -> None:
+    sid = "HT" + "c" * 32
+    report = replay.fields_of("rbl_hosts", {"data": [{"id": sid, sid: 1, "mail.example.org": 2, "novel": 3}]})
+    assert report is not None and report["unknown"] == ["novel"]

@@ -261,8 +261,9 @@ PRAGMA user_version = 2;
 
 
 async def test_a_file_of_schema_2_is_moved_into_rows(tmp_path: Path, clock: FakeClock) -> None:
-    """Each snapshot body becomes object rows (one that cannot be read costs its collector), the
-    webhook state's marks become mark rows, and the file is of the current schema after."""
+    """Each snapshot body becomes object rows (a body that cannot be read costs its collector, an
+    item that cannot be read costs only itself), the webhook state's marks become mark rows, and
+    the file is of the current schema after."""
     path = tmp_path / "s.sqlite"
     stored = hosts(30)
     state = WebhookState()
@@ -278,7 +279,7 @@ async def test_a_file_of_schema_2_is_moved_into_rows(tmp_path: Path, clock: Fake
                 ("webhooks", json.dumps(state.to_json())),
             ],
         )
-        body = json.dumps({"items": rows, "times": dict.fromkeys(stored, START)})
+        body = json.dumps({"items": [*rows, "not a host"], "times": dict.fromkeys(stored, START)})
         conn.execute("INSERT INTO snapshots VALUES ('rbl_hosts', ?, ?, 30, ?)", (START, START, body))
         conn.execute(
             "INSERT INTO snapshots VALUES ('cert_monitors', ?, ?, 1, '{\"items\": [[')", (START, START)
@@ -288,7 +289,8 @@ async def test_a_file_of_schema_2_is_moved_into_rows(tmp_path: Path, clock: Fake
             assert [(s.collector, dict(s.items)) for s in loaded.snapshots] == [("rbl_hosts", stored)]
             assert loaded.webhooks.hosts == state.hosts
     assert [(e["event"], e["of"], e["problem"]) for e in logs] == [
-        ("state.rows_skipped", "cert_monitors", "its stored snapshot: its body is not valid JSON")
+        ("state.rows_skipped", "rbl_hosts", "stored items that do not read"),
+        ("state.rows_skipped", "cert_monitors", "its stored snapshot: its body is not valid JSON"),
     ]
     with contextlib.closing(sqlite3.connect(path)) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

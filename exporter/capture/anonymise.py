@@ -84,6 +84,12 @@ def _words(key: str | None) -> set[str]:
     return set((key or "").lower().replace("-", "_").split("_"))
 
 
+def _long_integer(value: object) -> bool:
+    """An integer with more digits than a count or a port has (e.g. an IPv4 address sent as a
+    number); booleans are not integers here."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**KEPT_NUMBER_DIGITS
+
+
 class Anonymiser:
     """One capture file's replacements: the same value always gets the same placeholder. The
     salt keys the id hash; it is never written anywhere."""
@@ -129,7 +135,9 @@ class Anonymiser:
             return self._string(value, key)
         if _phone_number(value, key):  # a phone number sent as a number
             return int("5" + self._digits(str(value))[1:])
-        return value  # numbers, booleans and null are kept
+        if _long_integer(value) and not _words(key) & TIME_WORDS:
+            return int(self._digits(str(value)))  # an address or an account number as a number
+        return value  # other numbers, booleans and null are kept
 
     # -- one string ---------------------------------------------------------------------------
 

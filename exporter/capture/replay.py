@@ -29,9 +29,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.api import fields
 from exporter.api.endpoints import ENDPOINTS, route_of
 from exporter.api.envelope import RawResponse, decode_count, decode_page
 from exporter.api.records import field_report
+from exporter.capture.anonymise import IDENT_KEY
 from exporter.errors import ApiError
 from exporter.polling.scheduler import OBJECTS, PARSERS, REFRESH_PATHS
 
@@ -137,7 +139,14 @@ def fields_of(collector: str, body: object) -> dict[str, list[str]] | None:
         items = [items]
     if not isinstance(items, list):
         return None
-    keys = {str(k) for item in items if isinstance(item, Mapping) for k in item}
+    # only keys that are plain identifiers (never an address or an id used as a key)
+    keys = {
+        str(k)
+        for item in items
+        if isinstance(item, Mapping)
+        for k in item
+        if IDENT_KEY.match(str(k)) and not fields.SID.fullmatch(str(k))
+    }
     if not keys:
         return None
     report = field_report(object_kind(collector), keys)

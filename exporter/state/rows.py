@@ -209,9 +209,10 @@ def decode_pages(text: object) -> tuple[float, ...]:
 
 def decode_legacy(
     collector: str, fetched_at: object, confirmed_at: object, total: object, body: object
-) -> Snapshot:
-    """A snapshot as schema 1 and 2 stored it (one JSON body), or ValueError naming what is
-    wrong with it; read only to move it into rows."""
+) -> tuple[Snapshot, int]:
+    """A snapshot as schema 1 and 2 stored it (one JSON body) and how many of its items did not
+    read (each costs only itself), or ValueError naming what is wrong with the snapshot as a
+    whole; read only to move it into rows."""
     fetched, confirmed = check_times(fetched_at, confirmed_at, total)
     data = json_value(body)
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
@@ -220,5 +221,12 @@ def decode_legacy(
     if not isinstance(times, dict) or not all(finite(t) for t in times.values()):
         raise ValueError("its item times are not numbers")
     cls = RECORDS.get(collector, Item)
-    items = {r.id: r for r in (record(cls, row) for row in data["items"])}
-    return Snapshot(collector, items, fetched, confirmed, total, times)  # type: ignore[arg-type]
+    items, bad = {}, 0
+    for row in data["items"]:
+        try:
+            found = record(cls, row)
+        except ValueError:
+            bad += 1
+            continue
+        items[found.id] = found
+    return Snapshot(collector, items, fetched, confirmed, total, times), bad  # type: ignore[arg-type]

@@ -247,9 +247,13 @@ def _migrate(conn: sqlite3.Connection) -> list[Skipped]:
     if "snapshots" in tables:
         for row in conn.execute("SELECT collector, fetched_at, confirmed_at, total, body FROM snapshots"):
             try:
-                _write_snapshot(conn, None, rows.decode_legacy(*row), None)
+                snapshot, bad = rows.decode_legacy(*row)
             except ValueError as err:
                 skipped.append(Skipped(str(row[0])[:40], 1, f"its stored snapshot: {err}"))
+                continue
+            _write_snapshot(conn, None, snapshot, None)
+            if bad:
+                skipped.append(Skipped(snapshot.collector[:40], bad, "stored items that do not read"))
         conn.execute("DROP TABLE snapshots")
     stored = conn.execute("SELECT value FROM kv WHERE key = 'webhooks'").fetchone()
     try:
