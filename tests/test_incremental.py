@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from exporter.api.endpoints import COLLECTORS
 from exporter.api.records import CertError, Host, Monitor
 from exporter.metrics.lines import Freshness
 from exporter.metrics.render import Rendered, Renderer, bucket_count
@@ -21,7 +22,7 @@ from exporter.state.events import HetrixMonitor
 from exporter.state.overlay import HostMark, MonitorMark, WebhookState
 from exporter.state.snapshot import Snapshot
 from exporter.state.store import StateStore
-from tests.helpers.metrics import COLLECTORS, StillClock, scraper_for
+from tests.helpers.metrics import StillClock, scraper_for
 
 NOW = 1_789_999_980.0  # a whole minute: days to expiry are computed at the minute (EXPIRY_STEP)
 INTERVALS = dict.fromkeys(COLLECTORS, 60.0)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from exporter.api.endpoints import COLLECTORS
 from exporter.api.records import CertError, Host, Item, Monitor
 from exporter.metrics.contract import DATA_METRICS
 from exporter.metrics.lines import LABELS, OBJECTS, Freshness, RenderStats
@@ -24,16 +25,6 @@ from exporter.state.snapshot import Snapshot
 from tests.helpers.processes import need_binary
 
 NOW = 1_790_000_000.0
-COLLECTORS = (
-    "rbl_hosts",
-    "rbl_listings",
-    "cert_monitors",
-    "cert_errors",
-    "rbl_profiles",
-    "rbl_sources",
-    "contacts",
-    "contact_groups",
-)
 AGES = dict.fromkeys(COLLECTORS, 1e12)  # everything fresh: render it all
 PROMTOOL_SAMPLES = 8  # expositions checked with promtool per run (a process each)
 

@@ -9,6 +9,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.samples import Sample
 
+from exporter.api.endpoints import COLLECTORS
 from exporter.api.ratelimit import RateLimit
 from exporter.api.records import CertError, Host, Item, Monitor
 from exporter.clock import Clock
@@ -23,16 +24,6 @@ from tests.helpers.rig import FakeClock
 
 NOW = 1_790_000_000.0
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
-COLLECTORS = (
-    "rbl_hosts",
-    "rbl_listings",
-    "cert_monitors",
-    "cert_errors",
-    "rbl_profiles",
-    "rbl_sources",
-    "contacts",
-    "contact_groups",
-)
 INTERVALS = dict.fromkeys(COLLECTORS, 60.0)
 MAX_AGES = dict.fromkeys(COLLECTORS, 3600.0)
 
