@@ -40,6 +40,7 @@ from tests.helpers.processes import (
     terminate,
 )
 from tests.helpers.rig import START, TOKEN, FakeClock
+from tests.helpers.schemas import SCHEMA_1
 
 SID_A, SID_B = "AC" + "a" * 32, "AC" + "b" * 32
 API = "https://api.generatorlabs.com/4.0"
@@ -140,21 +141,10 @@ async def test_another_base_url_keeps_only_the_request_ledger(tmp_path: Path) ->
     assert "pass" not in repr(logs) and b"pass@" not in path.read_bytes()
 
 
-OLD_SCHEMA = """
-CREATE TABLE snapshots (collector TEXT PRIMARY KEY, fetched_at REAL, confirmed_at REAL,
-                        total INTEGER, body TEXT);
-CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, received REAL, body BLOB);
-CREATE TABLE seen (key TEXT PRIMARY KEY, expires REAL);
-CREATE TABLE ledger (ts REAL);
-CREATE INDEX ledger_ts ON ledger (ts);
-"""
-
-
 async def test_a_file_of_the_previous_version_is_adopted_by_the_first_account(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
-        conn.executescript(OLD_SCHEMA)
+        conn.executescript(SCHEMA_1)
         conn.execute(
             "INSERT INTO snapshots VALUES ('rbl_hosts', ?, ?, 2, ?)",
             (START, START, legacy_body(hosts(2))),

@@ -27,6 +27,7 @@ from exporter.state.sqlite import Loaded, Owner, Skipped, StateDB
 from exporter.state.store import StateStore
 from tests.helpers.exporters import Simulated, simulated_exporter
 from tests.helpers.rig import SID, START, FakeClock
+from tests.helpers.schemas import SCHEMA_2
 
 OWNER = Owner(SID, "https://api.generatorlabs.com/4.0")
 LARGE = 5_000  # hosts: fifty pages
@@ -244,20 +245,6 @@ async def test_a_row_that_does_not_read_back_costs_only_itself(tmp_path: Path, c
     async with opened(path, clock) as (_, loaded):
         assert loaded.skipped == [] and dict(loaded.snapshots[0].items) == stored
         assert set(loaded.webhooks.hosts) == {bad_host}
-
-
-SCHEMA_2 = """
-CREATE TABLE snapshots (collector TEXT PRIMARY KEY, fetched_at REAL, confirmed_at REAL,
-                        total INTEGER, body TEXT);
-CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, received REAL, body BLOB);
-CREATE TABLE seen (key TEXT PRIMARY KEY, expires REAL);
-CREATE TABLE ledger (ts REAL);
-CREATE INDEX ledger_ts ON ledger (ts);
-CREATE TABLE set_aside (seq INTEGER PRIMARY KEY, kind TEXT, received REAL, body BLOB, reason TEXT,
-                        at REAL);
-PRAGMA user_version = 2;
-"""
 
 
 async def test_a_file_of_schema_2_is_moved_into_rows(tmp_path: Path, clock: FakeClock) -> None:
