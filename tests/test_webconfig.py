@@ -59,6 +59,18 @@ def start(tmp: Path, web_config: dict[str, Any], *extra: str) -> Exporter:
     return start_exporter(tmp, *args, *extra, ready=False)
 
 
+def mutual_tls(pki: Path) -> dict[str, Any]:
+    """tls_server_config for TLS 1.2+ that requires a client certificate named prometheus.example."""
+    return {
+        "cert_file": str(pki / "server.crt"),
+        "key_file": str(pki / "server.key"),
+        "client_auth_type": "RequireAndVerifyClientCert",
+        "client_ca_file": str(pki / "ca.crt"),
+        "client_allowed_sans": ["prometheus.example"],
+        "min_version": "TLS12",
+    }
+
+
 def request(
     url: str,
     *,
@@ -169,16 +181,7 @@ def test_the_file_is_re_read_when_it_changes(pki: Path, tls_basic: tuple[int, Pa
 def test_client_certificates_are_required_and_verified(pki: Path, tmp_path: Path) -> None:
     exporter = start(
         tmp_path,
-        {
-            "tls_server_config": {
-                "cert_file": str(pki / "server.crt"),
-                "key_file": str(pki / "server.key"),
-                "client_auth_type": "RequireAndVerifyClientCert",
-                "client_ca_file": str(pki / "ca.crt"),
-                "client_allowed_sans": ["prometheus.example"],
-                "min_version": "TLS12",
-            }
-        },
+        {"tls_server_config": mutual_tls(pki)},
     )
     try:
         url = f"https://127.0.0.1:{exporter.port}/-/healthy"
@@ -766,12 +769,7 @@ def every_key(pki: Path) -> dict[str, Any]:
     """A web config using every key of the exporter-toolkit's format (docs/web-configuration.md)."""
     return {
         "tls_server_config": {
-            "cert_file": str(pki / "server.crt"),
-            "key_file": str(pki / "server.key"),
-            "client_auth_type": "RequireAndVerifyClientCert",
-            "client_ca_file": str(pki / "ca.crt"),
-            "client_allowed_sans": ["prometheus.example"],
-            "min_version": "TLS12",
+            **mutual_tls(pki),
             "max_version": "TLS13",
             "cipher_suites": ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256"],
             "curve_preferences": ["X25519"],
