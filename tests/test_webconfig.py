@@ -29,6 +29,7 @@ import structlog
 import yaml
 from aiohttp import web
 
+from exporter.api.fields import shorten
 from exporter.cli import main
 from exporter.config.webconfig import RateLimit, load, parse
 from exporter.errors import ConfigError
@@ -592,6 +593,18 @@ WEB_CONFIG_PROBLEMS = [
     (
         {"rate_limit": {"interval": "1s", "burst": -1}},
         "rate_limit.burst: must be a whole number of requests, got -1",
+    ),
+    (
+        {"rate_limit": {"interval": "1s", "burst": 10**400}},
+        "rate_limit.burst: must be a whole number of requests, got " + shorten(10**400),
+    ),
+    (
+        {"rate_limit": {"interval": "9" * 400 + "h", "burst": 1}},
+        "rate_limit.interval: must be a finite duration of at most 365d, got " + shorten("9" * 400 + "h"),
+    ),
+    (
+        {"rate_limit": {"interval": "8761h", "burst": 1}},
+        "rate_limit.interval: must be a finite duration of at most 365d, got '8761h'",
     ),
     (
         {"rate_limit": {"interval": "1s"}},

@@ -23,6 +23,7 @@ bytes (bcrypt refuses those; the toolkit's Go bcrypt does too), are simply wrong
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import ssl
@@ -34,6 +35,7 @@ from typing import Any
 
 from exporter.api.fields import shorten
 from exporter.config.load import read_yaml
+from exporter.config.model import MAX_DURATION
 from exporter.config.parse import kind_of
 from exporter.errors import ConfigError
 
@@ -105,6 +107,7 @@ DEFAULT_CLIENT_AUTH = "NoClientCert"
 DEFAULT_MIN_VERSION = "TLS12"
 BCRYPT_MAX_PASSWORD = 72  # bytes: bcrypt reads no more, and refuses longer passwords
 BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
+MAX_BURST = 1_000_000  # rate_limit.burst: requests at once; a larger one is a typo, not a wish
 # a Go duration (time.ParseDuration), as the toolkit's rate_limit.interval is written
 GO_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+")
 GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -225,7 +228,10 @@ def go_duration(value: object) -> float:
         return 0.0
     if not isinstance(value, str) or not GO_DURATION.fullmatch(value.strip()):
         raise ValueError(f"must be a duration like 1s, 100ms or 1m30s (0 turns it off), got {shorten(value)}")
-    return sum(float(number) * GO_UNITS[unit] for number, unit in _GO_PART.findall(value.strip()))
+    seconds = sum(float(number) * GO_UNITS[unit] for number, unit in _GO_PART.findall(value.strip()))
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:  # Go refuses what overflows its int64
+        raise ValueError(f"must be a finite duration of at most 365d, got {shorten(value)}")
+    return seconds
 
 
 def _rate_limit(raw: object, problems: list[str]) -> RateLimit | None:
@@ -240,7 +246,7 @@ def _rate_limit(raw: object, problems: list[str]) -> RateLimit | None:
         problems.append(f"rate_limit.interval: {err}")
         return None
     burst = raw.get("burst", 0)
-    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 0:
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 0 <= burst <= MAX_BURST:
         problems.append(f"rate_limit.burst: must be a whole number of requests, got {shorten(burst)}")
         return None
     if not interval:
