@@ -235,17 +235,17 @@ async def test_clients_that_never_read_hold_one_chunk_each_and_are_dropped(app_f
 
 async def test_at_the_cap_with_every_connection_busy_a_new_one_is_refused_at_once(app_factory) -> None:  # type: ignore[no-untyped-def]
     limits = Limits(max_connections=5, write_timeout=3.0, evict_after=0.0)
-    async with (
-        listening(app_factory, limits) as listener,
-        connections(listener.port, 5, rcvbuf=4096) as stuck,
-    ):
+    async with listening(app_factory, limits) as listener:
         guard = listener.guard
-        for _, w in stuck:
-            w.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\n\r\n")
-        await until(lambda: sum(c.stalled for c in guard.connections()) == 5, "five stalled responses")
-        async with connections(listener.port, 1) as [(r, _)]:
-            answer = await asyncio.wait_for(closed_by_server(r), DEADLINE)
-        assert answer.startswith(b"HTTP/1.1 503 ")
-        assert guard.refused == 1 and guard.peak == 5
-        await until(lambda: guard.open == 0, "the stalled clients to be dropped")
+        async with connections(listener.port, 5, rcvbuf=4096) as stuck:
+            for _, w in stuck:
+                w.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\n\r\n")
+            await until(lambda: sum(c.stalled for c in guard.connections()) == 5, "five stalled responses")
+            async with connections(listener.port, 1) as [(r, _)]:
+                answer = await asyncio.wait_for(closed_by_server(r), DEADLINE)
+            assert answer.startswith(b"HTTP/1.1 503 ")
+            assert guard.refused == 1 and guard.peak == 5
+        # the stalled clients hang up (the write deadline dropping them is the test above, and
+        # takes its 3 s): their places are free again, and /metrics answers
+        await until(lambda: guard.open == 0, "the stalled clients' connections to be released")
         await metrics_answer(listener.port)

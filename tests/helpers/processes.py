@@ -175,12 +175,19 @@ class Prometheus:
     base: str
 
 
-def start_prometheus(home: Path, targets: list[str], *, job: str = "generatorlabs") -> Prometheus:
-    """Prometheus scraping `targets` (host:port) every second, its data and log under `home`."""
+def start_prometheus(
+    home: Path, targets: list[str], *, job: str = "generatorlabs", interval: str = "1s"
+) -> Prometheus:
+    """Prometheus scraping `targets` (host:port) every `interval` (a Prometheus duration, which is
+    also its scrape timeout), its data and log under `home`. Whatever the interval, the first
+    scrape comes some 5 s after the start: Prometheus applies new targets at most every 5 s."""
     binary = need_binary("prometheus")
     port = free_port()
     scrape = {"job_name": job, "static_configs": [{"targets": targets}]}
-    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": [scrape]}
+    config = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "scrape_configs": [scrape],
+    }
     (home / "prometheus.yml").write_text(yaml.safe_dump(config))
     argv = [
         binary,
