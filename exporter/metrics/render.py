@@ -37,7 +37,7 @@ import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from operator import attrgetter, is_, itemgetter, methodcaller
 from typing import Any
 from zlib import crc32
@@ -71,6 +71,8 @@ from exporter.metrics.lines import (
     profile_lines,
     sorted_safely,
     source_lines,
+    unsaid_expiry_days,
+    utf8,
     without_expiry_total,
 )
 from exporter.state.overlay import Hetrix, HostMark, MonitorMark, WebhookState
@@ -163,14 +165,22 @@ def bucket_count(objects: int, size: int = BUCKET_SIZE) -> int:
 _ENCODE = methodcaller("encode", "utf-8", "surrogatepass")
 
 
+def _crcs(keys: Iterable[str]) -> list[int]:
+    """The CRC-32 of each key's UTF-8 bytes (lone surrogates as they are: "surrogatepass")."""
+    try:
+        return list(map(crc32, map(str.encode, keys)))
+    except UnicodeEncodeError:  # a lone surrogate: rare enough for the slower call
+        return list(map(crc32, map(_ENCODE, keys)))
+
+
 def _spread(objs: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
     """`objs` split over `count` buckets (a power of two) by the CRC-32 of each key."""
     if count == 1:
         return [dict(objs)]
     groups: list[dict[str, Any]] = [{} for _ in range(count)]
     mask = count - 1
-    for index, key, obj in zip(map(crc32, map(_ENCODE, objs)), objs, objs.values(), strict=True):
-        groups[index & mask][key] = obj
+    for crc, key, obj in zip(_crcs(objs), objs, objs.values(), strict=True):
+        groups[crc & mask][key] = obj
     return groups
 
 
@@ -287,7 +297,7 @@ class Section:
             keys = sorted(bucket.objs)
         except Exception:  # keys that do not compare: by their repr
             keys = sorted_safely(bucket.objs, key=lambda k: k)
-        objs = [bucket.objs[k] for k in keys]
+        objs = list(map(bucket.objs.__getitem__, keys))
         stats = RenderStats({}, {})
         lines, tally, kept = each(stats, self.kind, objs, len(self.specs), self._body)
         bucket.left_out = frozenset()
@@ -296,7 +306,7 @@ class Section:
             bucket.left_out = frozenset(
                 k for k, obj in zip(keys, objs, strict=True) if id(obj) not in rendered
             )
-        raw = ["".join(family).encode("utf-8", "replace") for family in lines]
+        raw = list(map(utf8, lines))
         bucket.parts = tuple(self._encode(text) if text else b"" for text in raw)
         bucket.sizes = tuple(map(len, raw))
         bucket.kept, bucket.tally = len(kept), tally
@@ -621,11 +631,10 @@ class Renderer:
         newer than the poll win. Without error data, no claim of 0 errors."""
         polled_at = snap.fetched_at if snap is not None else 0.0
         items: Mapping[str, Any] = snap.items if snap is not None else {}
-        objs = {k: _with_expiry(m, marks, at, polled_at) for k, m in items.items()}
+        objs = _expiring(items, marks, at, polled_at)
         left_out = self._replace("monitors", objs).left_out()
-        unread = sum(
-            1 for k, obj in objs.items() if k not in left_out and obj[1] is None and not obj[0].paused
-        )
+        kept = [obj for k, obj in objs.items() if k not in left_out] if left_out else objs.values()
+        unread = sum(1 for m in [m for m, days in kept if days is None] if not m.paused)
         self._totals[contract.CERT_MONITORS_WITHOUT_EXPIRY.name] = (
             without_expiry_total(unread) if snap is not None else ""
         )
@@ -634,11 +643,14 @@ class Renderer:
             self._totals[contract.CERT_ERRORS.name] = ""
             return
         by_monitor = errors_by_monitor(errors, stats)
-        known = {obj[0].id for k, obj in objs.items() if k not in left_out} | set(by_monitor)
+        known = {m.id for m, _ in kept} | set(by_monitor)
         for monitor_id, mark in marks.items():
             if mark.errors is not None and monitor_id in known and mark.errors_at >= errors.fetched_at:
                 by_monitor[monitor_id] = list(mark.errors)
-        section = self._replace("errors", {k: (k, tuple(by_monitor.get(k, ()))) for k in known})
+        # (monitor id, its errors) of each known monitor: most have none, in one C pass
+        pairs = dict(zip(known, zip(known, repeat(()), strict=False), strict=True))
+        pairs.update((k, (k, tuple(errs))) for k, errs in by_monitor.items())
+        section = self._replace("errors", pairs)
         self._totals[contract.CERT_ERRORS.name] = errors_total(section.tally())
 
     def _inventory(self, fresh: Callable[[str], Snapshot | None]) -> None:
@@ -767,6 +779,21 @@ def _with_expiry(m: Any, marks: Mapping[str, MonitorMark], now: float, polled_at
         return (m, expiry_days(m, marks.get(m.id), now, polled_at))
     except Exception as err:
         return Unrenderable(err)
+
+
+def _expiring(
+    items: Mapping[str, Any], marks: Mapping[str, MonitorMark], now: float, polled_at: float
+) -> dict[str, Any]:
+    """`_with_expiry` of every monitor: in one pass for those no webhook mark names (all of them,
+    mostly), one by one for the others; one by one for all if a monitor is broken."""
+    try:
+        objs: dict[str, Any] = unsaid_expiry_days(items, now)
+        marked = [k for k, m in items.items() if m.id in marks] if marks else []
+    except Exception:
+        return {k: _with_expiry(m, marks, now, polled_at) for k, m in items.items()}
+    for k in marked:
+        objs[k] = _with_expiry(items[k], marks, now, polled_at)
+    return objs
 
 
 def render(
