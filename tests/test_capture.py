@@ -27,7 +27,7 @@ from exporter.capture import replay
 from exporter.capture.anonymise import Anonymiser
 from exporter.capture.run import MAX_REQUESTS, MAX_WAIT, Capturer, planned
 from exporter.cli import main
-from exporter.demo.simulator.account import GROUP_ID, RBLS, Account
+from exporter.demo.simulator.account import GROUP_ID, RBL_WEBSITES, RBLS, Account
 from exporter.demo.simulator.api import SimulatedApi
 from exporter.demo.simulator.transport import SimulatorTransport
 from exporter.demo.wiring import DEMO_SID
@@ -57,7 +57,8 @@ def identifying(account: Account) -> set[str]:
     found |= {v for h in account.hosts.values() for v in (h.id, h.host, h.name)}
     found |= {v for m in account.monitors.values() for v in (m.id, m.name, m.hostname)}
     found |= {*account.profile_ids, *account.cert_profile_ids}
-    for name in ("profiles", "sources", "contacts", "groups"):
+    found |= set(RBL_WEBSITES.values())
+    for name in ("profiles", "cert_profiles", "sources", "contacts", "groups"):
         for item in account.collection(name):
             found |= {str(item[k]) for k in ("id", "name", "contact") if k in item}
     return found
@@ -86,7 +87,7 @@ def test_capture_demo_leaves_nothing_identifying_and_replays_like_the_original(
     demo_capture: tuple[int, str, str],
 ) -> None:
     code, printed, text = demo_capture
-    assert code == 0 and "12 answers to 12 requests" in printed
+    assert code == 0 and "13 answers to 13 requests" in printed
     demo_account = Account(120, 30, 0.0, seed=42)  # the demo's account: its ids and names are the seed's
     survivors = sorted(v for v in identifying(demo_account) if v in text)
     assert survivors == []
@@ -347,7 +348,7 @@ def test_the_committed_demo_capture_names_nothing_of_the_demo_account() -> None:
     text = (FIXTURES / "demo-simulator.json").read_text()  # `capture --demo`, api.page_size 20
     demo_account = Account(120, 30, 0.0, seed=42)
     assert sorted(v for v in identifying(demo_account) if v in text) == []
-    assert replay.load(text)["requests"] == 12
+    assert replay.load(text)["requests"] == 13
 
 
 def test_replaying_notices_a_parser_that_reads_less_than_the_original() -> None:

@@ -429,7 +429,9 @@ def test_tags_and_contact_groups_reach_hosts_monitors_and_contacts() -> None:
     monitor = parse_monitor(
         {"id": "CM1", "hostname": "a.example", "expiration_date": "2030-01-01", "tags": ["ssl"]}, warn
     )
-    contact = parse_item("contact", {"id": "CO1", "type": "email", "contact_group": "CG1,CG3"}, warn)
+    contact = parse_item(
+        "contact", {"id": "CO1", "type": "email", "status": "active", "contact_group": "CG1,CG3"}, warn
+    )
     assert warn == []
     assert host is not None and host.tags == ",production,web," and host.contact_group == ",CG1,CG2,"
     assert monitor is not None and monitor.tags == ",ssl," and monitor.contact_group == ""

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from exporter.api.records import CertError
+from exporter.api.records import CertError, parse_host
 from exporter.state.events import HetrixMonitor
 from exporter.state.overlay import HostMark, MonitorMark, WebhookState
 from exporter.web.status import CERTS_SHOWN, PER_PAGE
@@ -67,6 +67,45 @@ async def test_a_listed_host_shows_its_rbls_since_when_and_where_to_delist(
     assert (
         by_id["192.0.2.7"]["age_seconds"] == 30.0 and by_id["192.0.2.7"]["report"] == "https://hx.example/r/1"
     )
+
+
+async def test_generator_labs_delist_links_come_from_listed_details_websites(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Each RBL's `listed_details[].website` is its delist link, in the JSON and as a link on the
+    page, when it is an http(s) URL; "" (the v3 sample's) and javascript: give none. A webhook
+    that changes the host's RBLs keeps each remaining RBL's link (matched by name)."""
+    raw = {
+        "id": "HT1",
+        "host": "192.0.2.1",
+        "name": "mx1",
+        "listed": 1,
+        "first_listed": NOW - 600,
+        "listed_details": [
+            {"host": "Spamhaus ZEN", "website": SPAMHAUS, "details": "listed"},
+            {"host": "PSBL", "website": "", "details": "listed"},
+            {"host": "Evil", "website": "javascript:alert(1)", "details": "listed"},
+        ],
+    }
+    listed = parse_host(raw, lambda *_: None)
+    assert listed is not None and listed.delist == ("Spamhaus ZEN", SPAMHAUS)
+    client = await aiohttp_client(status_app(store_of(snapshots([listed]))))
+    page, doc = await fetch(client)
+    [item] = doc["listed"]["items"]
+    assert item["rbls"] == [
+        {"rbl": "Spamhaus ZEN", "delist": SPAMHAUS},
+        {"rbl": "PSBL", "delist": None},
+        {"rbl": "Evil", "delist": None},
+    ]
+    assert (SPAMHAUS, "delist") in page.links
+    assert not any("javascript:" in href for href, _ in page.links)
+    webhooks = WebhookState()
+    webhooks.hosts["HT1"] = HostMark(NOW - 5, True, 2, ("PSBL", "Spamhaus ZEN"), None)
+    client = await aiohttp_client(status_app(store_of(snapshots([listed]), webhooks)))
+    _, doc = await fetch(client)
+    [item] = doc["listed"]["items"]
+    assert item["via"] == "webhook"
+    assert item["rbls"] == [{"rbl": "PSBL", "delist": None}, {"rbl": "Spamhaus ZEN", "delist": SPAMHAUS}]
 
 
 async def test_a_webhook_listing_shows_at_once_and_says_it_came_by_webhook(

@@ -2,7 +2,8 @@
 
 Priority tiers decide what the planner stretches first when the budget is tight: alerting data
 (listings, certificate errors) stays fresh longest; primary inventory (hosts, monitors) defines
-which series exist; secondary inventory (profiles, sources, contacts, groups) is stretched first.
+which series exist; secondary inventory (RBL and certificate profiles, sources, contacts, groups)
+is stretched first.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ ENDPOINTS: dict[str, Endpoint] = {
         Endpoint("rbl_hosts", "rbl/hosts.json", "hosts", Tier.INVENTORY, 900.0),
         Endpoint("cert_monitors", "cert/monitors.json", "monitors", Tier.INVENTORY, 900.0),
         Endpoint("rbl_profiles", "rbl/profiles.json", "profiles", Tier.SECONDARY, 3600.0),
+        Endpoint("cert_profiles", "cert/profiles.json", "profiles", Tier.SECONDARY, 3600.0),
         Endpoint("rbl_sources", "rbl/sources.json", "sources", Tier.SECONDARY, 21600.0),
         Endpoint("contacts", "contact/contacts.json", "contacts", Tier.SECONDARY, 21600.0),
         Endpoint("contact_groups", "contact/groups.json", "groups", Tier.SECONDARY, 21600.0),

@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import math
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 # US zone abbreviations seen in v3 samples (`2016-11-07 21:01:33 EST`) and the common others.
 TZ_OFFSETS_HOURS = {
@@ -40,6 +41,11 @@ TZ_OFFSETS_HOURS = {
     "AEST": 10,
     "AEDT": 11,
 }
+# Zones read by arithmetic in the v3 form (`v3_seconds`), in seconds east of UTC; "Z" is left to
+# the careful reading, for which "... Z" is an ISO-8601 date.
+_V3_ZONE_SECONDS = {zone: round(hours * 3600) for zone, hours in TZ_OFFSETS_HOURS.items() if "Z" not in zone}
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_V3_SEPARATORS = ((4, "-"), (7, "-"), (10, " "), (13, ":"), (16, ":"), (19, " "))
 _V3_DATE = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.\d+)?(?:\s+([A-Za-z]{1,5}|[+-]\d{2}:?\d{2}))?$"
 )
@@ -58,6 +64,7 @@ HOST_PREFIX = "HT"  # an RBL host's SID
 MONITOR_PREFIX = "CM"  # a certificate monitor's SID
 FALSE_WORDS = {"0", "false", "no", "n", "off", ""}
 DATE_CACHE = 4096  # date strings remembered with their parsed value
+MAX_URL = 2048  # characters of a link kept (a longer "URL" is not one anybody should follow)
 
 
 class Unreadable(ValueError):
@@ -138,6 +145,20 @@ def count(value: object) -> int | None:
     return int(parsed)
 
 
+def http_url(value: object) -> str | None:
+    """An http or https URL with a host, as it is; None for anything else (javascript:, data:,
+    relative paths, text with spaces, control characters or lone surrogates, over MAX_URL)."""
+    if not isinstance(value, str) or not value or len(value) > MAX_URL:
+        return None
+    if not value.isprintable() or any(c.isspace() for c in value):
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    return value if parts.scheme.lower() in ("http", "https") and parts.netloc else None
+
+
 def loggable(text: str, limit: int = 200) -> str:
     """Text from outside, fit for a log line or an HTTP answer: printable, with control
     characters and lone surrogates escaped (`\\x00`, `\\udcff`) so that it always encodes, and
@@ -197,12 +218,9 @@ def _parse_date(value: str) -> float | None:
         return None
     if raw.isascii() and raw.isdigit():  # "²".isdigit() is True, and int() refuses it
         return _epoch(int(raw))
-    try:
-        seconds = _parse_date_text(raw, value)
-    except (ValueError, OverflowError) as err:  # e.g. month 13, day 45, year 0
-        if isinstance(err, Unreadable):
-            raise
-        raise Unreadable(f"not a date: {shorten(value)} ({err})") from None
+    seconds = v3_seconds(raw)
+    if seconds is None:
+        seconds = _careful_date_seconds(raw, value)
     if seconds is None or seconds <= 0:
         return None
     if seconds > MAX_TIMESTAMP:
@@ -210,7 +228,55 @@ def _parse_date(value: str) -> float | None:
     return seconds
 
 
-def _parse_date_text(raw: str, value: str) -> float | None:
+def _careful_date_seconds(raw: str, value: str) -> float | None:
+    try:
+        return date_text_seconds(raw, value)
+    except (ValueError, OverflowError) as err:  # e.g. month 13, day 45, year 0
+        if isinstance(err, Unreadable):
+            raise
+        raise Unreadable(f"not a date: {shorten(value)} ({err})") from None
+
+
+def v3_seconds(raw: str) -> float | None:
+    """The short reading of the common v3 form, `YYYY-MM-DD HH:MM:SS EST` with ASCII digits and a
+    zone of TZ_OFFSETS_HOURS in capitals, by arithmetic: what `date_text_seconds` reads it as.
+    None for any other text, and for a day or time that does not exist (the careful reading then
+    says what is wrong)."""
+    if len(raw) < 21 or not raw.isascii():
+        return None
+    offset = _V3_ZONE_SECONDS.get(raw[20:])
+    if offset is None or any(raw[i] != sep for i, sep in _V3_SEPARATORS):
+        return None
+    year, month, day, hour, minute, second = (
+        raw[0:4],
+        raw[5:7],
+        raw[8:10],
+        raw[11:13],
+        raw[14:16],
+        raw[17:19],
+    )
+    if not (year + month + day + hour + minute + second).isdigit():
+        return None
+    if hour > "23" or minute > "59" or second > "59":
+        return None
+    ordinal = _day_ordinal(int(year), int(month), int(day))
+    if ordinal is None:
+        return None
+    return float((ordinal - _EPOCH_DAY) * 86400 + int(hour) * 3600 + int(minute) * 60 + int(second) - offset)
+
+
+@functools.lru_cache(maxsize=DATE_CACHE)
+def _day_ordinal(year: int, month: int, day: int) -> int | None:
+    """The proleptic Gregorian ordinal of a day; None if there is no such day (month 13, year 0)."""
+    try:
+        return date(year, month, day).toordinal()
+    except ValueError:
+        return None
+
+
+def date_text_seconds(raw: str, value: str) -> float | None:
+    """The careful reading of a date string `raw` (`value` stripped, named in errors): ISO-8601,
+    a day, or the v3 form with any zone of TZ_OFFSETS_HOURS or a numeric offset."""
     if _DATE_ONLY.match(raw):
         return datetime.fromisoformat(raw).replace(tzinfo=UTC).timestamp()
     try:

@@ -44,6 +44,42 @@ HOST_KINDS = {
     "subnet": "ip_range",
 }
 PAUSED_WORDS = {"paused", "inactive", "disabled", "suspended"}
+# RBL Monitoring Profile `frequency` (API reference, "Create Profile": a required enum) in seconds.
+# A number is not read: nothing says whether it would count seconds, minutes or hours.
+FREQUENCIES = {
+    "1_hour": 3600.0,
+    "2_hours": 7200.0,
+    "3_hours": 10800.0,
+    "6_hours": 21600.0,
+    "12_hours": 43200.0,
+    "24_hours": 86400.0,
+    "48_hours": 172800.0,
+    "weekly": 604800.0,
+    "2_weeks": 1209600.0,
+}
+# Contact `status`: "Resend" needs a contact in 'pending' status and "Confirm Contact" confirms a
+# pending one (API reference, Contacts), so pending is unconfirmed; active and paused contacts
+# were confirmed (a paused one is not reachable, but that is `paused`).
+UNCONFIRMED_WORDS = {"pending", "unconfirmed", "unverified", "unauthorized", "unauthorised"}
+CONFIRMED_WORDS = {"active", "paused", "confirmed", "verified", "authorized", "authorised"}
+CONFIRMED_KEYS = ("confirmed", "is_confirmed", "authorized", "verified")
+# Certificate profile alert switches (API reference, "Create Certificate Profile"), as the
+# `alert` label of generatorlabs_cert_profile_alert_enabled names them: a fixed set.
+ALERT_FLAGS = (
+    "expiration",
+    "name_mismatch",
+    "ca_failure",
+    "connection_failure",
+    "caa_failure",
+    "misconfigurations",
+    "changes",
+)
+THRESHOLD_KEYS = ("expiration_thresholds", "expiration_threshold", "thresholds")
+FREQUENCY_KEYS = ("frequency", "check_frequency")
+DEFAULT_KEYS = ("is_default", "default")
+MEMBER_KEYS = ("contacts", "contact_ids", "members")
+MAX_THRESHOLD_DAYS = 3650.0  # the portal allows 0 to 90 days; far beyond that is garbage
+MAX_MEMBERS = 10_000  # contact ids a group lists; more is not a contact list
 # The bounded set of certificate error reasons: the failure kinds a certificate profile can alert
 # on (expiration, name, CA, integrity/configuration, connection, DNS CAA); first keyword match wins.
 ERROR_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -114,6 +150,9 @@ class Host:
     first_listed: float | None
     tags: str = ""  # `label_set` of the host's tags
     contact_group: str = ""  # `label_set` of the contact groups it notifies
+    # Delist links of a listed host: (RBL name, http(s) URL) pairs, flattened, for the RBLs whose
+    # `listed_details[].website` is one; the one shared () for every other host (no cost per host)
+    delist: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +179,23 @@ class CertError:
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """Inventory objects (profiles, sources, contacts, contact groups): id, a name, a kind."""
+    """Inventory objects (RBL and certificate profiles, sources, contacts, contact groups): id, a
+    name, a kind, and what alert delivery needs of each kind. None is "not said, or unreadable":
+    never exported as a value. Fields after `paused` are read for some kinds only; they have
+    defaults, so that a state file written before them reads back."""
 
     id: str
     name: str
     kind: str
     paused: bool
     contact_group: str = ""  # contacts: `label_set` of the groups the contact is in
+    interval: float | None = None  # RBL profiles: seconds between checks (`frequency`)
+    default: bool | None = None  # RBL and certificate profiles, contact groups: `is_default`
+    confirmed: bool | None = None  # contacts: confirmed (not pending)
+    members: tuple[str, ...] = ()  # contact groups: the contact ids the group lists (`contacts`)
+    warning_days: float | None = None  # certificate profiles: the largest expiration threshold
+    alerts_on: tuple[str, ...] = ()  # certificate profiles: the ALERT_FLAGS set to true...
+    alerts_off: tuple[str, ...] = ()  # ...and to false; a flag in neither was not said
 
 
 # What a field reader may raise on hostile input: Unreadable (a ValueError) by contract, and the
@@ -326,6 +375,17 @@ def _fast_text(value: object) -> str | None:
 
 
 def parse_host(raw: Raw, warn: Warn) -> Host | None:
+    """A host object as a Host, None (and a warning) if it has no id. The usual shape (`usual_host`)
+    takes the short path; anything else the careful one, with the same result."""
+    if type(raw) is dict:
+        found = usual_host(raw)
+        if found is not None:
+            return found
+    return parse_host_careful(raw, warn)
+
+
+def parse_host_careful(raw: Raw, warn: Warn) -> Host | None:
+    """parse_host for any input: each field read defensively, each unreadable one warned."""
     get = raw.get
     ident = _fast_text(get("id"))
     if ident is None:
@@ -349,6 +409,7 @@ def parse_host(raw: Raw, warn: Warn) -> Host | None:
         listed = _read(raw, "host", warn, fields.boolean, "listed")
     said = listing(listed, count, rbl_names(details))
     checked = get("last_checked")
+    delist = _delist(details) if said.listed and details else ()
     name = _fast_text(get("name"))
     return Host(
         id=ident,
@@ -366,7 +427,21 @@ def parse_host(raw: Raw, warn: Warn) -> Host | None:
         first_listed=(_read(raw, "host", warn, fields.timestamp, "first_listed") if said.listed else None),
         tags=_label_set(raw, "host", warn, "tags"),
         contact_group=_label_set(raw, "host", warn, "contact_group", "contact_groups"),
+        delist=delist,
     )
+
+
+def _delist(details: Iterable[object]) -> tuple[str, ...]:
+    """(RBL name, URL) pairs, flattened, of the `listed_details` entries whose `website` is an
+    http(s) URL (the v3 sample sends "" where there is none); anything else is dropped."""
+    pairs: dict[str, str] = {}
+    for detail in details:
+        if not isinstance(detail, Mapping) or not detail.get("website"):
+            continue
+        name, url = rbl_name(detail), fields.http_url(detail.get("website"))
+        if name is not None and url is not None:
+            pairs.setdefault(name, url)
+    return tuple(part for pair in pairs.items() for part in pair)
 
 
 def _not_after(raw: Raw, warn: Warn) -> float | None:
@@ -453,6 +528,8 @@ def parse_cert_error(raw: Raw, warn: Warn) -> CertError | None:
 
 
 def parse_item(obj: str, raw: Raw, warn: Warn) -> Item | None:
+    """An inventory object of kind `obj` (profile, source, contact, contact_group, cert_profile),
+    with what alert delivery needs of its kind (`_DELIVERY`)."""
     ident = _id(raw, obj, warn)
     if ident is None:
         return None
@@ -460,7 +537,122 @@ def parse_item(obj: str, raw: Raw, warn: Warn) -> Item | None:
     name = "" if obj == "contact" else fields.text(_first(raw, "name", "host", "label")) or ""
     kind = sys.intern((fields.text(raw.get("type")) or "").lower())
     groups = _label_set(raw, obj, warn, "contact_group", "contact_groups") if obj == "contact" else ""
-    return Item(id=ident, name=name, kind=kind, paused=_paused(raw, obj, warn), contact_group=groups)
+    extra = _DELIVERY[obj](raw, obj, warn) if obj in _DELIVERY else {}
+    return Item(id=ident, name=name, kind=kind, paused=_paused(raw, obj, warn), contact_group=groups, **extra)
+
+
+def frequency_seconds(value: object) -> float | None:
+    """A profile's `frequency` enum ("6_hours", "weekly") in seconds; spaces and hyphens read as
+    underscores, any case. Raises Unreadable for a value outside the enum (a number included)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and len(value) <= fields.MAX_TEXT_NUMBER:
+        word = value.strip().lower().replace(" ", "_").replace("-", "_")
+        if word in FREQUENCIES:
+            return FREQUENCIES[word]
+    raise Unreadable(f"not a known frequency: {fields.shorten(value)}")
+
+
+def confirmation(value: object) -> bool | None:
+    """A contact's `status` as confirmed (True) or pending (False). Raises Unreadable for a
+    word in neither set."""
+    if value is None or value == "":
+        return None
+    word = fields.text(value)
+    if word is None:  # a list, an object, a boolean
+        raise Unreadable(f"not a contact status: {fields.shorten(value)}")
+    word = word.lower()
+    if word in UNCONFIRMED_WORDS:
+        return False
+    if word in CONFIRMED_WORDS:
+        return True
+    raise Unreadable(f"not a known contact status: {fields.shorten(value)}")
+
+
+def thresholds_days(value: object) -> float | None:
+    """The largest of a certificate profile's expiration thresholds ("30,14,7", [30, 14, 7] or
+    one number), in days: its earliest warning. Raises Unreadable if any entry is not a number
+    from 0 to MAX_THRESHOLD_DAYS."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        entries: list[object] = [part for part in value.split(",") if part.strip()]
+    elif isinstance(value, list | tuple):
+        entries = list(value)
+    else:
+        entries = [value]
+    days = []
+    for entry in entries:
+        number = fields.number(entry.strip() if isinstance(entry, str) else entry)
+        if number is None or not 0 <= number <= MAX_THRESHOLD_DAYS:
+            raise Unreadable(
+                f"not a threshold from 0 to {MAX_THRESHOLD_DAYS:g} days: {fields.shorten(entry)}"
+            )
+        days.append(number)
+    return max(days, default=None)
+
+
+def member_ids(value: object) -> tuple[str, ...]:
+    """A group's `contacts`: ids as a comma list, a JSON list of ids, or of objects with an id."""
+    found = label_set(value)
+    ids = tuple(part for part in found.split(",") if part)
+    if len(ids) > MAX_MEMBERS:
+        raise Unreadable(f"more than {MAX_MEMBERS} contacts")
+    return ids
+
+
+def _is_default(raw: Raw, obj: str, warn: Warn) -> bool | None:
+    flag = _read(raw, obj, warn, fields.boolean, *DEFAULT_KEYS)
+    return None if flag is None else bool(flag)
+
+
+def _rbl_profile(raw: Raw, obj: str, warn: Warn) -> dict[str, Any]:
+    interval = _read(raw, obj, warn, frequency_seconds, *FREQUENCY_KEYS)
+    return {"interval": interval, "default": _is_default(raw, obj, warn)}
+
+
+def _contact(raw: Raw, obj: str, warn: Warn) -> dict[str, Any]:
+    """Confirmed from a boolean key if the API sends one, else from `status`; neither readable:
+    None (not exported) and a warning."""
+    if _first(raw, *CONFIRMED_KEYS) is not None:
+        flag = _read(raw, obj, warn, fields.boolean, *CONFIRMED_KEYS)
+        if flag is not None:
+            return {"confirmed": bool(flag)}
+    confirmed = _read(raw, obj, warn, confirmation, "status")
+    if confirmed is None and _first(raw, "status") is None:
+        warn(obj, "status", "no status or confirmation field")
+    return {"confirmed": confirmed}
+
+
+def _contact_group(raw: Raw, obj: str, warn: Warn) -> dict[str, Any]:
+    members = _read(raw, obj, warn, member_ids, *MEMBER_KEYS) or ()
+    return {"default": _is_default(raw, obj, warn), "members": members}
+
+
+def _cert_profile(raw: Raw, obj: str, warn: Warn) -> dict[str, Any]:
+    """The largest threshold and each alert switch; a switch the API does not send is in
+    neither `alerts_on` nor `alerts_off` (its documented default is not assumed)."""
+    on: list[str] = []
+    off: list[str] = []
+    for flag in ALERT_FLAGS:
+        value = _read(raw, obj, warn, fields.boolean, f"alert_on_{flag}")
+        if value is not None:
+            (on if value else off).append(flag)
+    return {
+        "warning_days": _read(raw, obj, warn, thresholds_days, *THRESHOLD_KEYS),
+        "alerts_on": tuple(on),
+        "alerts_off": tuple(off),
+        "default": _is_default(raw, obj, warn),
+    }
+
+
+# what each inventory kind reads beyond id, name, type, status (the Item fields they fill)
+_DELIVERY: Mapping[str, Callable[[Raw, str, Warn], dict[str, Any]]] = {
+    "profile": _rbl_profile,
+    "contact": _contact,
+    "contact_group": _contact_group,
+    "cert_profile": _cert_profile,
+}
 
 
 # What each parser reads, for the field summary logged at a collector's first successful poll and
@@ -505,15 +697,32 @@ FIELDS: Mapping[str, FieldSpellings] = {
         ("monitor_id", ("monitor_id", "monitor_sid", "monitor")),
         ("error_type", ("error_type", "type", "reason", "code", "category", "error")),
     ),
-    "profile": (("id", ("id", "sid", "profile_id")), *_ITEM_FIELDS),
+    "profile": (
+        ("id", ("id", "sid", "profile_id")),
+        *_ITEM_FIELDS,
+        ("frequency", FREQUENCY_KEYS),
+        ("is_default", DEFAULT_KEYS),
+    ),
     "source": (("id", ("id", "sid", "source_id")), *_ITEM_FIELDS),
     "contact": (
         ("id", ("id", "sid", "contact_id")),
         ("type", ("type",)),
-        ("status", ("status", "paused")),
+        ("status", ("status", "paused", *CONFIRMED_KEYS)),
         ("contact_group", ("contact_group", "contact_groups")),
     ),
-    "contact_group": (("id", ("id", "sid", "contact_group_id")), *_ITEM_FIELDS),
+    "contact_group": (
+        ("id", ("id", "sid", "contact_group_id")),
+        *_ITEM_FIELDS,
+        ("is_default", DEFAULT_KEYS),
+        ("contacts", MEMBER_KEYS),
+    ),
+    "cert_profile": (
+        ("id", ("id", "sid", "cert_profile_id", "profile_id")),
+        *_ITEM_FIELDS,
+        ("expiration_thresholds", THRESHOLD_KEYS),
+        *((f"alert_on_{flag}", (f"alert_on_{flag}",)) for flag in ALERT_FLAGS),
+        ("is_default", DEFAULT_KEYS),
+    ),
 }
 # Documented fields the exporter does not read (API reference and v3 samples): neither "found"
 # nor "unknown" in a field summary.
@@ -521,10 +730,11 @@ UNUSED_FIELDS: Mapping[str, frozenset[str]] = {
     "host": frozenset({"parent", "listed_period", "first_blocked", "block_period", "blocked"}),
     "monitor": frozenset({"last_checked"}),
     "cert_error": frozenset({"monitor_name", "message"}),
-    "profile": frozenset({"entries", "is_default", "frequency"}),
+    "profile": frozenset({"entries", "sync_method"}),
     "source": frozenset({"custom", "custom_codes", "website"}),
-    "contact": frozenset({"contact", "schedule"}),
-    "contact_group": frozenset({"contacts"}),
+    "contact": frozenset({"contact", "schedule", "args"}),
+    "contact_group": frozenset(),
+    "cert_profile": frozenset(),
 }
 
 

@@ -21,9 +21,11 @@ epoch seconds in a field whose name says it is a time (a longer number keeps its
 its length, the rest is a running number), and the values of enumerations: in a field
 named like ENUM_KEYS (host `type` rbl/uribl, `status` active/paused, `protocol` https/smtps,
 contact `schedule`, certificate `error_type`), a bare token of letters, digits, `_`, `+` and `-`
-of at most 32 characters. A token cannot hold an address, a domain or a sentence, so a customer's
-text in such a field is still replaced. The envelope's `status_message` is kept when it is plain
-words ("OK", "Check status retrieved successfully.").
+of at most 32 characters; in a field named like a threshold (a certificate profile's
+`expiration_thresholds`, "30,14,7"), a comma list of numbers of up to three digits. Neither can
+hold an address, a domain or a sentence, so a customer's text in such a field is still replaced.
+The envelope's `status_message` is kept when it is plain words ("OK", "Check status retrieved
+successfully.").
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ TIME_WORDS = frozenset(
 )
 CONTACT_WORDS = frozenset({"contact", "phone", "sms", "mobile", "number", "tel"})
 KEPT_NUMBER_DIGITS = 6  # a number in a string with at most this many digits is kept
+THRESHOLD_WORDS = frozenset({"threshold", "thresholds"})
+THRESHOLD_LIST = re.compile(r"^\s*\d{1,3}(?:\s*,\s*\d{1,3})*\s*$")  # days, comma-separated
 PHONE_DIGITS = 7  # the fewest digits a phone number has
 PHONE = re.compile(r"^\+?[\d\s().-]{7,24}$")
 EMAIL = re.compile(r"^(mailto:)?[^@\s/]+@([^@\s/]+\.[^@\s/]+)$", re.IGNORECASE)
@@ -151,6 +155,8 @@ class Anonymiser:
         if _number(value) and not _international_number(value):
             return self._number_text(value, key)
         if _reads_as_date(value):  # ISO-8601 or the v3 form: no free text reads as either
+            return value
+        if _words(key) & THRESHOLD_WORDS and THRESHOLD_LIST.match(value):
             return value
         return self._address(value) or self._kept(value, key) or self._placeholder(value, key)
 

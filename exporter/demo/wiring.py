@@ -33,6 +33,7 @@ DEMO_INTERVALS = {
     "rbl_hosts": 60.0,
     "cert_monitors": 60.0,
     "rbl_profiles": 300.0,
+    "cert_profiles": 300.0,
     "rbl_sources": 600.0,
     "contacts": 600.0,
     "contact_groups": 600.0,

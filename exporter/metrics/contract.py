@@ -198,6 +198,14 @@ RBL_PROFILE_INFO = _m(
     "rbl_profiles",
     "one per profile while fresh",
 )
+RBL_PROFILE_CHECK_INTERVAL_SECONDS = _m(
+    "rbl_profile_check_interval_seconds",
+    "gauge",
+    "profile_id",
+    "How often Generator Labs checks the hosts of this RBL monitoring profile (its `frequency`)",
+    "rbl_profiles",
+    "per profile whose frequency the API gives, while fresh",
+)
 RBL_SOURCE_INFO = _m(
     "rbl_source_info",
     "gauge",
@@ -230,6 +238,14 @@ CONTACT_PAUSED = _m(
     "contacts",
     "one per contact while fresh",
 )
+CONTACT_CONFIRMED = _m(
+    "contact_confirmed",
+    "gauge",
+    "contact_id",
+    "1 if the contact confirmed its address, 0 while it is pending (alerts do not reach it)",
+    "contacts",
+    "per contact whose status the API gives, while fresh",
+)
 CONTACT_GROUP_INFO = _m(
     "contact_group_info",
     "gauge",
@@ -237,6 +253,56 @@ CONTACT_GROUP_INFO = _m(
     "Contact group; always 1",
     "contact_groups",
     "one per group while fresh",
+)
+CONTACT_GROUP_DEFAULT = _m(
+    "contact_group_default",
+    "gauge",
+    "group_id",
+    "1 for the account's default contact group (given to hosts and contacts created without one), else 0",
+    "contact_groups",
+    "per group that says, while fresh",
+)
+CONTACT_GROUP_REACHABLE_CONTACTS = _m(
+    "contact_group_reachable_contacts",
+    "gauge",
+    "group_id",
+    "Contacts of the group that are confirmed and not paused: those the group's alerts reach",
+    "contacts, contact_groups",
+    "per group while contacts and groups are fresh; none for a group with no such contact but one"
+    " of unknown status",
+)
+CONTACT_GROUP_OBJECTS = _m(
+    "contact_group_objects",
+    "gauge",
+    "group_id",
+    "RBL hosts and certificate monitors that notify the group",
+    "rbl_hosts, cert_monitors, contact_groups",
+    "per group while groups and hosts or monitors are fresh",
+)
+CERT_PROFILE_INFO = _m(
+    "cert_profile_info",
+    "gauge",
+    "profile_id name",
+    "Certificate monitoring profile; always 1",
+    "cert_profiles",
+    "one per profile while fresh",
+)
+CERT_PROFILE_EXPIRY_WARNING_DAYS = _m(
+    "cert_profile_expiry_warning_days",
+    "gauge",
+    "profile_id",
+    "The profile's largest expiration threshold: days before expiry of its first alert",
+    "cert_profiles",
+    "per profile with thresholds, while fresh",
+)
+CERT_PROFILE_ALERT_ENABLED = _m(
+    "cert_profile_alert_enabled",
+    "gauge",
+    "profile_id alert",
+    "1 if the profile sends alerts of this kind (expiration, name_mismatch, ca_failure,"
+    " connection_failure, caa_failure, misconfigurations, changes), else 0",
+    "cert_profiles",
+    "per (profile, alert) the API states, while fresh",
 )
 CERT_CHANGES_TOTAL = _m(
     "cert_changes_total",
@@ -603,11 +669,19 @@ DATA_METRICS: tuple[MetricSpec, ...] = (
     CERT_ERROR_INFO,
     CERT_ERRORS,
     RBL_PROFILE_INFO,
+    RBL_PROFILE_CHECK_INTERVAL_SECONDS,
     RBL_SOURCE_INFO,
     RBL_SOURCE_PAUSED,
     CONTACT_INFO,
     CONTACT_PAUSED,
+    CONTACT_CONFIRMED,
     CONTACT_GROUP_INFO,
+    CONTACT_GROUP_DEFAULT,
+    CONTACT_GROUP_REACHABLE_CONTACTS,
+    CONTACT_GROUP_OBJECTS,
+    CERT_PROFILE_INFO,
+    CERT_PROFILE_EXPIRY_WARNING_DAYS,
+    CERT_PROFILE_ALERT_ENABLED,
     CERT_CHANGES_TOTAL,
     CERT_LAST_CHANGE_TIMESTAMP_SECONDS,
     AGENT_INFO,

@@ -62,6 +62,7 @@ OBJECTS = (
     "source",
     "contact",
     "contact_group",
+    "cert_profile",
     "cert_change",
     "agent",
     "billing",

@@ -44,6 +44,9 @@ from zlib import crc32
 
 from exporter.metrics import contract
 from exporter.metrics.contract import DATA_METRICS, MetricSpec
+from exporter.metrics.delivery import GroupTable, cert_profile_lines, rbl_profile_lines
+from exporter.metrics.delivery import contact_lines as delivery_contact_lines
+from exporter.metrics.delivery import group_lines as delivery_group_lines
 from exporter.metrics.lines import (
     Body,
     Freshness,
@@ -52,14 +55,12 @@ from exporter.metrics.lines import (
     agent_lines,
     billing_lines,
     change_lines,
-    contact_lines,
     each,
     error_lines,
     errors_by_monitor,
     errors_total,
     event_lines,
     expiry_days,
-    group_lines,
     header,
     hetrix_lines,
     host_lines,
@@ -68,7 +69,6 @@ from exporter.metrics.lines import (
     merge_host,
     merge_hosts,
     monitor_lines,
-    profile_lines,
     sorted_safely,
     source_lines,
     unsaid_expiry_days,
@@ -351,10 +351,36 @@ _SECTIONS: dict[str, tuple[str, tuple[MetricSpec, ...], Callable[[bool], Body[An
         lambda _: monitor_lines,
     ),
     "errors": ("cert_error", (contract.CERT_ACTIVE_ERRORS, contract.CERT_ERROR_INFO), lambda _: error_lines),
-    "profiles": ("profile", (contract.RBL_PROFILE_INFO,), lambda _: profile_lines),
+    "profiles": (
+        "profile",
+        (contract.RBL_PROFILE_INFO, contract.RBL_PROFILE_CHECK_INTERVAL_SECONDS),
+        lambda _: rbl_profile_lines,
+    ),
     "sources": ("source", (contract.RBL_SOURCE_INFO, contract.RBL_SOURCE_PAUSED), lambda _: source_lines),
-    "contacts": ("contact", (contract.CONTACT_INFO, contract.CONTACT_PAUSED), lambda _: contact_lines),
-    "groups": ("contact_group", (contract.CONTACT_GROUP_INFO,), lambda _: group_lines),
+    "contacts": (
+        "contact",
+        (contract.CONTACT_INFO, contract.CONTACT_PAUSED, contract.CONTACT_CONFIRMED),
+        lambda _: delivery_contact_lines,
+    ),
+    "groups": (
+        "contact_group",
+        (
+            contract.CONTACT_GROUP_INFO,
+            contract.CONTACT_GROUP_DEFAULT,
+            contract.CONTACT_GROUP_REACHABLE_CONTACTS,
+            contract.CONTACT_GROUP_OBJECTS,
+        ),
+        lambda _: delivery_group_lines,
+    ),
+    "cert_profiles": (
+        "cert_profile",
+        (
+            contract.CERT_PROFILE_INFO,
+            contract.CERT_PROFILE_EXPIRY_WARNING_DAYS,
+            contract.CERT_PROFILE_ALERT_ENABLED,
+        ),
+        lambda _: cert_profile_lines,
+    ),
     "changes": (
         "cert_change",
         (contract.CERT_CHANGES_TOTAL, contract.CERT_LAST_CHANGE_TIMESTAMP_SECONDS),
@@ -395,7 +421,7 @@ _GROUPS: dict[str, tuple[str, tuple[str, ...], tuple[MetricSpec, ...]]] = {
         ("monitors", "errors"),
         (contract.CERT_MONITORS_WITHOUT_EXPIRY, contract.CERT_ERRORS),
     ),
-    "inventory": ("profile", ("profiles", "sources", "contacts", "groups"), ()),
+    "inventory": ("profile", ("profiles", "sources", "contacts", "groups", "cert_profiles"), ()),
     "webhooks": ("webhook_event", ("changes", "agents", "billing", "events"), ()),
     "hetrix": ("hetrixtools_monitor", ("hetrix",), ()),
 }
@@ -501,6 +527,7 @@ class Renderer:
         self._headers: dict[str, tuple[str, bytes, int, bytes, int]] = {}
         self._host_inputs: tuple[Snapshot | None, Snapshot | None, dict[str, HostMark]] | None = None
         self._freshness = Freshness(0.0, {}, {})  # the last update's
+        self._group_table = GroupTable()  # contact groups' reachable contacts and objects
 
     def _reset(self, group: str) -> None:
         """Empty sections for `group` (its objects are all rendered again)."""
@@ -656,12 +683,16 @@ class Renderer:
     def _inventory(self, fresh: Callable[[str], Snapshot | None]) -> None:
         for name, collector in (
             ("profiles", "rbl_profiles"),
+            ("cert_profiles", "cert_profiles"),
             ("sources", "rbl_sources"),
             ("contacts", "contacts"),
-            ("groups", "contact_groups"),
         ):
             snap = fresh(collector)
             self._replace(name, snap.items if snap is not None else {})
+        rows = self._group_table.rows(
+            fresh("contact_groups"), fresh("contacts"), fresh("rbl_hosts"), fresh("cert_monitors")
+        )
+        self._replace("groups", rows)
 
     def _webhooks(self, w: WebhookState, monitors: Snapshot | None) -> None:
         """State only webhooks tell: certificate changes (of known monitors), agents, the

@@ -17,7 +17,16 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.api.endpoints import ENDPOINTS, route_of
-from exporter.api.records import EXPIRY_DAYS_KEYS, NOT_AFTER_KEYS
+from exporter.api.records import (
+    ALERT_FLAGS,
+    CONFIRMED_KEYS,
+    DEFAULT_KEYS,
+    EXPIRY_DAYS_KEYS,
+    FREQUENCY_KEYS,
+    MEMBER_KEYS,
+    NOT_AFTER_KEYS,
+    THRESHOLD_KEYS,
+)
 from exporter.metrics import contract
 from exporter.metrics.contract import MetricSpec
 from exporter.metrics.lines import RenderStats
@@ -56,7 +65,7 @@ ROUTES = tuple(
 # generatorlabs_parse_warnings_total: each (object, field) the API parsers (exporter.api.records)
 # can warn about; a field read from one of several keys is warned under the key it came from.
 # tests/test_scheduler.py feeds the parsers hostile objects and checks none warns outside this.
-ITEM_OBJECTS = ("profile", "source", "contact", "contact_group")
+ITEM_OBJECTS = ("profile", "source", "contact", "contact_group", "cert_profile")
 PARSE_WARNINGS: tuple[tuple[str, str], ...] = (
     *(
         ("host", f)
@@ -77,6 +86,13 @@ PARSE_WARNINGS: tuple[tuple[str, str], ...] = (
     ("cert_error", "monitor_id"),
     ("cert_error", "error_type"),
     *((obj, f) for obj in ITEM_OBJECTS for f in ("id", "paused")),
+    # alert delivery: profiles' frequency, contacts' confirmation, groups' members, the
+    # certificate profiles' thresholds and switches, and the default flags
+    *(("profile", f) for f in FREQUENCY_KEYS),
+    *(("contact", f) for f in ("status", *CONFIRMED_KEYS)),
+    *(("contact_group", f) for f in MEMBER_KEYS),
+    *(("cert_profile", f) for f in (*THRESHOLD_KEYS, *(f"alert_on_{flag}" for flag in ALERT_FLAGS))),
+    *((obj, f) for obj in ("profile", "contact_group", "cert_profile") for f in DEFAULT_KEYS),
 )
 
 

@@ -70,6 +70,7 @@ PARSERS: Mapping[str, Callable[[Mapping[str, Any], Warn], Any]] = {
     "rbl_sources": functools.partial(parse_item, "source"),
     "contacts": functools.partial(parse_item, "contact"),
     "contact_groups": functools.partial(parse_item, "contact_group"),
+    "cert_profiles": functools.partial(parse_item, "cert_profile"),
 }
 # the `object` label of parse warnings for each collector's objects (as records.py names them)
 OBJECTS: Mapping[str, str] = {
@@ -81,6 +82,7 @@ OBJECTS: Mapping[str, str] = {
     "rbl_sources": "source",
     "contacts": "contact",
     "contact_groups": "contact_group",
+    "cert_profiles": "cert_profile",
 }
 FULL_REFRESH_RUNS = 5  # with a count probe, refetch everything at least every 5th run anyway
 RETRY_BASE = 15.0  # seconds before the first retry of a failed run; doubles per failure in a row

@@ -16,8 +16,8 @@ The JSON document (`document`), every time an epoch in seconds and every age in 
 - `version`, `generated_at`, `refresh_seconds`, `links` (metrics, healthy, ready, status);
 - `listed`: `total` (listed hosts and monitors), `page`, `pages`, `per_page`, `items`, newest
   listing first: `source` (generatorlabs | hetrixtools), `id`, `host`, `name`, `listings`,
-  `rbls` [{`rbl`, `delist`: an http(s) URL or null; HetrixTools gives one, Generator Labs' records
-  do not keep `listed_details[].website`}], `first_listed` (null when the source does
+  `rbls` [{`rbl`, `delist`: an http(s) URL or null; HetrixTools gives one, Generator Labs its
+  `listed_details[].website` where that is one}], `first_listed` (null when the source does
   not say), `via` (poll | webhook), `as_of`, `age_seconds`, `report` (URL or null);
 - `certificates`: `expiring` and `expired` ({`total`, `items`}: `id`, `name`, `hostname`,
   `protocol`, `port`, `expiry_days`, `not_after`, `via`), soonest first and most recently expired
@@ -191,16 +191,26 @@ def row(item: Listed, now: float) -> dict[str, Any]:
             "report": link(m.report),
         }
     h = item.record
+    sites = _sites(h)
     return {
         "source": GENERATORLABS,
         "id": shown(h.id),
         "host": shown(h.host),
         "name": shown(h.name),
         "listings": h.listings,
-        "rbls": [{"rbl": shown(r), "delist": None} for r in h.rbls[:MAX_RBLS]],
+        "rbls": [{"rbl": shown(r), "delist": link(sites.get(r))} for r in h.rbls[:MAX_RBLS]],
         **common,
-        "report": None,  # Generator Labs' listed_details[].website is not kept by the records
+        "report": None,  # Generator Labs has no report page per host
     }
+
+
+def _sites(h: Any) -> dict[str, str]:
+    """A Generator Labs host's delist links by RBL name (records.Host.delist: flattened pairs).
+    By name, not by position: a webhook may have changed the host's RBLs since the poll."""
+    pairs = getattr(h, "delist", ())
+    if not isinstance(pairs, tuple) or len(pairs) % 2:
+        return {}
+    return dict(zip(pairs[::2], pairs[1::2], strict=True))
 
 
 # ---- certificates ------------------------------------------------------------------------------

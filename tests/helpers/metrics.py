@@ -38,10 +38,15 @@ def full_snapshots(now: float = NOW) -> dict[str, Snapshot]:
         "rbl_listings": {"HT1": listed},
         "cert_monitors": {"CM1": monitor},
         "cert_errors": {"CE1": CertError("CE1", "CM1", "connection")},
-        "rbl_profiles": {"RP1": Item("RP1", "Default", "", False)},
+        "rbl_profiles": {"RP1": Item("RP1", "Default", "", False, interval=3600.0, default=True)},
+        "cert_profiles": {
+            "CP1": Item(
+                "CP1", "Public", "", False, warning_days=30.0, alerts_on=("expiration",), default=True
+            )
+        },
         "rbl_sources": {"RS1": Item("RS1", "Spamhaus ZEN", "rbl", False)},
-        "contacts": {"CO1": Item("CO1", "", "email", False)},
-        "contact_groups": {"CG1": Item("CG1", "Ops", "", False)},
+        "contacts": {"CO1": Item("CO1", "", "email", False, contact_group=",CG1,", confirmed=True)},
+        "contact_groups": {"CG1": Item("CG1", "Ops", "", False, default=True, members=("CO1",))},
     }
     return {c: Snapshot(c, objs, now - 10, now - 10) for c, objs in items.items()}
 

@@ -38,10 +38,25 @@ RBLS = (
     "JustSpam",
     "Abusix Mail Intelligence",
 )
+# Delisting pages of some RBLs (listed_details[].website); the others send "" as the v3 sample does.
+RBL_WEBSITES = {
+    "Spamhaus ZEN": "https://check.spamhaus.org/",
+    "Barracuda Central": "https://www.barracudacentral.org/rbl/removal-request",
+    "SpamCop": "https://www.spamcop.net/bl.shtml",
+    "UCEPROTECT Level 1": "https://www.uceprotect.net/en/rblcheck.php",
+}
 ERROR_TYPES = ("name_mismatch", "ca_verification", "chain_integrity", "connection", "dns_caa")
 PROTOCOLS = (("https", 443), ("smtps", 465), ("imaps", 993), ("ldaps", 636), ("https", 443))
 EST = timezone(timedelta(hours=-5))  # the v3 samples' dates are local time, written "EST"
-GROUP_ID = "CG" + "0" * 32  # the one contact group every object notifies
+GROUP_ID = "CG" + "0" * 32  # the account's default contact group: every object notifies it
+# RBL monitoring profiles: (name, `frequency`, seconds); hosts are spread over them in turn and
+# checked once per their profile's interval, in rounds (as the vendor checks them).
+PROFILES = (
+    ("Default", "1_hour", HOUR),
+    ("Daily", "24_hours", DAY),
+    ("Every 6 hours", "6_hours", 6 * HOUR),
+)
+ONCALL_EVERY = 10  # every 10th monitor also notifies the on-call group (whose contact is pending)
 # How the account drifts (the defaults of `Account`; the CLI can change the first two).
 LISTED_FRACTION = 0.05  # hosts listed in the steady state
 CHURN_HOURS = 6.0  # mean duration of a listing
@@ -67,6 +82,9 @@ def v3_date(ts: float | None) -> str:
     if ts is None:
         return ""
     return _v3_date(int(ts))
+
+
+ONCALL_ID = sid("CG", "oncall")  # a contact group some monitors notify besides the default one
 
 
 @functools.lru_cache(maxsize=65536)
@@ -107,7 +125,8 @@ class SimHost:
             "listed": 1 if self.rbls else 0,
             "listed_count": len(self.rbls),
             "listed_details": [
-                {"host": r, "website": "", "details": "Listed (simulated)"} for r in self.rbls
+                {"host": r, "website": RBL_WEBSITES.get(r, ""), "details": "Listed (simulated)"}
+                for r in self.rbls
             ],
         }
 
@@ -124,6 +143,7 @@ class SimMonitor:
     paused: bool = False
     errors: dict[str, str] = field(default_factory=dict)  # error type -> error sid
     last_checked: float | None = None
+    contact_group: str = GROUP_ID  # comma-separated, as the API reference writes it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,7 +153,7 @@ class SimMonitor:
             "protocol": self.protocol,
             "port": self.port,
             "profile": self.profile,
-            "contact_group": GROUP_ID,
+            "contact_group": self.contact_group,
             "status": "paused" if self.paused else "active",
             "tags": [],
             "expiration_date": iso(self.not_after),
@@ -169,11 +189,18 @@ class Account:
         self.outbox: list[dict[str, Any]] | None = None  # webhook events, when a sender wants them
         self.step = step  # the account moves in steps of at least this many seconds
         self.version = 0
-        self.profile_ids = [sid("RP", seed, i) for i in range(3)]
+        self.profile_ids = [sid("RP", seed, i) for i in range(len(PROFILES))]
+        self.intervals = {p: float(PROFILES[i][2]) for i, p in enumerate(self.profile_ids)}
         self.cert_profile_ids = [sid("CP", seed, i) for i in range(2)]
-        self.hosts = {h.id: h for h in (_make_host(seed, i, self.profile_ids[i % 3]) for i in range(hosts))}
+        profiles = self.profile_ids
+        self.hosts = {
+            h.id: h for h in (_make_host(seed, i, profiles[i % len(profiles)]) for i in range(hosts))
+        }
         self._host_list = list(self.hosts.values())
         self._active_hosts = [h for h in self._host_list if not h.paused]
+        self._rounds = self._check_rounds()
+        self._owed = dict.fromkeys(profiles, 0.0)  # per profile: checks owed but not yet made...
+        self._next = dict.fromkeys(profiles, 0)  # ...and the host of its round checked next
         self.listed: set[str] = set()
         self.monitors: dict[str, SimMonitor] = {}
         for i in range(monitors):
@@ -192,14 +219,29 @@ class Account:
         not_after = now + self.rng.uniform(-2, 120) * DAY
         profile = self.cert_profile_ids[i % 2]
         name, hostname = f"cert-{i:05d}", f"svc{i}.example.com"
-        return SimMonitor(sid("CM", seed, i), name, hostname, proto, port, profile, not_after, i % 40 == 39)
+        monitor = SimMonitor(
+            sid("CM", seed, i), name, hostname, proto, port, profile, not_after, i % 40 == 39
+        )
+        if i % ONCALL_EVERY == ONCALL_EVERY - 1:
+            monitor.contact_group = f"{GROUP_ID},{ONCALL_ID}"
+        return monitor
+
+    def _check_rounds(self) -> dict[str, list[SimHost]]:
+        """The active hosts of each profile, in the order they are checked: the least recently
+        checked first (the rounds start again at their first host)."""
+        rounds: dict[str, list[SimHost]] = {p: [] for p in self.profile_ids}
+        for h in sorted(self._active_hosts, key=lambda h: h.last_checked or 0.0):
+            rounds.setdefault(h.profile, []).append(h)
+        return rounds
 
     def _settle(self, now: float, listed_fraction: float) -> None:
-        """The state at start: checked in the last hour, some hosts listed, some certificates broken."""
+        """The state at start: each host checked within its profile's interval (its round starts
+        with the least recently checked), some hosts listed, some certificates broken."""
         for h in self.hosts.values():
-            h.last_checked = now - self.rng.uniform(0, HOUR)
+            h.last_checked = now - self.rng.uniform(0, HOUR) / HOUR * self.intervals.get(h.profile, HOUR)
             if self.rng.random() < listed_fraction:
                 self._list(h, now - self.rng.uniform(0, DAY))
+        self._rounds = self._check_rounds()
         for m in self.monitors.values():
             m.last_checked = now - self.rng.uniform(0, HOUR)
             if self.rng.random() < INITIAL_ERROR_SHARE:
@@ -224,6 +266,8 @@ class Account:
         del self.hosts[host_id]
         self._host_list = list(self.hosts.values())
         self._active_hosts = [h for h in self._host_list if not h.paused]
+        self._rounds = self._check_rounds()
+        self._next = dict.fromkeys(self._rounds, 0)
         self.listed.discard(host_id)
         self.version += 1
 
@@ -334,7 +378,6 @@ class Account:
 
     def _drift_hosts(self, now: float, dt: float) -> tuple[bool, int]:
         """Delistings, listings and checks in `dt` seconds: (anything listed or delisted, checks)."""
-        hosts = self._host_list
         listed = sorted(self.listed)
         changed = False
         for host_id in self.rng.sample(listed, self._events(len(listed), self.delist_rate, dt)):
@@ -346,10 +389,24 @@ class Account:
             if not h.rbls:
                 self._list(h, now)
                 changed = True
-        checks = min(self._events(len(hosts), 1 / HOUR, dt), len(hosts))  # each host hourly
-        for h in self.rng.sample(hosts, checks):
-            h.last_checked = now
-        return changed, checks
+        return changed, self._check_hosts(now, dt)
+
+    def _check_hosts(self, now: float, dt: float) -> int:
+        """The checks of `dt` seconds: each profile's active hosts in rounds, in order (the least
+        recently checked next), so that every one is checked once per its profile's interval."""
+        checks = 0
+        for profile, hosts in self._rounds.items():
+            if not hosts:
+                continue
+            owed = self._owed.get(profile, 0.0) + len(hosts) * dt / self.intervals.get(profile, HOUR)
+            n = min(int(owed), len(hosts))
+            self._owed[profile] = owed - n if n < len(hosts) else 0.0
+            start = self._next.get(profile, 0)
+            for k in range(start, start + n):
+                hosts[k % len(hosts)].last_checked = now
+            self._next[profile] = (start + n) % len(hosts)
+            checks += n
+        return checks
 
     def _drift_monitors(self, now: float, dt: float) -> bool:
         """Renewals, expiry errors and other errors appearing and clearing in `dt` seconds."""
@@ -424,9 +481,54 @@ class Account:
 
     def profiles(self) -> list[dict[str, Any]]:
         return [
-            {"id": p, "name": f"Profile {i}", "is_default": i == 0, "frequency": "1_hour"}
-            for i, p in enumerate(self.profile_ids)
+            {
+                "id": p,
+                "name": name,
+                "is_default": i == 0,
+                "frequency": frequency,
+                "sync_method": "stay_in_sync",
+            }
+            for i, (p, (name, frequency, _)) in enumerate(zip(self.profile_ids, PROFILES, strict=True))
         ]
+
+    def cert_profiles(self) -> list[dict[str, Any]]:
+        """The account's non-deletable "Public Profile (Default)" with the documented defaults
+        (API reference, "Create Certificate Profile"), and a stricter one sent with 0/1 flags."""
+        public, strict = self.cert_profile_ids
+        return [
+            {
+                "id": public,
+                "name": "Public Profile (Default)",
+                "expiration_thresholds": "30,14,7",
+                "alert_on_expiration": True,
+                "alert_on_name_mismatch": True,
+                "alert_on_ca_failure": True,
+                "alert_on_connection_failure": True,
+                "alert_on_caa_failure": False,
+                "alert_on_misconfigurations": True,
+                "alert_on_changes": True,
+                "is_default": True,
+            },
+            {
+                "id": strict,
+                "name": "Strict",
+                "expiration_thresholds": "60,30,14,7,3",
+                **{f"alert_on_{flag}": 1 for flag in ALERT_FLAGS},
+                "alert_on_changes": 0,
+                "is_default": False,
+            },
+        ]
+
+
+ALERT_FLAGS = (
+    "expiration",
+    "name_mismatch",
+    "ca_failure",
+    "connection_failure",
+    "caa_failure",
+    "misconfigurations",
+    "changes",
+)
 
 
 def _sources(_: Account) -> list[dict[str, Any]]:
@@ -442,6 +544,11 @@ def _sources(_: Account) -> list[dict[str, Any]]:
     ]
 
 
+# (status, the groups it is in): Operations reaches one confirmed contact (the other is paused);
+# the on-call group's only contact never confirmed, so alerts sent to it reach nobody.
+CONTACTS = (("active", GROUP_ID), ("paused", GROUP_ID), ("pending", ONCALL_ID))
+
+
 def _contacts(_: Account) -> list[dict[str, Any]]:
     return [
         {
@@ -449,19 +556,24 @@ def _contacts(_: Account) -> list[dict[str, Any]]:
             "contact": f"ops{i}@example.com",
             "type": "email",
             "schedule": "every_check",
-            "status": "active",
+            "status": status,
+            "contact_group": group,
         }
-        for i in range(3)
+        for i, (status, group) in enumerate(CONTACTS)
     ]
 
 
 def _groups(_: Account) -> list[dict[str, Any]]:
-    return [{"id": GROUP_ID, "name": "Operations", "contacts": [sid("CO", 0)]}]
+    return [
+        {"id": GROUP_ID, "name": "Operations", "is_default": 1, "contacts": f"{sid('CO', 0)},{sid('CO', 1)}"},
+        {"id": ONCALL_ID, "name": "On call", "is_default": 0, "contacts": [sid("CO", 2)]},
+    ]
 
 
 # The collections that do not drift: what the API shows for them.
 STATIC_COLLECTIONS: dict[str, Callable[[Account], list[dict[str, Any]]]] = {
     "profiles": Account.profiles,
+    "cert_profiles": Account.cert_profiles,
     "sources": _sources,
     "contacts": _contacts,
     "groups": _groups,

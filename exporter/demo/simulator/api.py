@@ -80,6 +80,7 @@ LIST_ROUTES = {
     "rbl/sources.json": ("sources", "Sources"),
     "cert/monitors.json": ("monitors", "Certificate Monitors"),
     "cert/errors.json": ("errors", "Certificate Errors"),
+    "cert/profiles.json": ("cert_profiles", "Certificate Profiles"),
     "contact/contacts.json": ("contacts", "Contacts"),
     "contact/groups.json": ("groups", "Contact Groups"),
 }
