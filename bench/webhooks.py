@@ -72,6 +72,7 @@ web.run_app(app, host="127.0.0.1", port={port}, access_log=None, print=None)
 LOAD_GRACE = 60.0  # after a load run's seconds, its last answers must arrive within this
 VISIBLE_DEADLINE = 120.0  # every accepted HetrixTools monitor shows on /metrics
 LATENCY_DEADLINE = 30.0  # one webhook's change shows on /metrics
+CHUNKS_DEADLINE = 300.0  # every HetrixTools chunk posted and answered (over HTTP, or in-process)
 INVENTORY_DEADLINE = 300.0  # the large account's whole inventory is polled
 
 # Poll intervals, in seconds
@@ -214,7 +215,8 @@ async def hetrix(base: str, chunk_count: int) -> dict[str, Any]:
     chunks = [chunk_512k(k * MONITORS_PER_CHUNK) for k in range(chunk_count)]
     expected = chunk_count * MONITORS_PER_CHUNK
     async with client() as session:
-        posted = await post_chunks(session, url, chunks)
+        async with within(CHUNKS_DEADLINE, f"answers to {len(chunks)} HetrixTools chunks posted to {base}"):
+            posted = await post_chunks(session, url, chunks)
         start, present = time.perf_counter(), 0
         async with within(VISIBLE_DEADLINE, f"{expected} HetrixTools monitors on {base}/metrics"):
             while present < expected:
@@ -239,16 +241,17 @@ async def hetrix_in_process(tmp: Path, chunk_count: int) -> dict[str, Any]:
     from exporter.webhooks.payloads import check_hetrix_chunk
 
     db = StateDB(str(tmp / "inproc.sqlite"))
-    await db.start(None, time.time())
     state, times = WebhookState(), []
     try:
-        for k in range(chunk_count):
-            raw = chunk_512k(k * MONITORS_PER_CHUNK)
-            start = time.perf_counter()
-            monitors = check_hetrix_chunk(raw).monitors
-            await db.accept([Incoming("hetrixtools", (), raw, time.time(), 0)])
-            state.apply_hetrix(monitors, time.time())
-            times.append(time.perf_counter() - start)
+        async with within(CHUNKS_DEADLINE, f"{chunk_count} HetrixTools chunks committed in-process"):
+            await db.start(None, time.time())
+            for k in range(chunk_count):
+                raw = chunk_512k(k * MONITORS_PER_CHUNK)
+                start = time.perf_counter()
+                monitors = check_hetrix_chunk(raw).monitors
+                await db.accept([Incoming("hetrixtools", (), raw, time.time(), 0)])
+                state.apply_hetrix(monitors, time.time())
+                times.append(time.perf_counter() - start)
     finally:
         await db.close()
     return {"chunks": chunk_count, "monitors": len(state.hetrix), "chunk_ms": spread(times, MS, 1)}
@@ -316,13 +319,14 @@ async def one_round(session: aiohttp.ClientSession, base: str, host: str, k: int
     now = time.time()
     raw = listed_body(host, k, now)
     start = time.perf_counter()
-    async with session.post(
-        f"{base}/webhooks/generatorlabs", data=raw, headers=signed_headers(raw, now)
-    ) as r:
-        if r.status != 204:
-            raise Failed(f"POST {base}/webhooks/generatorlabs answered {r.status}, not 204: {await r.text()}")
     needle = f'rbl="Bench RBL {k}"'
     async with within(LATENCY_DEADLINE, f"the listing of host {host} on {needle} to show on {base}/metrics"):
+        async with session.post(
+            f"{base}/webhooks/generatorlabs", data=raw, headers=signed_headers(raw, now)
+        ) as r:
+            if r.status != 204:
+                text = await r.text()
+                raise Failed(f"POST {base}/webhooks/generatorlabs answered {r.status}, not 204: {text}")
         while True:
             if await shows(session, f"{base}/metrics", needle.encode(), LISTING_FAMILY_END):
                 return time.perf_counter() - start

@@ -9,9 +9,13 @@ one gzip stream), or, uncompressed, the members inflated one by one as they are 
 scrape never copies the cached body, and no uncompressed copy of it is ever held whole.
 
 Renders coalesce: changes that arrive while a render runs or during the pause after it are
-folded into the next one, and the pause after a render lasts at least as long as the render
-did, so rendering takes at most about half the CPU however large the state and however many
-webhooks arrive; intake and scrapes stay on the event loop, never waiting for a render.
+folded into the next one. Rendering is paced by a budget that fills at RENDER_SHARE of the time
+up to RENDER_BURST seconds and is spent by each render's duration; when it runs out, the
+renderer pauses until it is back to zero. So over the long run rendering takes at most about
+half the CPU however large the state and however many webhooks arrive (a stream of long renders
+each waits as long as the one before took), while a change that follows one long render is not
+made to wait for a pause as long as that render. Intake and scrapes stay on the event loop,
+never waiting for a render.
 
 The format follows the Accept header's weights (RFC 9110 §12.5.1): OpenMetrics only when it has
 a positive q above the text format's (on a tie, whichever is listed first); `q=0` means "not
@@ -49,6 +53,10 @@ TEXT_RANGES = {"text/plain", "text/*", "*/*"}
 TIME_BUCKET = EXPIRY_STEP
 RENDER_LOOK = 5.0  # clock seconds between two looks at whether the render is stale
 COALESCE = 0.01  # seconds to wait after a render at least, so a burst of changes costs one
+RENDER_SHARE = 0.5  # of the (monotonic) time, the most rendering takes over the long run
+# seconds of rendering allowed ahead of that share: a lone change that follows a long render (the
+# minute's, a HetrixTools burst's) is rendered at once, not after a pause as long as that render
+RENDER_BURST = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,16 +203,20 @@ class Scraper:
     async def keep_rendered(self) -> None:
         """Background task: render again after changes and once a time bucket passes.
 
-        A burst of changes costs one render, and the pause after a render is at least as long
-        as the render took, so rendering never takes more than about half the CPU away from
-        serving requests however large the state grows."""
+        A burst of changes costs one render, and renders are paced by a budget (RENDER_SHARE of
+        the time, RENDER_BURST ahead at most), so rendering never takes more than about half
+        the CPU away from serving requests however large the state grows."""
+        budget, at = RENDER_BURST, self._clock.monotonic()
         while True:
             await sleep_or_event(self._clock, RENDER_LOOK, self.changed)
             if self._current is None or self._current[0] != self.key():
                 started = self._clock.monotonic()
                 await asyncio.to_thread(self._render, self._inputs())
                 self.last_render_seconds = self.last_lag_seconds = self._clock.monotonic() - started
-            await self._clock.sleep(max(COALESCE, self.last_render_seconds))
+                budget -= self.last_render_seconds
+            now = self._clock.monotonic()
+            budget, at = min(RENDER_BURST, budget + (now - at) * RENDER_SHARE), now
+            await self._clock.sleep(max(COALESCE, -budget / RENDER_SHARE))
 
     def expose(self, accept: str, accept_encoding: str) -> Exposition:
         rendered = self._current[1] if self._current is not None else self.render_now()

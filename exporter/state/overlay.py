@@ -20,6 +20,7 @@ import math
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from exporter.api import fields
@@ -264,10 +265,16 @@ class WebhookState:
 
     @staticmethod
     def mark_json(mark: object) -> object:
-        """One mark as stored: a record's fields by name (tuples as lists), or a list."""
+        """One mark as stored: a record's fields by name (tuples become JSON lists), or a list.
+        What `dataclasses.asdict` gives, without its deep copy (a mark's fields are numbers,
+        text and tuples of text, all immutable): a checkpoint after a HetrixTools burst writes
+        thousands of marks."""
         if isinstance(mark, tuple):
             return list(mark)
-        return asdict(mark)  # type: ignore[call-overload]
+        names = _FIELD_NAMES.get(type(mark))
+        if names is None:
+            names = _FIELD_NAMES[type(mark)] = tuple(f.name for f in dataclass_fields(mark))  # type: ignore[arg-type]
+        return {name: getattr(mark, name) for name in names}
 
     def load_mark(self, section: str, ident: str, data: object) -> bool:
         """Put back one stored mark, checked as `from_json` checks it; False (and nothing put
@@ -395,6 +402,8 @@ def _hetrix(v: Mapping[str, Any]) -> Hetrix:
 def _all_text(values: list[Any]) -> bool:
     return all(type(x) is str for x in values)
 
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # a mark type's field names, in order (mark_json)
 
 _READERS: dict[str, Any] = {
     "hosts": _host_mark,

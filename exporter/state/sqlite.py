@@ -194,6 +194,17 @@ class Checkpointed:
 
 
 MarkRow = tuple[str, str, str]  # section, id, body
+ChangedMark = tuple[str, str, object]  # section, id, the mark (immutable: serialised off the loop)
+# Sections whose changed marks a checkpoint may write before the transaction that records which
+# events they fold in: replaying a HetrixTools chunk replaces its monitors whole, so after a crash
+# in between, the replay writes over them what they already hold. (Other marks are merged with
+# the events replayed over them, cert_changes counts them, so they are written in that
+# transaction.) They are written AHEAD_SLICE marks per transaction, each its own task on the state
+# file's thread: a webhook committed meanwhile waits for one slice, not for the thousands of
+# marks (about 4 KB each) that a burst of HetrixTools chunks leaves to checkpoint.
+AHEAD_SECTIONS = frozenset({"hetrix"})
+AHEAD_SLICE = 500
+DELETE_SLICE_BYTES = 4 * 1024 * 1024  # of folded events' bodies deleted per transaction
 
 
 def _write_snapshot(
@@ -228,14 +239,14 @@ def _write_snapshot(
     return new
 
 
-def _mark_rows(
-    state: WebhookState, section: str, marks: Mapping[str, Any], before: Mapping[str, Any]
-) -> list[MarkRow]:
-    return [
-        (section, key, json.dumps(state.mark_json(mark)))
-        for key, mark in marks.items()
-        if before.get(key) is not mark
-    ]
+def _changed_marks(section: str, marks: Mapping[str, Any], before: Mapping[str, Any]) -> list[ChangedMark]:
+    """The marks of `section` that are not the very objects of `before` (marks are replaced,
+    never changed in place, so identity tells what changed)."""
+    return [(section, key, mark) for key, mark in marks.items() if before.get(key) is not mark]
+
+
+def _mark_rows(changed: Iterable[ChangedMark]) -> list[MarkRow]:
+    return [(section, key, json.dumps(WebhookState.mark_json(mark))) for section, key, mark in changed]
 
 
 def _migrate(conn: sqlite3.Connection) -> list[Skipped]:
@@ -265,7 +276,7 @@ def _migrate(conn: sqlite3.Connection) -> list[Skipped]:
         for section, (_, marks) in state.sections().items():
             conn.executemany(
                 "INSERT OR REPLACE INTO marks (section, id, body) VALUES (?, ?, ?)",
-                _mark_rows(state, section, marks, {}),
+                _mark_rows(_changed_marks(section, marks, {})),
             )
         conn.execute("UPDATE kv SET value = ? WHERE key = 'webhooks'", (json.dumps(state.scalars_json()),))
     return skipped
@@ -640,15 +651,22 @@ class StateDB:
         result: list[int | None] = await self._run(self._accept, batch)
         return result
 
+    def _write_ahead(self, changed: list[ChangedMark]) -> None:
+        """Marks of AHEAD_SECTIONS written before their checkpoint, in a transaction of their own."""
+        marks = _mark_rows(changed)
+        c = self.conn
+        c.execute("BEGIN")
+        try:
+            c.executemany("INSERT OR REPLACE INTO marks (section, id, body) VALUES (?, ?, ?)", marks)
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
     def _checkpoint(
-        self,
-        scalars: str,
-        marks: list[MarkRow],
-        gone: list[tuple[str, str]],
-        whole: list[str],
-        last_seq: int,
-        now: float,
+        self, scalars: str, changed: list[ChangedMark], gone: list[tuple[str, str]], whole: list[str]
     ) -> None:
+        marks = _mark_rows(changed)  # here, on the state file's thread, not on the event loop
         c = self.conn
         c.execute("BEGIN")
         try:
@@ -656,19 +674,52 @@ class StateDB:
             c.executemany("DELETE FROM marks WHERE section = ?", [(s,) for s in whole])
             c.executemany("INSERT OR REPLACE INTO marks (section, id, body) VALUES (?, ?, ?)", marks)
             c.executemany("DELETE FROM marks WHERE section = ? AND id = ?", gone)
-            c.execute("DELETE FROM events WHERE seq <= ?", (last_seq,))
-            c.execute("DELETE FROM seen WHERE expires < ?", (now,))
-            c.execute("DELETE FROM ledger WHERE ts <= ?", (now - HOURLY_WINDOW,))
             c.execute("COMMIT")
         except BaseException:  # never leave the connection inside a transaction (disk full, busy)
+            c.execute("ROLLBACK")
+            raise
+
+    def _folded_cuts(self, last_seq: int) -> list[int]:
+        """Sequence numbers that cut the events folded in (at most `last_seq`) into runs of
+        about DELETE_SLICE_BYTES each, in order; the last is `last_seq`."""
+        cuts, size = [], 0
+        for seq, length in self.conn.execute(
+            "SELECT seq, length(body) FROM events WHERE seq <= ? ORDER BY seq", (last_seq,)
+        ):
+            size += length or 0
+            if size >= DELETE_SLICE_BYTES:
+                cuts.append(seq)
+                size = 0
+        return [*cuts, last_seq]
+
+    def _forget_folded(self, upto: int, now: float | None) -> None:
+        """The events folded in up to `upto` (never replayed again: their sequence is at most
+        the stored last_seq); with `now`, also the expired replay keys and the ledger's past hour."""
+        c = self.conn
+        c.execute("BEGIN")
+        try:
+            c.execute("DELETE FROM events WHERE seq <= ?", (upto,))
+            if now is not None:
+                c.execute("DELETE FROM seen WHERE expires < ?", (now,))
+                c.execute("DELETE FROM ledger WHERE ts <= ?", (now - HOURLY_WINDOW,))
+            c.execute("COMMIT")
+        except BaseException:
             c.execute("ROLLBACK")
             raise
 
     async def checkpoint(self, state: WebhookState, now: float) -> None:
         """Fold applied events into the stored webhook state and forget what has expired. Only
         the marks that changed since the last checkpoint are written (compared by identity: a
-        mark is replaced, never changed in place), and those gone are deleted."""
-        marks: list[MarkRow] = []
+        mark is replaced, never changed in place), and those gone are deleted.
+
+        Nothing but the small scalars is serialised on the event loop: marks are immutable, so
+        they are turned into JSON on the state file's thread. The work is split into short
+        transactions, each a task of its own, so that webhooks committed meanwhile are not held
+        up for long: the marks of AHEAD_SECTIONS in slices first, then the scalars with the other
+        marks (what a restart replays from), then the events folded in, DELETE_SLICE_BYTES of
+        them at a time (a HetrixTools chunk is about 512 KB)."""
+        ahead: list[ChangedMark] = []
+        changed: list[ChangedMark] = []
         gone: list[tuple[str, str]] = []
         whole: list[str] = []
         taken: dict[str, Checkpointed] = {}
@@ -677,15 +728,21 @@ class StateDB:
             if before is not None and before.state is state and before.version == version:
                 continue
             if before is None:
-                whole.append(section)
+                whole.append(section)  # rewritten whole, in the checkpoint's own transaction
             old = before.marks if before is not None else {}
-            marks += _mark_rows(state, section, held, old)
+            (ahead if before is not None and section in AHEAD_SECTIONS else changed).extend(
+                _changed_marks(section, held, old)
+            )
             gone += [(section, key) for key in old if key not in held]
             taken[section] = Checkpointed(state, version, dict(held))
-        await self._run(
-            self._checkpoint, json.dumps(state.scalars_json()), marks, gone, whole, state.last_seq, now
-        )
+        scalars, last_seq = json.dumps(state.scalars_json()), state.last_seq  # they change in place
+        for start in range(0, len(ahead), AHEAD_SLICE):
+            await self._run(self._write_ahead, ahead[start : start + AHEAD_SLICE])
+        await self._run(self._checkpoint, scalars, changed, gone, whole)
         self._marks.update(taken)
+        cuts: list[int] = await self._run(self._folded_cuts, last_seq)
+        for i, upto in enumerate(cuts):
+            await self._run(self._forget_folded, upto, now if i == len(cuts) - 1 else None)
 
     def _set_aside(self, seq: int, reason: str, now: float) -> None:
         c = self.conn

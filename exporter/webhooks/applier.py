@@ -91,6 +91,7 @@ class Applier:
         self._logged_other: set[str] = set()
         self._to_set_aside: list[tuple[int, str]] = []  # not yet moved out in the state file
         self._last_sweep = -math.inf
+        self._checkpointing: asyncio.Future[None] | None = None  # the checkpoint being written
 
     @property
     def pending(self) -> int:
@@ -214,6 +215,21 @@ class Applier:
             waiter.cancel()
         return bool(self._queue)
 
+    def _checkpoint(self, now: float) -> bool:
+        """Start writing a checkpoint in the background, unless one is still being written
+        (then False). Items keep being applied meanwhile: the checkpoint takes what it writes
+        from the state when it starts (marks are replaced, never changed in place), so a
+        checkpoint after a burst of HetrixTools chunks (thousands of marks) does not hold up
+        the next webhook. A checkpoint that failed raises here, when the next one is due."""
+        previous = self._checkpointing
+        if previous is not None:
+            if not previous.done():
+                return False
+            self._checkpointing = None
+            previous.result()
+        self._checkpointing = asyncio.ensure_future(self._db.checkpoint(self._store.webhooks, now))
+        return True
+
     async def run(self) -> None:
         await self._settle()
         if self.sweep(force=True):
@@ -229,14 +245,17 @@ class Applier:
             self._store.webhooks_changed()
             await self._settle()
             now = self._clock.time()
-            if now - last_checkpoint >= CHECKPOINT_EVERY:
-                await self._db.checkpoint(self._store.webhooks, now)
+            if now - last_checkpoint >= CHECKPOINT_EVERY and self._checkpoint(now):
                 last_checkpoint = now
 
     async def flush(self) -> None:
-        """Apply whatever is queued and checkpoint (shutdown)."""
+        """Apply whatever is queued and checkpoint (shutdown), after the checkpoint being
+        written, if any (whether that one failed does not matter: this one writes it all)."""
         while self._queue:
             self.apply(*self._queue.popleft())
+        if self._checkpointing is not None:
+            await asyncio.gather(self._checkpointing, return_exceptions=True)
+            self._checkpointing = None
         await self._settle()
         await self._db.checkpoint(self._store.webhooks, self._clock.time())
 
