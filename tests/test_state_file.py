@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from exporter.config.parse import parse
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.api import SimulatedApi
 from exporter.demo.simulator.transport import SimulatorTransport
+from exporter.state.events import HetrixMonitor
 from exporter.state.overlay import WebhookState
 from exporter.state.snapshot import Snapshot
 from exporter.state.sqlite import Incoming, Loaded, Owner, StateDB
@@ -368,3 +370,29 @@ def test_two_demos_never_share_a_state_file(tmp_path: Path) -> None:
             terminate(demo)
     assert list(tmp.iterdir()) == []  # each demo removed its own state file
     assert not (tmp_path / "xdg").exists()
+
+
+async def test_ids_with_lone_surrogates_are_stored_and_read_back(tmp_path: Path) -> None:
+    """An API object or a HetrixTools monitor whose id JSON spelled with a lone surrogate
+    (`"\\ud800"`, which UTF-8 cannot encode) is written, replaced, deleted and read back like any
+    other: before, saving such a snapshot raised in the state file's thread and lost the write."""
+    odd = {h.id: h for h in (replace(h, id=h.id + "\ud800") for h in hosts(2).values())}
+    plain = hosts(1)
+    path = tmp_path / "s.sqlite"
+    db = StateDB(str(path))
+    await db.start(Owner(SID_A, API), START)
+    await db.save_snapshot(Snapshot("rbl_hosts", {**odd, **plain}, START, START, 3))
+    first, second = odd
+    changed = {second: replace(odd[second], name="renamed \udcff")}
+    later = Snapshot("rbl_hosts", {**plain, **changed}, START + 60, START + 60, 2)
+    await db.save_snapshot(later)  # one odd host gone, the other changed
+    state = WebhookState()
+    state.apply_hetrix([HetrixMonitor("mx\ud800", "label \udcff", 1, ("zen",), ("",), "")], START)
+    await db.checkpoint(state, START)
+    await db.close()
+    loaded, _, logs = await reopen(path, Owner(SID_A, API))
+    (snapshot,) = loaded.snapshots
+    assert snapshot.items == {**plain, **changed} and loaded.skipped == []
+    assert list(loaded.webhooks.hetrix) == ["mx\ud800"]
+    assert loaded.webhooks.hetrix["mx\ud800"].label == "label \udcff"
+    assert first not in snapshot.items and logs == []

@@ -29,7 +29,7 @@ RECORDS: Mapping[str, type] = {
     "cert_monitors": Monitor,
     "cert_errors": CertError,
 }
-ObjectRow = tuple[str, str, int | None, str]  # collector, id, page, body
+ObjectRow = tuple[str, str | bytes, int | None, str]  # collector, id (row_id), page, body
 _ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
@@ -49,6 +49,31 @@ class Written:
     def page(self, ident: str) -> int | None:
         at = self.snapshot.item_times.get(ident)
         return None if at is None else self.index.get(at)
+
+
+def row_id(ident: str) -> str | bytes:
+    """An id (of an object or a webhook mark) as its row stores it: the text itself, or, for
+    text UTF-8 cannot encode (a lone surrogate, which a JSON body may carry as `"\\ud800"`),
+    its bytes with the surrogates passed through, a BLOB SQLite stores and `id_of` reads back
+    as the same text. Such an id is an API's or a sender's odd value, not ours to drop."""
+    if ident.isascii():
+        return ident
+    try:
+        ident.encode("utf-8")
+    except UnicodeEncodeError:
+        return ident.encode("utf-8", "surrogatepass")
+    return ident
+
+
+def id_of(stored: object) -> object:
+    """The id a row stores (`row_id`), as text again; a BLOB that is not one stays as it is
+    (and does not match its body's id)."""
+    if isinstance(stored, bytes):
+        try:
+            return stored.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return stored
+    return stored
 
 
 def encode_record(record: Any) -> str:
@@ -77,7 +102,7 @@ def _extended(old: Written, snapshot: Snapshot, changed: Collection[str]) -> Wri
 
 def plan_write(
     old: Written | None, snapshot: Snapshot, changed: Collection[str] | None
-) -> tuple[Written, Iterator[ObjectRow], Iterator[tuple[str, str]], bool]:
+) -> tuple[Written, Iterator[ObjectRow], Iterator[tuple[str, str | bytes]], bool]:
     """What writing `snapshot` over `old` takes: the new Written, the object rows to write, the
     (collector, id) rows to delete, and whether every row of the collector must go first (no
     `old`: the file's rows are not known). Rows are generated one at a time, never listed."""
@@ -88,10 +113,10 @@ def plan_write(
         new, changed = Written.of(snapshot, page_times(snapshot)), None
     ids: Collection[str] = snapshot.items if changed is None else changed
     rows = _changed_rows(old, new, ids)
-    gone: Iterator[tuple[str, str]] = iter(())
+    gone: Iterator[tuple[str, str | bytes]] = iter(())
     if old is not None and changed is None:
         items, name = snapshot.items, snapshot.collector
-        gone = ((name, k) for k in old.snapshot.items if k not in items)
+        gone = ((name, row_id(k)) for k in old.snapshot.items if k not in items)
     return new, rows, gone, old is None
 
 
@@ -111,7 +136,7 @@ def _changed_rows(old: Written | None, new: Written, ids: Collection[str]) -> It
             and old.page(ident) == page
         ):
             continue
-        yield name, ident, page, encode_record(record)
+        yield name, row_id(ident), page, encode_record(record)
 
 
 # ---- reading back -----------------------------------------------------------------------------
@@ -185,7 +210,7 @@ def json_value(body: object) -> Any:
 def decode_object(collector: str, ident: object, page: object, body: object, pages: int) -> Any:
     """One stored object of `collector`, or ValueError naming what is wrong with its row."""
     found = record(RECORDS.get(collector, Item), json_value(body))
-    if found.id != ident:
+    if found.id != id_of(ident):
         raise ValueError("its id is not the id of its row")
     if page is not None and not (type(page) is int and 0 <= page < pages):
         raise ValueError("its page is not one of the snapshot's")

@@ -193,7 +193,7 @@ class Checkpointed:
     marks: Mapping[str, Any]
 
 
-MarkRow = tuple[str, str, str]  # section, id, body
+MarkRow = tuple[str, str | bytes, str]  # section, id (rows.row_id), body
 ChangedMark = tuple[str, str, object]  # section, id, the mark (immutable: serialised off the loop)
 # Sections whose changed marks a checkpoint may write before the transaction that records which
 # events they fold in: replaying a HetrixTools chunk replaces its monitors whole, so after a crash
@@ -246,7 +246,10 @@ def _changed_marks(section: str, marks: Mapping[str, Any], before: Mapping[str, 
 
 
 def _mark_rows(changed: Iterable[ChangedMark]) -> list[MarkRow]:
-    return [(section, key, json.dumps(WebhookState.mark_json(mark))) for section, key, mark in changed]
+    return [
+        (section, rows.row_id(key), json.dumps(WebhookState.mark_json(mark)))
+        for section, key, mark in changed
+    ]
 
 
 def _migrate(conn: sqlite3.Connection) -> list[Skipped]:
@@ -602,7 +605,7 @@ class StateDB:
             if section not in known:
                 continue  # a section this version does not know
             try:
-                if not webhooks.load_mark(str(section), str(ident), rows.json_value(body)):
+                if not webhooks.load_mark(str(section), str(rows.id_of(ident)), rows.json_value(body)):
                     raise ValueError("it does not read back as a mark")
             except ValueError as err:
                 bad.setdefault(str(section)[:40], []).append(str(err))
@@ -664,7 +667,7 @@ class StateDB:
             raise
 
     def _checkpoint(
-        self, scalars: str, changed: list[ChangedMark], gone: list[tuple[str, str]], whole: list[str]
+        self, scalars: str, changed: list[ChangedMark], gone: list[tuple[str, str | bytes]], whole: list[str]
     ) -> None:
         marks = _mark_rows(changed)  # here, on the state file's thread, not on the event loop
         c = self.conn
@@ -720,7 +723,7 @@ class StateDB:
         them at a time (a HetrixTools chunk is about 512 KB)."""
         ahead: list[ChangedMark] = []
         changed: list[ChangedMark] = []
-        gone: list[tuple[str, str]] = []
+        gone: list[tuple[str, str | bytes]] = []
         whole: list[str] = []
         taken: dict[str, Checkpointed] = {}
         for section, (version, held) in state.sections().items():
@@ -733,7 +736,7 @@ class StateDB:
             (ahead if before is not None and section in AHEAD_SECTIONS else changed).extend(
                 _changed_marks(section, held, old)
             )
-            gone += [(section, key) for key in old if key not in held]
+            gone += [(section, rows.row_id(key)) for key in old if key not in held]
             taken[section] = Checkpointed(state, version, dict(held))
         scalars, last_seq = json.dumps(state.scalars_json()), state.last_seq  # they change in place
         for start in range(0, len(ahead), AHEAD_SLICE):
