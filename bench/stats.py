@@ -47,23 +47,6 @@ def timed(fn: Callable[[], object], repeat: int) -> list[float]:
     return out
 
 
-def alternated(fns: Sequence[Callable[[], object]], repeat: int) -> list[list[float]]:
-    """Seconds each call took, per function: `repeat` rounds, each calling every function once in
-    turn, so that a burst of load from elsewhere on the machine falls on all of them alike."""
-    out: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, times in zip(fns, out, strict=True):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return out
-
-
-def paired_ratio(numerator: Sequence[float], denominator: Sequence[float], digits: int = 1) -> float:
-    """The median of the per-round ratios of two alternated measurements."""
-    return round(spread([n / d for n, d in zip(numerator, denominator, strict=True)])["median"], digits)
-
-
 def ratio(numerator: Sequence[float], denominator: Sequence[float], digits: int = 1) -> float:
     """The ratio of the medians of two measurements (e.g. baseline time / our time)."""
     return round(spread(numerator)["median"] / spread(denominator, digits=9)["median"], digits)
