@@ -223,7 +223,8 @@ def scraped_enough(base: str, instance: str) -> None:
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Two demo exporters (A gets the hostile webhooks too) and one Prometheus scraping both."""
     exporters = [start_demo(tmp_path_factory.mktemp(name)) for name in ("a", "b")]
-    prom = start_prometheus(tmp_path_factory.mktemp("prometheus"), [f"127.0.0.1:{e.port}" for e in exporters])
+    targets = [f"127.0.0.1:{e.port}" for e in exporters]
+    prom = start_prometheus(tmp_path_factory.mktemp("prometheus"), targets, interval="500ms")
     instances = (f"127.0.0.1:{exporters[0].port}", f"127.0.0.1:{exporters[1].port}")
     try:
         for exporter in exporters:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -165,6 +166,87 @@ def test_a_removed_host_is_gone_from_every_route() -> None:
     assert hosts["total"] == 29 and gone not in {h["id"] for h in hosts["data"]}
     assert gone not in {h["id"] for h in body(get(sim, "rbl/listings.json"))["data"]}
     assert get(sim, f"rbl/hosts/{gone}.json").status == 400
+
+
+def expected_page(sim: SimulatedApi, name: str, page: int, size: int) -> bytes:
+    """A page of hosts or listings as the route must write it: json.dumps of the envelope."""
+    objects = sim.account.collection(name)
+    envelope = {
+        "status_code": 200,
+        "status_message": "Listings" if name == "listings" else "Hosts",
+        "page": page,
+        "page_size": size,
+        "total_pages": max(1, math.ceil(len(objects) / size)),
+        "total": len(objects),
+        "data": objects[(page - 1) * size : page * size],
+        "total_listed": len(sim.account.listed),
+    }
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+def test_pages_of_hosts_and_listings_are_the_accounts_objects_as_json_writes_them() -> None:
+    sim = api(hosts=300)
+    sim.account.advance(T0 + 3600)
+    for name, path in (("hosts", "rbl/hosts.json"), ("listings", "rbl/listings.json")):
+        for page, size in ((1, 100), (2, 7), (3, 500)):
+            answer = get(sim, path, T0 + 3600, page=str(page), page_size=str(size))
+            assert answer.body == expected_page(sim, name, page, size)
+    assert any(d["website"] for h in body(get(sim, "rbl/listings.json"))["data"] for d in h["listed_details"])
+
+
+def listed_on_the_listings_route(sim: SimulatedApi) -> list[str]:
+    return [h["id"] for h in body(get(sim, "rbl/listings.json", T0, page_size="500"))["data"]]
+
+
+def test_the_listings_route_follows_every_listing_delisting_and_removal() -> None:
+    sim = api(hosts=300)
+    account = sim.account
+    listed = listed_on_the_listings_route(sim)
+    clean = next(h for h in account.hosts.values() if not h.rbls)
+    changes: list[Callable[[], None]] = [
+        lambda: account.delist_host(account.hosts[listed[0]]),
+        lambda: account.list_host(clean, T0),
+        lambda: account.remove_host(listed[1]),
+    ]
+    for change in changes:
+        change()
+        assert listed_on_the_listings_route(sim) == sorted(account.listed)
+    assert listed[0] not in account.listed and listed[1] not in account.listed and clean.id in account.listed
+
+
+def test_certificates_get_their_expiry_error_and_renewal_at_the_step_they_fall_due() -> None:
+    account = Account(10, 80, T0)
+    account.stop_drift()
+    account.advance(T0 + 60)
+    active = next(m for m in account.monitors.values() if not m.paused and not m.errors)
+    paused = next(m for m in account.monitors.values() if m.paused)
+    for monitor in (active, paused):
+        account.expire_certificate(monitor, T0, 20)
+    account.advance(T0 + 6 * DAY - 60)
+    assert "expiration" not in active.errors and "expiration" not in paused.errors
+    account.advance(T0 + 6 * DAY + 60)  # 14 days before expiry: the expiry error
+    assert "expiration" in active.errors and "expiration" in paused.errors
+    account.advance(T0 + 17 * DAY - 60)
+    assert active.not_after == T0 + 20 * DAY
+    account.advance(T0 + 17 * DAY + 60)  # 3 days before expiry: renewed, the error gone
+    assert active.not_after == T0 + 17 * DAY + 60 + 90 * DAY and "expiration" not in active.errors
+    account.advance(T0 + 30 * DAY)  # a paused monitor is not renewed
+    assert paused.not_after == T0 + 20 * DAY and "expiration" in paused.errors
+
+
+def test_certificate_errors_set_on_purpose_are_corrected_at_the_next_step() -> None:
+    account = Account(10, 80, T0)
+    account.stop_drift()
+    account.advance(T0 + 60)
+    far = next(m for m in account.monitors.values() if m.not_after > T0 + 30 * DAY and not m.errors)
+    near = next(
+        m for m in account.monitors.values() if "expiration" in m.errors and m.not_after > T0 + 4 * DAY
+    )
+    account.break_certificate(far, "expiration")  # a certificate months from expiry...
+    account.clear_certificate(near)  # ...and one days from it
+    assert "expiration" in far.errors and "expiration" not in near.errors
+    account.advance(T0 + 180)
+    assert "expiration" not in far.errors and "expiration" in near.errors
 
 
 async def test_served_over_http(aiohttp_client: AiohttpClient) -> None:

@@ -45,7 +45,9 @@ TZ_OFFSETS_HOURS = {
 # the careful reading, for which "... Z" is an ISO-8601 date.
 _V3_ZONE_SECONDS = {zone: round(hours * 3600) for zone, hours in TZ_OFFSETS_HOURS.items() if "Z" not in zone}
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
-_V3_SEPARATORS = ((4, "-"), (7, "-"), (10, " "), (13, ":"), (16, ":"), (19, " "))
+V3_SEPARATORS = "-- :: "  # the characters at 4, 7, 10, 13, 16 and 19 of `YYYY-MM-DD HH:MM:SS EST`
+V3_SHORTEST = 20 + min(map(len, _V3_ZONE_SECONDS))  # `YYYY-MM-DD HH:MM:SS ` and a zone
+V3_LONGEST = 20 + max(map(len, _V3_ZONE_SECONDS))
 _V3_DATE = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.\d+)?(?:\s+([A-Za-z]{1,5}|[+-]\d{2}:?\d{2}))?$"
 )
@@ -221,7 +223,12 @@ def _parse_date(value: str) -> float | None:
     seconds = v3_seconds(raw)
     if seconds is None:
         seconds = _careful_date_seconds(raw, value)
-    if seconds is None or seconds <= 0:
+    return None if seconds is None else _in_range(seconds, value)
+
+
+def _in_range(seconds: float, value: str) -> float | None:
+    """A date read from `value`: None if not after the epoch, Unreadable if past MAX_TIMESTAMP."""
+    if seconds <= 0:
         return None
     if seconds > MAX_TIMESTAMP:
         raise Unreadable(f"date out of range: {shorten(value)}")
@@ -242,36 +249,29 @@ def v3_seconds(raw: str) -> float | None:
     zone of TZ_OFFSETS_HOURS in capitals, by arithmetic: what `date_text_seconds` reads it as.
     None for any other text, and for a day or time that does not exist (the careful reading then
     says what is wrong)."""
-    if len(raw) < 21 or not raw.isascii():
+    if not V3_SHORTEST <= len(raw) <= V3_LONGEST or raw[4:20:3] != V3_SEPARATORS or not raw.isascii():
         return None
     offset = _V3_ZONE_SECONDS.get(raw[20:])
-    if offset is None or any(raw[i] != sep for i, sep in _V3_SEPARATORS):
+    clock = raw[11:13] + raw[14:16] + raw[17:19]
+    if offset is None or not clock.isdigit() or clock[:2] > "23" or clock[2:4] > "59" or clock[4:] > "59":
         return None
-    year, month, day, hour, minute, second = (
-        raw[0:4],
-        raw[5:7],
-        raw[8:10],
-        raw[11:13],
-        raw[14:16],
-        raw[17:19],
-    )
-    if not (year + month + day + hour + minute + second).isdigit():
+    day = _day_seconds(raw[:10])
+    if day is None:
         return None
-    if hour > "23" or minute > "59" or second > "59":
-        return None
-    ordinal = _day_ordinal(int(year), int(month), int(day))
-    if ordinal is None:
-        return None
-    return float((ordinal - _EPOCH_DAY) * 86400 + int(hour) * 3600 + int(minute) * 60 + int(second) - offset)
+    return float(day + int(clock[:2]) * 3600 + int(clock[2:4]) * 60 + int(clock[4:]) - offset)
 
 
 @functools.lru_cache(maxsize=DATE_CACHE)
-def _day_ordinal(year: int, month: int, day: int) -> int | None:
-    """The proleptic Gregorian ordinal of a day; None if there is no such day (month 13, year 0)."""
+def _day_seconds(day: str) -> int | None:
+    """Seconds from the epoch to the start (UTC) of `YYYY-MM-DD` (ASCII, its dashes checked);
+    None if that is no day (month 13, year 0, a sign or a space for a digit)."""
+    if not (day[:4] + day[5:7] + day[8:]).isdigit():
+        return None
     try:
-        return date(year, month, day).toordinal()
+        ordinal = date(int(day[:4]), int(day[5:7]), int(day[8:])).toordinal()
     except ValueError:
         return None
+    return (ordinal - _EPOCH_DAY) * 86400
 
 
 def date_text_seconds(raw: str, value: str) -> float | None:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import heapq
+import json
 import math
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -92,6 +95,17 @@ def _v3_date(ts: int) -> str:
     return datetime.fromtimestamp(ts, EST).strftime("%Y-%m-%d %H:%M:%S EST")
 
 
+# Text JSON writes as it is, between quotes: printable ASCII but `"` and `\`.
+_plain = re.compile(r"[ !#-\[\]-~]*").fullmatch
+
+
+@functools.lru_cache(maxsize=64)
+def _detail_json(rbl: str) -> str:
+    """One `listed_details` entry of a host listed on `rbl`, as JSON."""
+    detail = {"host": rbl, "website": RBL_WEBSITES.get(rbl, ""), "details": "Listed (simulated)"}
+    return json.dumps(detail, separators=(",", ":"))
+
+
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
@@ -129,6 +143,22 @@ class SimHost:
                 for r in self.rbls
             ],
         }
+
+    def json_text(self) -> str:
+        """`json.dumps(self.to_json(), separators=(",", ":"))`, written directly: the pages of a
+        100,000-host account are encoded often. Its strings are written as they are when JSON
+        would not escape them (the hosts the account makes), else encoded by json."""
+        if not _plain(self.id + self.host + self.name + self.type + self.profile):
+            return json.dumps(self.to_json(), separators=(",", ":"))
+        status = "paused" if self.paused else "active"
+        details = ",".join(map(_detail_json, self.rbls))
+        return (
+            f'{{"id":"{self.id}","host":"{self.host}","name":"{self.name}","type":"{self.type}",'
+            f'"parent":"","status":"{status}","profile":"{self.profile}",'
+            f'"contact_group":"{GROUP_ID}","tags":["demo"],"last_checked":"{v3_date(self.last_checked)}",'
+            f'"first_listed":"{v3_date(self.first_listed)}","listed_period":"",'
+            f'"listed":{1 if self.rbls else 0},"listed_count":{len(self.rbls)},"listed_details":[{details}]}}'
+        )
 
 
 @dataclass(slots=True)
@@ -202,10 +232,18 @@ class Account:
         self._owed = dict.fromkeys(profiles, 0.0)  # per profile: checks owed but not yet made...
         self._next = dict.fromkeys(profiles, 0)  # ...and the host of its round checked next
         self.listed: set[str] = set()
+        self._listed_ids: list[str] | None = None  # sorted(listed), until `listed` changes
         self.monitors: dict[str, SimMonitor] = {}
         for i in range(monitors):
             m = self._make_monitor(seed, i, now)
             self.monitors[m.id] = m
+        # When each monitor may next be renewed or cross into its expiry error (`_wake`), as a
+        # heap of (time, place in `monitors`, id), stale entries skipped; and the monitors
+        # changed on purpose since the last step. Drift looks at those only, in `monitors` order.
+        self._place = {m_id: i for i, m_id in enumerate(self.monitors)}
+        self._wake: dict[str, float] = {}
+        self._wakeups: list[tuple[float, int, str]] = []
+        self._touched: set[str] = set(self.monitors)
         # steady state: `listed_fraction` of hosts listed, each listing lasting ~churn_hours
         self.delist_rate = 1.0 / (churn_hours * HOUR)
         self.list_rate = self.delist_rate * listed_fraction / max(1e-9, 1.0 - listed_fraction)
@@ -269,28 +307,33 @@ class Account:
         self._rounds = self._check_rounds()
         self._next = dict.fromkeys(self._rounds, 0)
         self.listed.discard(host_id)
+        self._listed_ids = None
         self.version += 1
 
     def expire_certificate(self, monitor: SimMonitor, now: float, days: float) -> None:
         """The certificate now expires `days` from `now` (an expiry error if that is close)."""
         monitor.not_after = now + days * DAY
         self._expiry_error(monitor)
+        self._touched.add(monitor.id)
         self.version += 1
 
     def renew_certificate(self, monitor: SimMonitor, now: float) -> None:
         """The certificate is replaced by one valid for RENEWED_FOR_DAYS."""
         self._renew(monitor, now)
         self._expiry_error(monitor)
+        self._touched.add(monitor.id)
         self.version += 1
 
     def break_certificate(self, monitor: SimMonitor, error_type: str) -> None:
         """The monitor reports an error of `error_type` (emits `cert.error.trigger`)."""
         self._error(monitor, error_type)
+        self._touched.add(monitor.id)
         self.version += 1
 
     def clear_certificate(self, monitor: SimMonitor) -> None:
         """Every error of the monitor clears, expiry included (emits `cert.error.resolve`)."""
         self._clear(monitor, list(monitor.errors))
+        self._touched.add(monitor.id)
         self.version += 1
 
     # -- changes ----------------------------------------------------------------------------
@@ -303,6 +346,7 @@ class Account:
         if not h.rbls:
             h.first_listed = when
             self.listed.add(h.id)
+            self._listed_ids = None
         h.rbls = sorted(set(h.rbls) | set(self.rng.sample(RBLS, self.rng.choice((1, 1, 1, 2, 3)))))
         if self.outbox is not None:
             details = h.to_json()["listed_details"]
@@ -311,6 +355,7 @@ class Account:
     def _delist(self, h: SimHost) -> None:
         h.rbls, h.first_listed = [], None
         self.listed.discard(h.id)
+        self._listed_ids = None
         self._emit("rbl.host.delisted", host=h.to_json(), listed=False, total=0, details=[])
 
     def _current_errors(self, m: SimMonitor) -> list[dict[str, str]]:
@@ -378,7 +423,7 @@ class Account:
 
     def _drift_hosts(self, now: float, dt: float) -> tuple[bool, int]:
         """Delistings, listings and checks in `dt` seconds: (anything listed or delisted, checks)."""
-        listed = sorted(self.listed)
+        listed = self.listed_ids()
         changed = False
         for host_id in self.rng.sample(listed, self._events(len(listed), self.delist_rate, dt)):
             self._delist(self.hosts[host_id])
@@ -411,22 +456,59 @@ class Account:
     def _drift_monitors(self, now: float, dt: float) -> bool:
         """Renewals, expiry errors and other errors appearing and clearing in `dt` seconds."""
         changed = False
-        for m in self.monitors.values():
+        for m in self._due_monitors(now):
             if m.not_after - now < RENEW_DAYS_BEFORE * DAY and not m.paused:
                 self._renew(m, now)
                 changed = True
             before = len(m.errors)
             self._expiry_error(m)
             changed |= before != len(m.errors)
+            self._schedule(m, now)
         monitors = list(self.monitors.values())
         for m in self.rng.sample(monitors, self._events(len(monitors), self.error_rate, dt)):
             self._error(m, self.rng.choice(ERROR_TYPES))
             changed = True
-        with_errors = [m for m in monitors if set(m.errors) - {"expiration"}]
+        # the monitors with an error other than "expiration", in `monitors` order
+        with_errors = [
+            m for m in monitors if m.errors and (len(m.errors) > 1 or "expiration" not in m.errors)
+        ]
         for m in self.rng.sample(with_errors, self._events(len(with_errors), self.clear_rate, dt)):
             self._clear(m, [k for k in m.errors if k != "expiration"])
             changed = True
         return changed
+
+    def _due_monitors(self, now: float) -> list[SimMonitor]:
+        """The monitors whose renewal or expiry error may be due at `now` (a second early, so
+        that rounding never makes one late) or that changed on purpose, in `monitors` order:
+        for every other one, a renewal and expiry pass would change nothing."""
+        due, wakeups = self._touched, self._wakeups
+        self._touched = set()
+        while wakeups and wakeups[0][0] <= now:
+            when, _, m_id = heapq.heappop(wakeups)
+            if self._wake.get(m_id) == when:
+                del self._wake[m_id]
+                due.add(m_id)
+        place = self._place
+        return [self.monitors[m_id] for m_id in sorted(due, key=place.__getitem__) if m_id in self.monitors]
+
+    def _schedule(self, m: SimMonitor, now: float) -> None:
+        """When `m` may next need a renewal (not paused) or its expiry error (not yet in it)."""
+        times = [] if m.paused else [m.not_after - RENEW_DAYS_BEFORE * DAY]
+        if not m.not_after - now < EXPIRY_ERROR_DAYS * DAY:
+            times.append(m.not_after - EXPIRY_ERROR_DAYS * DAY)
+        if times:
+            when = min(times) - 1.0
+            self._wake[m.id] = when
+            heapq.heappush(self._wakeups, (when, self._place[m.id], m.id))
+        else:
+            self._wake.pop(m.id, None)
+
+    def listed_ids(self) -> list[str]:
+        """The ids of the listed hosts, sorted; kept until a host is listed or delisted (do not
+        change the list)."""
+        if self._listed_ids is None:
+            self._listed_ids = sorted(self.listed)
+        return self._listed_ids
 
     def stop_drift(self) -> None:
         """No more random changes: the account changes only on purpose (and certificates still
@@ -436,7 +518,7 @@ class Account:
     # -- what the API shows -----------------------------------------------------------------
 
     def listings(self) -> list[dict[str, Any]]:
-        return [self.hosts[i].to_json() for i in sorted(self.listed)]
+        return [self.hosts[i].to_json() for i in self.listed_ids()]
 
     def page(self, name: str, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
         """One page of a collection and the collection's size, serialising only that page."""
@@ -444,13 +526,25 @@ class Account:
         if name == "hosts":
             return [h.to_json() for h in self._host_list[start : start + size]], len(self._host_list)
         if name == "listings":
-            ids = sorted(self.listed)
+            ids = self.listed_ids()
             return [self.hosts[i].to_json() for i in ids[start : start + size]], len(ids)
         if name == "monitors":
             monitors = list(self.monitors.values())
             return [m.to_json() for m in monitors[start : start + size]], len(monitors)
         items = self.collection(name)
         return items[start : start + size], len(items)
+
+    def page_json(self, name: str, page: int, size: int) -> tuple[list[str], int] | None:
+        """`page` for hosts and listings, each object as JSON text (`SimHost.json_text`); None
+        for the other collections."""
+        start = (page - 1) * size
+        if name == "hosts":
+            hosts = self._host_list[start : start + size]
+            return [h.json_text() for h in hosts], len(self._host_list)
+        if name == "listings":
+            ids = self.listed_ids()
+            return [self.hosts[i].json_text() for i in ids[start : start + size]], len(ids)
+        return None
 
     def cert_errors(self) -> list[dict[str, Any]]:
         return [
@@ -462,8 +556,13 @@ class Account:
                 "message": f"simulated {kind.replace('_', ' ')} error",
             }
             for m in self.monitors.values()
+            if m.errors
             for kind, esid in sorted(m.errors.items())
         ]
+
+    def cert_error_count(self) -> int:
+        """len(cert_errors()), without writing them."""
+        return sum(len(m.errors) for m in self.monitors.values() if m.errors)
 
     def collection(self, name: str) -> list[dict[str, Any]]:
         """A whole collection by its route name (`hosts`, `profiles`, ...)."""
