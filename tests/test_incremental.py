@@ -5,6 +5,7 @@ renders coalesce a burst of changes into one."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 from dataclasses import replace
 from typing import Any
@@ -15,7 +16,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter.api.endpoints import COLLECTORS
-from exporter.api.records import CertError, Host, Monitor
+from exporter.api.records import CertError, Host, Item, Monitor
+from exporter.metrics.delivery import GroupTable
 from exporter.metrics.lines import Freshness
 from exporter.metrics.render import Rendered, Renderer, bucket_count
 from exporter.state.events import HetrixMonitor
@@ -338,3 +340,72 @@ def test_a_repoll_that_brings_equal_records_renders_nothing_again() -> None:
     assert 0 < len(renewed) <= 7 + 1
     assert b'generatorlabs_rbl_listing_info{host_id="HT00011",rbl="SpamCop"} 1' in text(third)
     assert text(third) == text(Renderer().update(snaps, freshness))
+
+
+def monitors_with_errors(n: int, erring: dict[str, str]) -> dict[str, Snapshot]:
+    """`n` monitors, and one error of each monitor of `erring` (monitor id -> reason)."""
+    monitors = {
+        f"CM{i:04d}": Monitor(
+            f"CM{i:04d}", "shop", "shop.example", "https", "443", "CP1", False, NOW + i * 3600, None
+        )
+        for i in range(n)
+    }
+    errors = {f"E{k}": CertError(f"E{k}", k, reason) for k, reason in erring.items()}
+    return {
+        "cert_monitors": Snapshot("cert_monitors", monitors, NOW, NOW),
+        "cert_errors": Snapshot("cert_errors", errors, NOW, NOW),
+    }
+
+
+def test_a_new_error_of_one_monitor_renders_only_that_monitors_bucket_of_errors_again() -> None:
+    """1,500 monitors in four buckets: an error polled for one of them renews its bucket of the
+    two error families and the errors total, nothing of the monitors' own families."""
+    freshness = Freshness(NOW, INTERVALS, AGES)
+    renderer = Renderer()
+    before = renderer.update(monitors_with_errors(1500, {"CM0001": "connection"}), freshness)
+    snaps = monitors_with_errors(1500, {"CM0001": "connection", "CM0777": "dns_caa"})
+    after = renderer.update(snaps, freshness)
+    kept = {id(p) for p in before.parts(False)}
+    renewed = b"".join(gzip.decompress(p) for p in after.parts(False) if id(p) not in kept)
+    assert b'generatorlabs_cert_error_info{monitor_id="CM0777",reason="dns_caa"} 1' in renewed
+    assert b'generatorlabs_cert_active_errors{monitor_id="CM0777"} 1' in renewed
+    assert b"generatorlabs_cert_errors 2\n" in renewed
+    assert b"generatorlabs_cert_monitor_info" not in renewed and b'"CM0001"' not in renewed
+    assert renewed.count(b"generatorlabs_cert_active_errors{") < 1500 / 2  # one bucket of four
+    assert text(after) == text(Renderer().update(snaps, freshness))
+
+
+def test_a_render_leaves_the_garbage_collector_as_it_found_it() -> None:
+    """A render runs without the cyclic garbage collector; it switches it back on only if it was
+    on (an application that turned it off keeps it off)."""
+    snaps = {"rbl_hosts": many_hosts(600), **monitors_with_errors(50, {"CM0001": "connection"})}
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False, True):
+            if enabled:
+                gc.enable()
+            else:
+                gc.disable()
+            Renderer().update(snaps, Freshness(NOW, INTERVALS, AGES))
+            assert gc.isenabled() is enabled
+    finally:
+        if was:
+            gc.enable()
+        else:
+            gc.disable()
+
+
+def test_contact_groups_arriving_after_the_hosts_count_the_hosts_that_name_them() -> None:
+    """Without a contact groups snapshot there is no group row (the hosts are not counted for
+    nothing); when the groups arrive, the same host snapshot is counted, a broken record (no
+    contact_group field) as naming no group."""
+    hosts = {
+        f"HT{i}": replace(host(f"HT{i}", False, ()), contact_group=",CG1,CG2," if i % 2 else ",CG1,")
+        for i in range(5)
+    }
+    snap = Snapshot("rbl_hosts", {**hosts, "HTbroken": object()}, NOW, NOW)
+    table = GroupTable()
+    assert table.rows(None, None, snap, None) == {}
+    groups = {g: Item(g, f"group {g}", "", False) for g in ("CG1", "CG2", "CG3")}
+    rows = table.rows(Snapshot("contact_groups", groups, NOW, NOW), None, snap, None)
+    assert {k: row.objects for k, row in rows.items()} == {"CG1": 5, "CG2": 2, "CG3": 0}

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
+from zlib import crc32
 
 import pytest
 
-from exporter.api.records import Host, Monitor
+from exporter.api.records import CertError, Host, Monitor
 from exporter.metrics import contract
 from exporter.metrics.lines import Freshness, RenderStats, fmt
 from exporter.metrics.render import bucket_count, render
@@ -159,3 +160,46 @@ def test_one_odd_monitor_among_hundreds_changes_only_its_own_lines(case: str) ->
         assert value_of(dates, odd.id) == fmt(odd.not_after)
         days = round((odd.not_after - NOW) / 86400, 4) if odd.not_after == odd.not_after else float("nan")
         assert value_of(together["generatorlabs_cert_expiry_days"], odd.id) == fmt(days)
+
+
+@pytest.mark.parametrize("count", [1500, 1024])  # 1,024 monitors and one unknown: buckets differ
+@pytest.mark.parametrize("broken", [False, True])
+def test_errors_of_monitors_in_many_buckets_are_in_bucket_and_id_order(count: int, broken: bool) -> None:
+    """Each monitor rendered, and each monitor an error names (known or not), has its active
+    errors line, ordered as documented: by bucket (the CRC-32 of the id), then id; the monitors'
+    own lines in the same order. A monitor left out (a broken record) has no line of either."""
+    monitors = {m.id: m for m in map(monitor, range(count))}
+    if broken:
+        monitors["CM0005"] = replace(monitors["CM0005"], port=443)  # type: ignore[arg-type]
+    named = {"CM0003": "connection", "CM0700": "dns_caa", "CM0999": "expired", "CM9999": "unknown"}
+    errors = {f"E{k}": CertError(f"E{k}", k, reason) for k, reason in named.items()}
+    errors["E2"] = CertError("E2", "CM0003", "dns_caa")
+    families = render(
+        {
+            "cert_monitors": Snapshot("cert_monitors", monitors, NOW - 10, NOW - 10),
+            "cert_errors": Snapshot("cert_errors", errors, NOW - 10, NOW - 10),
+        },
+        Freshness(NOW, {}, {"cert_monitors": 1e9, "cert_errors": 1e9}),
+    )
+    lines = {f.name: f.body.splitlines() for f in families}
+    shown = sorted(set(monitors) - ({"CM0005"} if broken else set()))
+
+    def ordered(ids: list[str]) -> list[str]:
+        mask = bucket_count(len(ids)) - 1
+        return sorted(ids, key=lambda k: (crc32(k.encode()) & mask, k))
+
+    active = lines[contract.CERT_ACTIVE_ERRORS.name]
+    expected = dict.fromkeys(shown, "0") | {"CM0003": "2", "CM0700": "1", "CM0999": "1", "CM9999": "1"}
+    assert active == [
+        f'generatorlabs_cert_active_errors{{monitor_id="{k}"}} {expected[k]}' for k in ordered(list(expected))
+    ]
+    paused = lines[contract.CERT_MONITOR_PAUSED.name]
+    assert paused == [f'generatorlabs_cert_monitor_paused{{monitor_id="{k}"}} 0' for k in ordered(shown)]
+    reasons = {"CM0003": ["connection", "dns_caa"], "CM0700": ["dns_caa"], "CM0999": ["expired"]}
+    reasons["CM9999"] = ["unknown"]
+    assert lines[contract.CERT_ERROR_INFO.name] == [
+        f'generatorlabs_cert_error_info{{monitor_id="{k}",reason="{r}"}} 1'
+        for k in ordered(list(expected))
+        for r in reasons.get(k, [])
+    ]
+    assert lines[contract.CERT_ERRORS.name] == ["generatorlabs_cert_errors 5"]

@@ -15,7 +15,7 @@ its address (status `pending`) or is paused receives nothing. From the inventory
 - `GroupTable` keeps the rows between renders: the same inputs (by identity) give the same rows
   (the same objects, so the renderer compares nothing), and a host or monitor snapshot is counted
   once, whatever else changed (100,000 hosts cost one pass per snapshot, over their distinct
-  `contact_group` strings).
+  `contact_group` strings), and not at all while there is no groups snapshot to count for.
 
 The line bodies have the signature of those in exporter.metrics.lines (`x_lines(items, out,
 esc) -> int`, one list of lines per family in the order of their section's families):
@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from exporter.api.records import ALERT_FLAGS, Item
@@ -83,12 +84,19 @@ def _ids(label: object) -> list[str]:
     return [part for part in label.split(",") if part] if type(label) is str else []
 
 
+_contact_group = attrgetter("contact_group")
+
+
 def object_counts(snapshots: Iterable[Snapshot]) -> Counter[str]:
     """How many objects (hosts, monitors) of `snapshots` name each contact group: counted over
     the distinct `contact_group` strings (a large account repeats a handful), then split."""
     by_label: Counter[object] = Counter()
     for snap in snapshots:
-        by_label.update(getattr(obj, "contact_group", None) for obj in snap.items.values())
+        try:  # in one C pass; a record without the field (a broken one) is rare
+            counted = Counter(map(_contact_group, snap.items.values()))
+        except AttributeError:  # counted again from nothing, the broken record as naming none
+            counted = Counter(getattr(obj, "contact_group", None) for obj in snap.items.values())
+        by_label.update(counted)
     counts: Counter[str] = Counter()
     for label, n in by_label.items():
         for group in dict.fromkeys(_ids(label)):
@@ -167,7 +175,8 @@ class GroupTable:
         if len(self._inputs) == len(inputs) and all(map(_is, self._inputs, inputs)):
             return self._rows
         fresh = tuple(s for s in (hosts, monitors) if s is not None)
-        if len(fresh) != len(self._counted[0]) or not all(map(_is, fresh, self._counted[0])):
+        stale = len(fresh) != len(self._counted[0]) or not all(map(_is, fresh, self._counted[0]))
+        if stale and groups is not None:  # without groups, no row: nothing to count for
             self._counted = (fresh, object_counts(fresh) if fresh else None)
         self._rows = group_rows(groups, contacts, self._counted[1])
         self._inputs = inputs

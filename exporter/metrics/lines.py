@@ -311,14 +311,15 @@ def _mostly(prefix: str, ids: Sequence[str], common: str, odd: Mapping[int, str]
     if not ids:
         return ""
     sep, end = f"{_CLOSE}{common}{prefix}", _CLOSE + common
-    parts, start = [], 0
+    parts: list[str] = []
+    start = 0
     for i, value in odd.items():
-        if i > start:
-            parts.append(prefix + sep.join(ids[start:i]) + end)
+        if i > start:  # three parts, not one concatenation: a run is copied once, by the join
+            parts += (prefix, sep.join(ids[start:i]), end)
         parts.append(f"{prefix}{ids[i]}{_CLOSE}{value}")
         start = i + 1
     if start < len(ids):
-        parts.append(prefix + sep.join(ids[start:]) + end)
+        parts += (prefix, sep.join(ids[start:]), end)
     return "".join(parts)
 
 
@@ -351,13 +352,17 @@ def _column(prefix: str, ids: Sequence[str], values: Sequence[Any]) -> str:
     if not values or not _within(values, whole):
         return "".join([f"{prefix}{hid}{_CLOSE}{fmt(v)}\n" for hid, v in zip(ids, values, strict=True)])
     if whole:  # int(v), as fmt writes a whole float (of any float type)
-        return "".join([f"{prefix}{hid}{_CLOSE}{int(v)}\n" for hid, v in zip(ids, values, strict=True)])
-    return "".join(
-        [
-            f"{prefix}{hid}{_CLOSE}{int(v)}\n" if v.is_integer() else f"{prefix}{hid}{_CLOSE}{v!r}\n"
-            for hid, v in zip(ids, values, strict=True)
-        ]
-    )
+        return _interleaved(prefix, ids, list(map(str, map(int, values))))
+    return _interleaved(prefix, ids, [str(int(v)) if v.is_integer() else repr(v) for v in values])
+
+
+def _interleaved(prefix: str, ids: Sequence[str], texts: Sequence[str]) -> str:
+    """The lines `prefix id CLOSE text`, one per id and text (as many of each, else ValueError),
+    in one join of the pieces: no string is made per line."""
+    pieces = [prefix, "", _CLOSE, "", "\n"] * len(ids)
+    pieces[1::5] = ids
+    pieces[3::5] = texts
+    return "".join(pieces)
 
 
 def _within(values: Sequence[float], whole: bool) -> bool:

@@ -25,6 +25,12 @@ not the 14 MB of a 20,000-host account.
   monitors (same snapshots, same marks, same EXPIRY_STEP of time) and the HetrixTools monitors
   (the same records). So a webhook about one host costs that host's bucket, not a comparison of
   every monitor. Days to expiry are computed at `now` floored to EXPIRY_STEP for this reason.
+- The active errors are kept per monitor id, spread by the same hash as the monitors: when every
+  monitor is rendered under its id and the error section has as many buckets, its buckets are
+  made from the monitors' (`_error_groups`) instead of hashing every id again.
+- An update runs without the cyclic garbage collector (`_without_cyclic_gc`): it allocates tens
+  of thousands of containers and frees nearly all of them by reference counting, so collections
+  during it (some of them full ones, over the whole heap) only cost time.
 
 Renderer.update never raises: an object that cannot be rendered is left out and counted, and
 a group of families that fails outside its objects (a broken snapshot) is left empty and counted
@@ -33,9 +39,11 @@ once under its object kind.
 
 from __future__ import annotations
 
+import gc
 import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from operator import attrgetter, is_, itemgetter, methodcaller
@@ -265,12 +273,25 @@ class Section:
         drifted), each bucket compared whole with what it held and marked to be rendered again
         only if it differs."""
         n = len(objs)
+        self.replace_spread(_spread(objs, self.count_for(n)), n)
+
+    def count_for(self, n: int) -> int:
+        """The bucket count `n` objects are spread over: the section's, unless it drifted."""
         wanted, chosen = bucket_count(n, self._size), self._chosen_for
         if wanted != len(self.buckets) and not chosen // DRIFT <= n <= chosen * DRIFT:
-            self.buckets = [_Bucket(group) for group in _spread(objs, wanted)]
+            return wanted
+        return len(self.buckets)
+
+    def replace_spread(self, groups: list[dict[str, Any]], n: int) -> None:
+        """Hold exactly the `n` objects of `groups`, spread already over `count_for(n)` buckets
+        by the CRC-32 of each key (as `_spread` does); as `replace_all` does with them."""
+        if len(groups) != self.count_for(n):
+            raise ValueError(f"{len(groups)} groups for {self.count_for(n)} buckets")
+        if len(groups) != len(self.buckets):
+            self.buckets = [_Bucket(group) for group in groups]
             self._chosen_for, self._count = n, n
             return
-        for bucket, group in zip(self.buckets, _spread(objs, len(self.buckets)), strict=True):
+        for bucket, group in zip(self.buckets, groups, strict=True):
             if not _alike(bucket.objs, group):
                 bucket.objs = group
                 bucket.dirty = True
@@ -546,6 +567,12 @@ class Renderer:
         self, snapshots: Mapping[str, Snapshot], freshness: Freshness, webhooks: WebhookState | None = None
     ) -> Rendered:
         """Render what changed since the last update, from the snapshots fresh at `now`."""
+        with _without_cyclic_gc():
+            return self._update(snapshots, freshness, webhooks)
+
+    def _update(
+        self, snapshots: Mapping[str, Snapshot], freshness: Freshness, webhooks: WebhookState | None
+    ) -> Rendered:
         w = webhooks if webhooks is not None else WebhookState()
 
         def fresh(collector: str) -> Snapshot | None:
@@ -670,14 +697,21 @@ class Renderer:
             self._totals[contract.CERT_ERRORS.name] = ""
             return
         by_monitor = errors_by_monitor(errors, stats)
-        known = {m.id for m, _ in kept} | set(by_monitor)
+        ids = {m.id for m, _ in kept}
+        known = ids | by_monitor.keys()
         for monitor_id, mark in marks.items():
             if mark.errors is not None and monitor_id in known and mark.errors_at >= errors.fetched_at:
                 by_monitor[monitor_id] = list(mark.errors)
-        # (monitor id, its errors) of each known monitor: most have none, in one C pass
-        pairs = dict(zip(known, zip(known, repeat(()), strict=False), strict=True))
-        pairs.update((k, (k, tuple(errs))) for k, errs in by_monitor.items())
-        section = self._replace("errors", pairs)
+        section = self._sections["errors"]
+        monitors = self._sections["monitors"].buckets
+        if len(ids) == len(objs) and objs.keys() == ids and section.count_for(len(known)) == len(monitors):
+            # every monitor is rendered, under its id: the errors are spread as the monitors are
+            section.replace_spread(_error_groups(monitors, by_monitor), len(known))
+        else:  # (monitor id, its errors) of each known monitor: most have none, in one C pass
+            pairs = dict(zip(known, zip(known, repeat(()), strict=False), strict=True))
+            pairs.update((k, (k, tuple(errs))) for k, errs in by_monitor.items())
+            section.replace_all(pairs)
+        section.flush()
         self._totals[contract.CERT_ERRORS.name] = errors_total(section.tally())
 
     def _inventory(self, fresh: Callable[[str], Snapshot | None]) -> None:
@@ -793,6 +827,37 @@ class Renderer:
             text = tuple(_gunzip(parts)) if self._compressed else tuple(parts)
             out.append(Family(spec, self._header(spec, self._freshness)[0], text))
         return out
+
+
+def _error_groups(monitors: list[_Bucket], by_monitor: Mapping[str, list[str]]) -> list[dict[str, Any]]:
+    """(monitor id, its errors) of each monitor of `monitors` (buckets whose keys are the
+    monitors' ids) and of each monitor of `by_monitor`, spread as the monitors are: most have
+    no error, a C pass per bucket; the others are put in their bucket one by one."""
+    none: tuple[str, ...] = ()
+    groups: list[dict[str, Any]] = [
+        dict(zip(b.objs, zip(b.objs, repeat(none)), strict=True)) for b in monitors
+    ]
+    mask = len(groups) - 1
+    for key, errs in by_monitor.items():
+        groups[crc32(key.encode("utf-8", "surrogatepass")) & mask][key] = (key, tuple(errs))
+    return groups
+
+
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """No cyclic garbage collection for the duration (an update allocates tens of thousands of
+    lists and tuples, none of them in a cycle: the collector would walk them for nothing, about
+    3 % of a full render), enabled again after it only if it was enabled before. The switch is
+    the process's: another thread's allocations meanwhile are not collected either (for a few
+    tens of milliseconds), and two renders at once in two threads leave it as it was."""
+    enabled = gc.isenabled()
+    if enabled:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _merged(
