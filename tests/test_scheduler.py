@@ -114,12 +114,16 @@ async def test_count_probe_skips_unchanged_multi_page_listings(make_rig: Callabl
     assert sum(e["requests"] for e in runs) < len(runs) * pages / 2
 
 
+def no_text(name: str, page: int, size: int) -> None:
+    """In place of Account.page_json: no ready JSON text, so the simulated API builds its pages
+    from Account.page (which these tests replace)."""
+
+
 async def test_a_changed_count_triggers_a_full_fetch(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig(hosts=2000, monitors=10, raw={"api": {"page_size": 50}}, churn_hours=1e6)
     await rig.run_for(200)
     clean = next(h for h in rig.account.hosts.values() if not h.rbls and not h.paused)
-    clean.rbls, clean.first_listed = ["zen.spamhaus.org"], rig.clock.now  # listed: the count moves
-    rig.account.listed.add(clean.id)
+    rig.account.list_host(clean, rig.clock.now)  # listed: the count moves
     with structlog.testing.capture_logs() as logs:
         await rig.run_for(120)
     full = [e for e in logs if e["event"] == "poll.ok" and e["collector"] == "rbl_listings"]
@@ -143,7 +147,8 @@ async def test_deleted_hosts_disappear_after_the_next_inventory_refresh(
         return items, total
 
     rig.account.page = without_gone  # type: ignore[method-assign]
-    rig.account.listed.discard(gone)
+    rig.account.page_json = no_text  # type: ignore[method-assign]
+    rig.account.delist_host(rig.account.hosts[gone])
     await rig.run_for(rig.scheduler.interval("rbl_hosts") + 30)
     assert not any(gone in line for line in series(rig, "generatorlabs_rbl_host_info"))
 
@@ -183,6 +188,7 @@ async def test_bad_objects_are_counted_and_logged_once(make_rig: Callable[..., R
         return items, total
 
     rig.account.page = broken_page  # type: ignore[method-assign]
+    rig.account.page_json = no_text  # type: ignore[method-assign]
     with structlog.testing.capture_logs() as logs:
         await rig.run_for(30)
     warnings = [e for e in logs if e["event"] == "parse.warning"]
