@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
+import sys
 import zlib
 from collections.abc import Mapping
 from dataclasses import replace
@@ -16,7 +18,7 @@ from exporter.metrics.contract import DATA_METRICS
 from exporter.metrics.lines import MAX_LABEL_VALUE, Freshness, RenderStats, fmt
 from exporter.metrics.render import Renderer, gzip_member, join, render
 from exporter.state.snapshot import Snapshot
-from tests.helpers.processes import need_binary
+from tests.helpers.processes import ROOT, need_binary
 
 NOW = 1_789_999_980.0  # a whole minute: days to expiry are computed at the minute (EXPIRY_STEP)
 INTERVALS = {
@@ -397,3 +399,54 @@ def test_a_broken_snapshot_empties_its_group_and_nothing_else() -> None:
     assert stats.skipped["host"] == 1
     assert out["generatorlabs_rbl_profile_info"].body.startswith("generatorlabs_rbl_profile_info{")
     assert "every NaNs by rbl_profiles" in out["generatorlabs_rbl_profile_info"].help
+
+
+# A render of hosts the listings alone know, webhook events, and errors of monitors the
+# snapshot does not hold (one monitor broken): the objects whose order is not one mapping's.
+_ORDER_SCRIPT = """
+import sys
+from exporter.api.records import CertError, Host, Monitor
+from exporter.metrics.lines import Freshness
+from exporter.metrics.render import Renderer
+from exporter.state.overlay import WebhookState
+from exporter.state.snapshot import Snapshot
+
+now = 1_789_999_980.0
+def host(i, listed):
+    return Host(f"H{i}", "192.0.2.1", "mx", "ip", "RP1", False, listed, int(listed),
+                ("PSBL",) if listed else (), now - 100, now - 3600 if listed else None)
+def snap(collector, items):
+    return Snapshot(collector, items, now - 10, now - 10)
+hosts = {f"H{i}": host(i, False) for i in range(40)}
+listings = {f"H{i}": host(i, True) for i in range(30, 80)}
+monitors = {f"M{i}": Monitor(f"M{i}", "s", "s.example", "https", "443", "CP1", False, now, None)
+            for i in range(30)}
+monitors["M3"] = Monitor("M3", "s", "s.example", "https", 443, "CP1", False, now, None)
+errors = {f"E{i}": CertError(f"E{i}", f"M{i * 7}", "dns_caa") for i in range(20)}
+webhooks = WebhookState(events={f"event{i}": i for i in range(20)},
+                        last_event={f"event{i}": now for i in range(10, 30)})
+snaps = {"rbl_hosts": snap("rbl_hosts", hosts), "rbl_listings": snap("rbl_listings", listings),
+         "cert_monitors": snap("cert_monitors", monitors), "cert_errors": snap("cert_errors", errors)}
+rendered = Renderer(compress=False).update(snaps, Freshness(now, {}, dict.fromkeys(snaps, 1e9)), webhooks)
+sys.stdout.buffer.write(b"".join(rendered.parts(False)))
+"""
+
+
+def test_the_same_state_renders_the_same_bytes_in_every_process() -> None:
+    """Line order follows the order of the snapshots and webhooks, never that of a set: two
+    processes (with different string hashes) write the same bytes."""
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", _ORDER_SCRIPT],
+            capture_output=True,
+            check=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            timeout=60,
+        ).stdout
+        for seed in ("1", "2", "3")
+    ]
+    assert b'generatorlabs_rbl_listing_info{host_id="H79",rbl="PSBL"} 1' in outputs[0]
+    assert b'generatorlabs_cert_active_errors{monitor_id="M133"} 1' in outputs[0]
+    assert b'generatorlabs_webhook_last_event_timestamp_seconds{event="event29"} 1789999980' in outputs[0]
+    assert outputs[0] == outputs[1] == outputs[2]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
-from zlib import crc32
 
 import pytest
 
@@ -162,13 +161,16 @@ def test_one_odd_monitor_among_hundreds_changes_only_its_own_lines(case: str) ->
         assert value_of(together["generatorlabs_cert_expiry_days"], odd.id) == fmt(days)
 
 
-@pytest.mark.parametrize("count", [1500, 1024])  # 1,024 monitors and one unknown: buckets differ
+@pytest.mark.parametrize(
+    "count", [1500, 1024]
+)  # 1,024 monitors and one unknown: one more than their 2 buckets hold
 @pytest.mark.parametrize("broken", [False, True])
-def test_errors_of_monitors_in_many_buckets_are_in_bucket_and_id_order(count: int, broken: bool) -> None:
+def test_errors_of_monitors_in_many_buckets_are_in_the_monitors_order(count: int, broken: bool) -> None:
     """Each monitor rendered, and each monitor an error names (known or not), has its active
-    errors line, ordered as documented: by bucket (the CRC-32 of the id), then id; the monitors'
-    own lines in the same order. A monitor left out (a broken record) has no line of either."""
-    monitors = {m.id: m for m in map(monitor, range(count))}
+    errors line, ordered as documented for a first render: in the snapshot's order (here not
+    the ids'), a monitor the snapshot does not hold after them; the monitors' own lines in the
+    same order. A monitor left out (a broken record) has no line of either."""
+    monitors = {m.id: m for m in map(monitor, reversed(range(count)))}
     if broken:
         monitors["CM0005"] = replace(monitors["CM0005"], port=443)  # type: ignore[arg-type]
     named = {"CM0003": "connection", "CM0700": "dns_caa", "CM0999": "expired", "CM9999": "unknown"}
@@ -182,24 +184,18 @@ def test_errors_of_monitors_in_many_buckets_are_in_bucket_and_id_order(count: in
         Freshness(NOW, {}, {"cert_monitors": 1e9, "cert_errors": 1e9}),
     )
     lines = {f.name: f.body.splitlines() for f in families}
-    shown = sorted(set(monitors) - ({"CM0005"} if broken else set()))
-
-    def ordered(ids: list[str]) -> list[str]:
-        mask = bucket_count(len(ids)) - 1
-        return sorted(ids, key=lambda k: (crc32(k.encode()) & mask, k))
+    shown = [k for k in monitors if not (broken and k == "CM0005")]
 
     active = lines[contract.CERT_ACTIVE_ERRORS.name]
     expected = dict.fromkeys(shown, "0") | {"CM0003": "2", "CM0700": "1", "CM0999": "1", "CM9999": "1"}
-    assert active == [
-        f'generatorlabs_cert_active_errors{{monitor_id="{k}"}} {expected[k]}' for k in ordered(list(expected))
-    ]
+    assert active == [f'generatorlabs_cert_active_errors{{monitor_id="{k}"}} {expected[k]}' for k in expected]
     paused = lines[contract.CERT_MONITOR_PAUSED.name]
-    assert paused == [f'generatorlabs_cert_monitor_paused{{monitor_id="{k}"}} 0' for k in ordered(shown)]
+    assert paused == [f'generatorlabs_cert_monitor_paused{{monitor_id="{k}"}} 0' for k in shown]
     reasons = {"CM0003": ["connection", "dns_caa"], "CM0700": ["dns_caa"], "CM0999": ["expired"]}
     reasons["CM9999"] = ["unknown"]
     assert lines[contract.CERT_ERROR_INFO.name] == [
         f'generatorlabs_cert_error_info{{monitor_id="{k}",reason="{r}"}} 1'
-        for k in ordered(list(expected))
+        for k in expected
         for r in reasons.get(k, [])
     ]
     assert lines[contract.CERT_ERRORS.name] == ["generatorlabs_cert_errors 5"]

@@ -581,8 +581,10 @@ def merge_hosts(
     items: Mapping[str, Any] = hosts.items if hosts is not None else {}
     seen: Mapping[str, Any] = listings.items if listings is not None else {}
     out = dict(items)
-    rest = {key for key, h in items.items() if type(h) is not Host or h.listed is not False}
-    rest.update(seen, marks.keys() & items.keys())
+    # in the mappings' order: a host only the listings know comes after the inventory's
+    rest = dict.fromkeys(key for key, h in items.items() if type(h) is not Host or h.listed is not False)
+    rest.update(dict.fromkeys(seen))
+    rest.update(dict.fromkeys(marks.keys() & items.keys()))  # in `out` already: order unchanged
     for key in rest:
         try:
             out[key] = merge_host(key, hosts, listings, marks)

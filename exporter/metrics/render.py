@@ -4,11 +4,19 @@ The line text of each object comes from exporter.metrics.lines; this module deci
 render again and keeps the result, so that a webhook about one host costs that host's bucket,
 not the 14 MB of a 20,000-host account.
 
-- Objects are kept per kind in a `Section`, partitioned into buckets by a stable hash of their
-  id (CRC-32 of the id, modulo a power of two chosen from the object count so that a bucket
-  holds about 256 to 512 objects; when the count drifts DRIFT times from what the bucket count
-  was chosen for, the section is re-bucketed). Lines within a family are ordered by (bucket,
-  id): deterministic, and for an account small enough for one bucket the same as sorted by id.
+- Objects are kept per kind in a `Section`, partitioned into buckets by position, not by hash:
+  the first time (and when re-bucketed) the objects are cut, in their mapping's order (a
+  snapshot's: the API's, which is also the order they were allocated in, so a render walks
+  memory in order), into runs of about 256 to 512 (`bucket_count` runs of equal length). After
+  that a known key stays in its bucket, a new key goes to the last bucket while it holds fewer
+  than BUCKET_SIZE, else to a new one, and a key gone leaves its bucket. A section is
+  re-bucketed when its object count drifts DRIFT times from the one its buckets were made for,
+  or when its buckets hold fewer than BUCKET_SIZE / (2 * DRIFT) objects on average. Lines within
+  a family are in bucket order, then in the order the bucket holds its objects: for a first
+  render, the snapshot's order; after changes, an object keeps its bucket (in it, the order of
+  the last mapping that changed the bucket) and a new one comes after the others. The same
+  sequence of states always writes the same bytes (no order comes from a set); the order is
+  not the ids' (neither format asks for one).
 - Each object is kept as what it is rendered from (the merged host, the monitor with its days to
   expiry, ...). A render compares each object with the one kept (`same`: the same object, or
   equal values of the same types) and renders again only the buckets that hold a changed, added
@@ -25,9 +33,10 @@ not the 14 MB of a 20,000-host account.
   monitors (same snapshots, same marks, same EXPIRY_STEP of time) and the HetrixTools monitors
   (the same records). So a webhook about one host costs that host's bucket, not a comparison of
   every monitor. Days to expiry are computed at `now` floored to EXPIRY_STEP for this reason.
-- The active errors are kept per monitor id, spread by the same hash as the monitors: when every
-  monitor is rendered under its id and the error section has as many buckets, its buckets are
-  made from the monitors' (`_error_groups`) instead of hashing every id again.
+- The active errors are kept per monitor id, in the monitors' buckets: when every monitor is
+  rendered under its id, the error section's buckets are made from the monitors'
+  (`_error_groups`, an error of a monitor not among them in the last bucket); else they are
+  placed as any section's.
 - An update runs without the cyclic garbage collector (`_without_cyclic_gc`): it allocates tens
   of thousands of containers and frees nearly all of them by reference counting, so collections
   during it (some of them full ones, over the whole heap) only cost time.
@@ -45,10 +54,9 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import chain, repeat
-from operator import attrgetter, is_, itemgetter, methodcaller
+from itertools import chain, islice, repeat
+from operator import attrgetter, is_, itemgetter
 from typing import Any
-from zlib import crc32
 
 from exporter.metrics import contract
 from exporter.metrics.contract import DATA_METRICS, MetricSpec
@@ -77,7 +85,6 @@ from exporter.metrics.lines import (
     merge_host,
     merge_hosts,
     monitor_lines,
-    sorted_safely,
     source_lines,
     unsaid_expiry_days,
     utf8,
@@ -170,28 +177,6 @@ def bucket_count(objects: int, size: int = BUCKET_SIZE) -> int:
     return count
 
 
-_ENCODE = methodcaller("encode", "utf-8", "surrogatepass")
-
-
-def _crcs(keys: Iterable[str]) -> list[int]:
-    """The CRC-32 of each key's UTF-8 bytes (lone surrogates as they are: "surrogatepass")."""
-    try:
-        return list(map(crc32, map(str.encode, keys)))
-    except UnicodeEncodeError:  # a lone surrogate: rare enough for the slower call
-        return list(map(crc32, map(_ENCODE, keys)))
-
-
-def _spread(objs: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
-    """`objs` split over `count` buckets (a power of two) by the CRC-32 of each key."""
-    if count == 1:
-        return [dict(objs)]
-    groups: list[dict[str, Any]] = [{} for _ in range(count)]
-    mask = count - 1
-    for crc, key, obj in zip(_crcs(objs), objs, objs.values(), strict=True):
-        groups[crc & mask][key] = obj
-    return groups
-
-
 def _same_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Whether two mappings hold the same keys, each with the same object (by identity)."""
     if len(old) != len(new) or old.keys() != new.keys():
@@ -215,10 +200,14 @@ def _alike(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return all(map(same, old.values(), map(new.__getitem__, old)))
 
 
+def _same_keys(bucket: _Bucket, group: dict[str, Any]) -> bool:
+    return bucket.objs.keys() == group.keys()
+
+
 @dataclass(slots=True)
 class _Bucket:
-    """Some objects of a section (id -> what it is rendered from) and their rendering: per
-    family, the encoded lines and their length in bytes."""
+    """Some objects of a section (id -> what it is rendered from, in the order they are
+    rendered) and their rendering: per family, the encoded lines and their length in bytes."""
 
     objs: dict[str, Any] = field(default_factory=dict)
     parts: tuple[bytes, ...] = ()
@@ -231,7 +220,7 @@ class _Bucket:
 
 
 class Section:
-    """The objects of one kind and the families written per object, in buckets."""
+    """The objects of one kind and the families written per object, in buckets by position."""
 
     def __init__(
         self, kind: str, specs: tuple[MetricSpec, ...], body: Body[Any], encode: Encode, size: int
@@ -242,83 +231,126 @@ class Section:
         self._encode = encode
         self._size = size
         self.buckets = [_Bucket()]
-        self._chosen_for = 0  # the object count the bucket count was chosen for
+        self._at: dict[str, int] | None = {}  # key -> its bucket's index (None: to be made)
+        self._chosen_for = 0  # the object count the buckets were made for
         self._count = 0
 
-    def _bucket(self, key: str) -> _Bucket:
-        n = len(self.buckets)
-        if n == 1:
-            return self.buckets[0]
-        return self.buckets[zlib.crc32(key.encode("utf-8", "surrogatepass")) & (n - 1)]
+    def index(self) -> dict[str, int]:
+        """Each key's bucket (by its index in `buckets`)."""
+        if self._at is None:
+            at: dict[str, int] = {}
+            for i, bucket in enumerate(self.buckets):
+                at.update(dict.fromkeys(bucket.objs, i))
+            self._at = at
+        return self._at
 
     def put(self, key: str, obj: object) -> None:
-        """Hold `obj` for `key`; its bucket is rendered again unless it renders as before."""
-        bucket = self._bucket(key)
-        old = bucket.objs.get(key, _MISSING)
-        if old is _MISSING:
+        """Hold `obj` for `key` (a new key: in the last bucket while it has room, else in a new
+        one); its bucket is rendered again unless it renders as before."""
+        at = self.index()
+        index = at.get(key)
+        if index is None:
+            if len(self.buckets[-1].objs) >= self._size:
+                self.buckets.append(_Bucket())
+            index = at[key] = len(self.buckets) - 1
             self._count += 1
-        elif same(old, obj):
+        elif same(self.buckets[index].objs[key], obj):
             return
+        bucket = self.buckets[index]
         bucket.objs[key] = obj
         bucket.dirty = True
 
     def drop(self, key: str) -> None:
-        bucket = self._bucket(key)
-        if bucket.objs.pop(key, _MISSING) is not _MISSING:
+        index = self.index().pop(key, None)
+        if index is not None:
+            del self.buckets[index].objs[key]
             self._count -= 1
-            bucket.dirty = True
+            self.buckets[index].dirty = True
 
     def replace_all(self, objs: Mapping[str, Any]) -> None:
-        """Hold exactly `objs`, in one pass: spread over the buckets (new ones, if the count
-        drifted), each bucket compared whole with what it held and marked to be rendered again
-        only if it differs."""
+        """Hold exactly `objs`, in one pass: each known key in its bucket, new keys placed as
+        `put` places them (or all of them in new buckets, in the mapping's order, if the count
+        drifted or the buckets got sparse), each bucket compared whole with what it held and
+        marked to be rendered again only if it differs."""
         n = len(objs)
-        self.replace_spread(_spread(objs, self.count_for(n)), n)
+        if self._drifted(n):
+            self._chunk(objs)
+        else:
+            self._adopt(self._sliced(objs) or self._placed(objs), n)
 
-    def count_for(self, n: int) -> int:
-        """The bucket count `n` objects are spread over: the section's, unless it drifted."""
-        wanted, chosen = bucket_count(n, self._size), self._chosen_for
-        if wanted != len(self.buckets) and not chosen // DRIFT <= n <= chosen * DRIFT:
-            return wanted
-        return len(self.buckets)
+    def adopt(self, groups: list[dict[str, Any]], n: int) -> None:
+        """Hold exactly the `n` objects of `groups`, one bucket per group (another section's
+        layout), each bucket rendered again only if its objects differ."""
+        del self.buckets[len(groups) :]
+        self._adopt(groups, n)
+        self._at, self._chosen_for = None, n
 
-    def replace_spread(self, groups: list[dict[str, Any]], n: int) -> None:
-        """Hold exactly the `n` objects of `groups`, spread already over `count_for(n)` buckets
-        by the CRC-32 of each key (as `_spread` does); as `replace_all` does with them."""
-        if len(groups) != self.count_for(n):
-            raise ValueError(f"{len(groups)} groups for {self.count_for(n)} buckets")
-        if len(groups) != len(self.buckets):
-            self.buckets = [_Bucket(group) for group in groups]
-            self._chosen_for, self._count = n, n
-            return
-        for bucket, group in zip(self.buckets, groups, strict=True):
+    def _adopt(self, groups: list[dict[str, Any]], n: int) -> None:
+        for bucket, group in zip(self.buckets, groups, strict=False):
             if not _alike(bucket.objs, group):
                 bucket.objs = group
                 bucket.dirty = True
+        self.buckets.extend(_Bucket(group) for group in groups[len(self.buckets) :])
         self._count = n
+
+    def _drifted(self, n: int) -> bool:
+        """Whether `n` objects are to be bucketed again: their count drifted DRIFT times from
+        the one the buckets were made for, or the buckets hold fewer than size / (2 * DRIFT)
+        objects on average."""
+        chosen, buckets = self._chosen_for, len(self.buckets)
+        if not chosen // DRIFT <= n <= chosen * DRIFT and bucket_count(n, self._size) != buckets:
+            return True
+        return buckets > 1 and n * 2 * DRIFT < buckets * self._size
+
+    def _chunk(self, objs: Mapping[str, Any]) -> None:
+        """New buckets: `objs` cut in their mapping's order into bucket_count(n) equal runs."""
+        n = len(objs)
+        count = bucket_count(n, self._size)
+        run = -(-n // count)
+        items = iter(objs.items())
+        self.buckets = [_Bucket(dict(islice(items, run))) for _ in range(count)]
+        self._at, self._chosen_for, self._count = None, n, n
+
+    def _sliced(self, objs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """`objs` cut as the buckets are, if each bucket's keys come together in it, bucket after
+        bucket (the same keys in the same order as last time: the common case); else None."""
+        items = iter(objs.items())
+        groups = [dict(islice(items, len(bucket.objs))) for bucket in self.buckets]
+        if next(items, None) is not None or not all(map(_same_keys, self.buckets, groups)):
+            return None
+        return groups
+
+    def _placed(self, objs: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """`objs` in the buckets of their keys; new keys as `put` places them."""
+        at = self.index()
+        groups: list[dict[str, Any]] = [{} for _ in self.buckets]
+        new = []
+        for key, obj in objs.items():
+            index = at.get(key)
+            if index is None:
+                new.append(key)
+            else:
+                groups[index][key] = obj
+        for key in at.keys() - objs.keys():
+            del at[key]
+        for key in new:
+            if len(groups[-1]) >= self._size:
+                groups.append({})
+            groups[-1][key] = objs[key]
+            at[key] = len(groups) - 1
+        return groups
 
     def flush(self) -> None:
         """Render every bucket that changed (after re-bucketing, if the count drifted)."""
-        self._rebucket()
+        if self._drifted(self._count):
+            self._chunk({key: obj for bucket in self.buckets for key, obj in bucket.objs.items()})
         for bucket in self.buckets:
             if bucket.dirty:
                 self._render(bucket)
 
-    def _rebucket(self) -> None:
-        n, chosen = self._count, self._chosen_for
-        wanted = bucket_count(n, self._size)
-        if wanted == len(self.buckets) or chosen // DRIFT <= n <= chosen * DRIFT:
-            return
-        objs = {key: obj for bucket in self.buckets for key, obj in bucket.objs.items()}
-        self.buckets = [_Bucket(group) for group in _spread(objs, wanted)]
-        self._chosen_for = n
-
     def _render(self, bucket: _Bucket) -> None:
-        try:
-            keys = sorted(bucket.objs)
-        except Exception:  # keys that do not compare: by their repr
-            keys = sorted_safely(bucket.objs, key=lambda k: k)
-        objs = list(map(bucket.objs.__getitem__, keys))
+        keys = list(bucket.objs)
+        objs = list(bucket.objs.values())
         stats = RenderStats({}, {})
         lines, tally, kept = each(stats, self.kind, objs, len(self.specs), self._body)
         bucket.left_out = frozenset()
@@ -629,7 +661,7 @@ class Renderer:
         last, self._host_inputs = self._host_inputs, None
         if last is not None and last[0] is hosts and last[1] is listings:
             old = last[2]
-            for key in [k for k in old.keys() | marks.keys() if old.get(k) is not marks.get(k)]:
+            for key in [k for k in dict.fromkeys(chain(old, marks)) if old.get(k) is not marks.get(k)]:
                 host = _merged(key, hosts, listings, marks)
                 if host is None:
                     section.drop(key)
@@ -697,16 +729,15 @@ class Renderer:
             self._totals[contract.CERT_ERRORS.name] = ""
             return
         by_monitor = errors_by_monitor(errors, stats)
-        ids = {m.id for m, _ in kept}
-        known = ids | by_monitor.keys()
+        ids = dict.fromkeys(m.id for m, _ in kept)  # dicts, not sets: in the monitors' order
+        known = ids | dict.fromkeys(by_monitor)
         for monitor_id, mark in marks.items():
             if mark.errors is not None and monitor_id in known and mark.errors_at >= errors.fetched_at:
                 by_monitor[monitor_id] = list(mark.errors)
         section = self._sections["errors"]
-        monitors = self._sections["monitors"].buckets
-        if len(ids) == len(objs) and objs.keys() == ids and section.count_for(len(known)) == len(monitors):
-            # every monitor is rendered, under its id: the errors are spread as the monitors are
-            section.replace_spread(_error_groups(monitors, by_monitor), len(known))
+        if len(ids) == len(objs) and objs.keys() == ids.keys():
+            # every monitor is rendered, under its id: the errors are bucketed as the monitors are
+            section.adopt(_error_groups(self._sections["monitors"], by_monitor), len(known))
         else:  # (monitor id, its errors) of each known monitor: most have none, in one C pass
             pairs = dict(zip(known, zip(known, repeat(()), strict=False), strict=True))
             pairs.update((k, (k, tuple(errs))) for k, errs in by_monitor.items())
@@ -735,7 +766,7 @@ class Renderer:
         self._replace("changes", {k: (k, v) for k, v in w.cert_changes.items() if k in known})
         self._replace("agents", {k: (k, a) for k, a in w.agents.items()})
         self._replace("billing", {"": (w.balance, w.balance_threshold)})
-        events = set(w.events) | set(w.last_event)
+        events = dict.fromkeys(chain(w.events, w.last_event))
         self._replace("events", {e: (e, w.events.get(e), w.last_event.get(e)) for e in events})
 
     def _monitor_ids(self, monitors: Snapshot | None) -> frozenset[str]:
@@ -829,17 +860,19 @@ class Renderer:
         return out
 
 
-def _error_groups(monitors: list[_Bucket], by_monitor: Mapping[str, list[str]]) -> list[dict[str, Any]]:
-    """(monitor id, its errors) of each monitor of `monitors` (buckets whose keys are the
-    monitors' ids) and of each monitor of `by_monitor`, spread as the monitors are: most have
-    no error, a C pass per bucket; the others are put in their bucket one by one."""
+def _error_groups(monitors: Section, by_monitor: Mapping[str, list[str]]) -> list[dict[str, Any]]:
+    """(monitor id, its errors) of each monitor of `monitors` (a section whose keys are the
+    monitors' ids) and of each monitor of `by_monitor`, bucketed as the monitors are (an error
+    of a monitor not there in the last bucket): most have no error, a C pass per bucket; the
+    others are put in their bucket one by one."""
     none: tuple[str, ...] = ()
     groups: list[dict[str, Any]] = [
-        dict(zip(b.objs, zip(b.objs, repeat(none)), strict=True)) for b in monitors
+        dict(zip(b.objs, zip(b.objs, repeat(none)), strict=True)) for b in monitors.buckets
     ]
-    mask = len(groups) - 1
+    at = monitors.index() if by_monitor else {}
+    last = len(groups) - 1
     for key, errs in by_monitor.items():
-        groups[crc32(key.encode("utf-8", "surrogatepass")) & mask][key] = (key, tuple(errs))
+        groups[at.get(key, last)][key] = (key, tuple(errs))
     return groups
 
 
