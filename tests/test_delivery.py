@@ -110,6 +110,16 @@ def test_a_paused_contact_stays_paused_and_confirmed() -> None:
     assert (contact.paused, contact.confirmed, warn) == (True, True, [])
 
 
+@pytest.mark.parametrize("status", ["disabled", "Inactive", "suspended"])
+def test_a_contact_paused_by_another_word_is_paused_of_unknown_confirmation_without_a_warning(
+    status: str,
+) -> None:
+    """Words _paused reads as paused but that do not say whether the contact ever confirmed:
+    no confirmed series (not a guess) and no warning on every poll."""
+    contact, warn = item("contact", {"status": status})
+    assert (contact.paused, contact.confirmed, warn) == (True, None, [])
+
+
 def test_no_contact_address_is_kept_or_warned_about() -> None:
     secret = "ops-secret@example.com"
     contact, warn = item("contact", {"contact": secret, "status": math.nan, "args": {"api_key": secret}})
@@ -136,7 +146,7 @@ def test_a_group_keeps_its_default_flag_and_its_contact_ids(
 def test_a_hostile_group_field_costs_only_that_field(value: object) -> None:
     group, warn = item("contact_group", {"name": "Ops", "is_default": value, "contacts": value})
     assert group.name == "Ops" and group.default in (None, True, False)
-    assert all(type(m) is str for m in group.members)
+    assert group.members is None or all(type(m) is str for m in group.members)
     if group.default is None and value not in ([], {}):
         assert ("contact_group", "is_default") in [(o, f) for o, f, _ in warn]
 
@@ -247,6 +257,20 @@ def test_membership_joins_each_contacts_groups_with_each_groups_contacts() -> No
         "CG3": (0, 0),
     }
     assert rows["CG3"].group.default is True
+
+
+def test_a_group_that_does_not_say_who_is_in_it_and_no_contact_names_is_unknown() -> None:
+    """A groups list without membership (no `contacts` key) and contacts that name other groups:
+    the exporter cannot tell whether CG1 reaches anyone, so it exports no count (the alert stays
+    silent); a group that lists nobody (`"contacts": []`) reaches nobody."""
+    silent, _ = item("contact_group", {"id": "CG1", "name": "Ops"})
+    empty, _ = item("contact_group", {"id": "CG2", "name": "Empty", "contacts": []})
+    blank, _ = item("contact_group", {"id": "CG3", "name": "Blank", "contacts": ""})
+    assert (silent.members, empty.members, blank.members) == (None, (), ())
+    named, _ = item("contact_group", {"id": "CG4", "name": "Named"})
+    contacts = snap("contacts", contact("CO1", ",CG4,"))
+    rows = group_rows(snap("contact_groups", silent, empty, blank, named), contacts, {"CG1": 5})
+    assert {k: r.reachable for k, r in rows.items()} == {"CG1": None, "CG2": 0, "CG3": 0, "CG4": 1}
 
 
 def test_without_contacts_or_objects_data_the_counts_are_unknown() -> None:

@@ -100,7 +100,7 @@ def items(typed: bool) -> st.SearchStrategy[Any]:
             interval=st.none() | FLOATS,
             default=st.none() | st.booleans(),
             confirmed=st.none() | st.booleans(),
-            members=st.lists(IDS, max_size=3).map(tuple),
+            members=st.none() | st.lists(IDS, max_size=3).map(tuple),
             warning_days=st.none() | FLOATS,
             alerts_on=flags,
             alerts_off=flags,

@@ -193,7 +193,9 @@ class Item:
     interval: float | None = None  # RBL profiles: seconds between checks (`frequency`)
     default: bool | None = None  # RBL and certificate profiles, contact groups: `is_default`
     confirmed: bool | None = None  # contacts: confirmed (not pending)
-    members: tuple[str, ...] = ()  # contact groups: the contact ids the group lists (`contacts`)
+    # contact groups: the contact ids the group lists (`contacts`); None when it does not say
+    # (no such key, or unreadable): then only the contacts' own lists tell who is in it
+    members: tuple[str, ...] | None = None
     warning_days: float | None = None  # certificate profiles: the largest expiration threshold
     alerts_on: tuple[str, ...] = ()  # certificate profiles: the ALERT_FLAGS set to true...
     alerts_off: tuple[str, ...] = ()  # ...and to false; a flag in neither was not said
@@ -684,8 +686,9 @@ def frequency_seconds(value: object) -> float | None:
 
 
 def confirmation(value: object) -> bool | None:
-    """A contact's `status` as confirmed (True) or pending (False). Raises Unreadable for a
-    word in neither set."""
+    """A contact's `status` as confirmed (True) or pending (False); None for a word that means
+    paused but not which (`disabled`, `inactive`, `suspended`). Raises Unreadable for a word in
+    none of these sets."""
     if value is None or value == "":
         return None
     word = fields.text(value)
@@ -696,6 +699,8 @@ def confirmation(value: object) -> bool | None:
         return False
     if word in CONFIRMED_WORDS:
         return True
+    if word in PAUSED_WORDS:  # paused, as _paused reads it: whether it ever confirmed is not said
+        return None
     raise Unreadable(f"not a known contact status: {fields.shorten(value)}")
 
 
@@ -755,7 +760,13 @@ def _contact(raw: Raw, obj: str, warn: Warn) -> dict[str, Any]:
 
 
 def _contact_group(raw: Raw, obj: str, warn: Warn) -> dict[str, Any]:
-    members = _read(raw, obj, warn, member_ids, *MEMBER_KEYS) or ()
+    members: tuple[str, ...] | None
+    if not any(key in raw for key in MEMBER_KEYS):
+        members = None  # the group does not say: not the same as "nobody"
+    elif _first(raw, *MEMBER_KEYS) is None:
+        members = ()  # `""` or null: the group lists nobody
+    else:
+        members = _read(raw, obj, warn, member_ids, *MEMBER_KEYS)
     return {"default": _is_default(raw, obj, warn), "members": members}
 
 

@@ -10,8 +10,10 @@ its address (status `pending`) or is paused receives nothing. From the inventory
   when it gives one) and the hosts and monitors that name it. A group none of whose possible
   members is known reachable, but one of which has an unknown confirmation (the API did not say,
   or the contact is not in the contacts snapshot), has no reachable count: the alert on it must
-  not fire on a guess. A group without contacts data has none either; one without host and
-  monitor data has no object count.
+  not fire on a guess. A group without contacts data has none either, nor one that no contact
+  names and that does not list its own contacts (the API did not say who is in it: an empty
+  group and an unknown one must not look alike); one without host and monitor data has no
+  object count.
 - `GroupTable` keeps the rows between renders: the same inputs (by identity) give the same rows
   (the same objects, so the renderer compares nothing), and a host or monitor snapshot is counted
   once, whatever else changed (100,000 hosts cost one pass per snapshot, over their distinct
@@ -149,6 +151,8 @@ def group_rows(
     rows = {}
     for key, g in groups.items.items():
         count = None if contacts is None else reachable(members[key], people)
+        if not members[key] and getattr(g, "members", None) is None:
+            count = None  # no contact names the group and it does not list its own: unknown
         used = None if objects is None else objects.get(key, 0)
         rows[key] = GroupRow(g, count, used)
     return rows
