@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.state.events import HETRIXTOOLS, HetrixMonitor
+from exporter.state.events import HETRIXTOOLS, HETRIXTOOLS_MONITOR, HetrixMonitor
 from exporter.state.overlay import Agent, Hetrix, HostMark, MonitorMark, WebhookState
 from exporter.state.sqlite import AHEAD_SLICE, Incoming, Owner, StateDB
 from exporter.state.store import StateStore
@@ -148,6 +148,39 @@ async def test_a_checkpoint_cut_short_after_its_first_writes_loses_no_chunk(
     expected = {m.monitor: (m.label, m.rbls, m.delist, m.report) for m in old + new}
     assert {k: (h.label, h.rbls, h.delist, h.report) for k, h in back.hetrix.items()} == expected
     assert counts.set_aside_sources == []
+
+
+async def test_a_monitor_written_ahead_by_a_failed_checkpoint_and_then_forgotten_stays_gone(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A chunk adds a monitor; the checkpoint writes it ahead, then fails; the operator forgets
+    the monitor; the next checkpoint succeeds. After a restart the monitor is not back: the
+    failed checkpoint's early rows are rewritten, not trusted."""
+    path = tmp_path / "s.sqlite"
+    db, state, _ = await started(path, clock)
+    try:
+        old = chunk(0, 3, "old")
+        state.apply_hetrix(old, clock.now)
+        state.last_seq = await commit(db, clock, old)
+        await db.checkpoint(state, clock.now)
+        added = chunk(100, 1, "new")
+        state.apply_hetrix(added, clock.now)
+        state.last_seq = await commit(db, clock, added)
+        db.conn.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON kv WHEN NEW.key = 'webhooks' "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+            await db.checkpoint(state, clock.now)
+        db.conn.execute("DROP TRIGGER full")
+        assert state.forget(HETRIXTOOLS_MONITOR, added[0].monitor)
+        await db.checkpoint(state, clock.now)
+    finally:
+        await db.close()
+    db, back, events = await started(path, clock)
+    await db.close()
+    assert events == []  # everything folded in by the second checkpoint
+    assert sorted(back.hetrix) == sorted(m.monitor for m in old)
 
 
 @pytest.mark.parametrize(

@@ -739,9 +739,18 @@ class StateDB:
             gone += [(section, rows.row_id(key)) for key in old if key not in held]
             taken[section] = Checkpointed(state, version, dict(held))
         scalars, last_seq = json.dumps(state.scalars_json()), state.last_seq  # they change in place
-        for start in range(0, len(ahead), AHEAD_SLICE):
-            await self._run(self._write_ahead, ahead[start : start + AHEAD_SLICE])
-        await self._run(self._checkpoint, scalars, changed, gone, whole)
+        try:
+            for start in range(0, len(ahead), AHEAD_SLICE):
+                await self._run(self._write_ahead, ahead[start : start + AHEAD_SLICE])
+            await self._run(self._checkpoint, scalars, changed, gone, whole)
+        except BaseException:
+            # Some marks written ahead may be in the file, but what it holds is no longer known:
+            # a mark new in this checkpoint and gone before the next would be in neither its
+            # changes nor its deletions, and come back at a restart. The next checkpoint
+            # rewrites those sections whole.
+            for section in {section for section, _, _ in ahead}:
+                self._marks.pop(section, None)
+            raise
         self._marks.update(taken)
         cuts: list[int] = await self._run(self._folded_cuts, last_seq)
         for i, upto in enumerate(cuts):
