@@ -183,6 +183,31 @@ async def test_a_monitor_written_ahead_by_a_failed_checkpoint_and_then_forgotten
     assert sorted(back.hetrix) == sorted(m.monitor for m in old)
 
 
+async def test_a_checkpoint_writes_the_state_as_it_was_when_it_was_started(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The applier starts a checkpoint as a task and goes on applying: an event applied after
+    the start (before the task first runs) is neither folded in nor deleted, so a restart
+    replays it."""
+    path = tmp_path / "s.sqlite"
+    db, state, _ = await started(path, clock)
+    try:
+        first = chunk(0, 2, "first")
+        state.apply_hetrix(first, clock.now)
+        state.last_seq = await commit(db, clock, first)
+        pending = db.checkpoint(state, clock.now)  # taken now
+        later = chunk(10, 2, "later")
+        state.apply_hetrix(later, clock.now)
+        state.last_seq = await commit(db, clock, later)
+        await pending
+    finally:
+        await db.close()
+    db, back, events = await started(path, clock)
+    await db.close()
+    assert sorted(back.hetrix) == sorted(m.monitor for m in first)
+    assert [json.loads(b)[0]["monitor"] for _, _, b in events] == [later[0].monitor]
+
+
 @pytest.mark.parametrize(
     "mark",
     [

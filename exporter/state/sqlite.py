@@ -30,7 +30,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +205,19 @@ ChangedMark = tuple[str, str, object]  # section, id, the mark (immutable: seria
 AHEAD_SECTIONS = frozenset({"hetrix"})
 AHEAD_SLICE = 500
 DELETE_SLICE_BYTES = 4 * 1024 * 1024  # of folded events' bodies deleted per transaction
+
+
+@dataclass(slots=True)
+class _Taken:
+    """What a checkpoint writes, taken from the webhook state at one instant."""
+
+    scalars: str
+    last_seq: int
+    ahead: list[ChangedMark] = field(default_factory=list)  # AHEAD_SECTIONS' changed marks
+    changed: list[ChangedMark] = field(default_factory=list)  # the others'
+    gone: list[tuple[str, str | bytes]] = field(default_factory=list)
+    whole: list[str] = field(default_factory=list)  # sections rewritten whole
+    marks: dict[str, Checkpointed] = field(default_factory=dict)  # the new base, once written
 
 
 def _write_snapshot(
@@ -710,10 +723,14 @@ class StateDB:
             c.execute("ROLLBACK")
             raise
 
-    async def checkpoint(self, state: WebhookState, now: float) -> None:
+    def checkpoint(self, state: WebhookState, now: float) -> Coroutine[Any, Any, None]:
         """Fold applied events into the stored webhook state and forget what has expired. Only
         the marks that changed since the last checkpoint are written (compared by identity: a
         mark is replaced, never changed in place), and those gone are deleted.
+
+        What is written is taken from `state` when this is called, not when the coroutine it
+        returns first runs: a caller that starts it as a task and goes on applying events
+        checkpoints exactly the events applied (and the set-aside ones settled) before the call.
 
         Nothing but the small scalars is serialised on the event loop: marks are immutable, so
         they are turned into JSON on the state file's thread. The work is split into short
@@ -721,28 +738,29 @@ class StateDB:
         up for long: the marks of AHEAD_SECTIONS in slices first, then the scalars with the other
         marks (what a restart replays from), then the events folded in, DELETE_SLICE_BYTES of
         them at a time (a HetrixTools chunk is about 512 KB)."""
-        ahead: list[ChangedMark] = []
-        changed: list[ChangedMark] = []
-        gone: list[tuple[str, str | bytes]] = []
-        whole: list[str] = []
-        taken: dict[str, Checkpointed] = {}
+        return self._write_checkpoint(self._take(state), now)
+
+    def _take(self, state: WebhookState) -> _Taken:
+        taken = _Taken(json.dumps(state.scalars_json()), state.last_seq)  # they change in place
         for section, (version, held) in state.sections().items():
             before = self._marks.get(section)
             if before is not None and before.state is state and before.version == version:
                 continue
             if before is None:
-                whole.append(section)  # rewritten whole, in the checkpoint's own transaction
+                taken.whole.append(section)  # rewritten whole, in the checkpoint's own transaction
             old = before.marks if before is not None else {}
-            (ahead if before is not None and section in AHEAD_SECTIONS else changed).extend(
-                _changed_marks(section, held, old)
-            )
-            gone += [(section, rows.row_id(key)) for key in old if key not in held]
-            taken[section] = Checkpointed(state, version, dict(held))
-        scalars, last_seq = json.dumps(state.scalars_json()), state.last_seq  # they change in place
+            ahead = before is not None and section in AHEAD_SECTIONS
+            (taken.ahead if ahead else taken.changed).extend(_changed_marks(section, held, old))
+            taken.gone += [(section, rows.row_id(key)) for key in old if key not in held]
+            taken.marks[section] = Checkpointed(state, version, dict(held))
+        return taken
+
+    async def _write_checkpoint(self, taken: _Taken, now: float) -> None:
+        ahead = taken.ahead
         try:
             for start in range(0, len(ahead), AHEAD_SLICE):
                 await self._run(self._write_ahead, ahead[start : start + AHEAD_SLICE])
-            await self._run(self._checkpoint, scalars, changed, gone, whole)
+            await self._run(self._checkpoint, taken.scalars, taken.changed, taken.gone, taken.whole)
         except BaseException:
             # Some marks written ahead may be in the file, but what it holds is no longer known:
             # a mark new in this checkpoint and gone before the next would be in neither its
@@ -751,8 +769,8 @@ class StateDB:
             for section in {section for section, _, _ in ahead}:
                 self._marks.pop(section, None)
             raise
-        self._marks.update(taken)
-        cuts: list[int] = await self._run(self._folded_cuts, last_seq)
+        self._marks.update(taken.marks)
+        cuts: list[int] = await self._run(self._folded_cuts, taken.last_seq)
         for i, upto in enumerate(cuts):
             await self._run(self._forget_folded, upto, now if i == len(cuts) - 1 else None)
 

@@ -220,15 +220,21 @@ class Applier:
         (then False). Items keep being applied meanwhile: the checkpoint takes what it writes
         from the state when it starts (marks are replaced, never changed in place), so a
         checkpoint after a burst of HetrixTools chunks (thousands of marks) does not hold up
-        the next webhook. A checkpoint that failed raises here, when the next one is due."""
-        previous = self._checkpointing
-        if previous is not None:
-            if not previous.done():
-                return False
-            self._checkpointing = None
-            previous.result()
+        the next webhook."""
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return False
+        self._raise_failed_checkpoint()
         self._checkpointing = asyncio.ensure_future(self._db.checkpoint(self._store.webhooks, now))
         return True
+
+    def _raise_failed_checkpoint(self) -> None:
+        """The error of a background checkpoint that has failed, raised in the applier's task
+        (its supervisor logs it, counts a restart and shows it on /-/healthy), at the latest
+        IDLE_WAKE seconds after the failure, even on an idle exporter."""
+        task = self._checkpointing
+        if task is not None and task.done():
+            self._checkpointing = None
+            task.result()
 
     async def run(self) -> None:
         await self._settle()
@@ -236,6 +242,7 @@ class Applier:
             self._store.webhooks_changed()
         last_checkpoint = self._clock.time()
         while True:
+            self._raise_failed_checkpoint()
             if await self._wait():
                 while self._queue:  # drain a burst, then tell the renderer once
                     self.apply(*self._queue.popleft())
