@@ -396,3 +396,23 @@ async def test_ids_with_lone_surrogates_are_stored_and_read_back(tmp_path: Path)
     assert list(loaded.webhooks.hetrix) == ["mx\ud800"]
     assert loaded.webhooks.hetrix["mx\ud800"].label == "label \udcff"
     assert first not in snapshot.items and logs == []
+
+
+async def test_a_mark_row_whose_id_is_not_text_is_skipped_and_named(tmp_path: Path) -> None:
+    """A damaged marks row whose id is a BLOB that is not UTF-8 (even with surrogates passed) is
+    left out and counted, never read back under a made-up id such as "b'\\xff'"."""
+    path = tmp_path / "s.sqlite"
+    db = StateDB(str(path))
+    await db.start(Owner(SID_A, API), START)
+    state = WebhookState()
+    state.apply_hetrix([HetrixMonitor("mx1", "label", 1, ("zen",), ("",), "")], START)
+    await db.checkpoint(state, START)
+    await db.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        (body,) = conn.execute("SELECT body FROM marks WHERE id = 'mx1'").fetchone()
+        conn.execute("INSERT INTO marks (section, id, body) VALUES ('hetrix', ?, ?)", (b"\xff", body))
+    loaded, _, _ = await reopen(path, Owner(SID_A, API))
+    assert list(loaded.webhooks.hetrix) == ["mx1"]
+    assert [(s.what, s.count, s.problem) for s in loaded.skipped] == [
+        ("webhook hetrix", 1, "its id is not text")
+    ]

@@ -618,7 +618,10 @@ class StateDB:
             if section not in known:
                 continue  # a section this version does not know
             try:
-                if not webhooks.load_mark(str(section), str(rows.id_of(ident)), rows.json_value(body)):
+                key = rows.id_of(ident)
+                if not isinstance(key, str):
+                    raise ValueError("its id is not text")
+                if not webhooks.load_mark(str(section), key, rows.json_value(body)):
                     raise ValueError("it does not read back as a mark")
             except ValueError as err:
                 bad.setdefault(str(section)[:40], []).append(str(err))
