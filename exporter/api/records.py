@@ -858,7 +858,7 @@ FIELDS: Mapping[str, FieldSpellings] = {
         ("contacts", MEMBER_KEYS),
     ),
     "cert_profile": (
-        ("id", ("id", "sid", "cert_profile_id", "profile_id")),
+        ("id", ("id", "sid", "cert_profile_id")),
         *_ITEM_FIELDS,
         ("expiration_thresholds", THRESHOLD_KEYS),
         *((f"alert_on_{flag}", (f"alert_on_{flag}",)) for flag in ALERT_FLAGS),
