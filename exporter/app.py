@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from exporter import __version__
+from exporter.api.endpoints import ENDPOINTS, Tier
 from exporter.api.transport import HttpTransport, make_session
 from exporter.clock import Clock, SystemClock
 from exporter.config.load import default_state_path, environ
@@ -145,9 +146,16 @@ class HeapFreezer:
 
 
 def freeze_heap(exporter: Exporter) -> HeapFreezer:
-    """Freeze what `exporter` holds now, and again after its first complete inventory (the
-    store tells the freezer of each change, after whoever it told before)."""
-    enabled = [name for name, collector in exporter.config.collectors.items() if collector.enabled]
+    """Freeze what `exporter` holds now, and again after its first complete inventory: every
+    enabled alerting and inventory collector (listings, errors, hosts, monitors: what is large)
+    has a snapshot. The small secondary ones are not waited for: one the account's plan does
+    not offer (certificate profiles, say) never succeeds. The store tells the freezer of each
+    change, after whoever it told before."""
+    enabled = [
+        name
+        for name, collector in exporter.config.collectors.items()
+        if collector.enabled and ENDPOINTS[name].tier is not Tier.SECONDARY
+    ]
     freezer = HeapFreezer(exporter.store, enabled)
     before = exporter.store.on_change
 

@@ -61,3 +61,20 @@ async def test_the_daemon_freezes_once_started_and_its_renderer_still_hears_of_c
         exporter.scraper.changed.clear()
         exporter.store.replace(snapshot("rbl_hosts"))
         assert exporter.scraper.changed.is_set()  # whom the store told before is still told
+
+
+async def test_the_daemon_freezes_again_without_waiting_for_the_secondary_collectors(
+    clock: FakeClock,
+) -> None:
+    """Listings, errors, hosts and monitors in: the second freeze runs, even though the small
+    secondary collectors (certificate profiles on a plan without them, say) have nothing yet."""
+    async with simulated_exporter(clock) as simulated:
+        exporter = simulated.exporter
+        freezer = freeze_heap(exporter)
+        for collector in ("rbl_listings", "cert_errors", "rbl_hosts"):
+            exporter.store.replace(snapshot(collector))
+        await asyncio.sleep(0)
+        assert freezer.freezes == 1
+        exporter.store.replace(snapshot("cert_monitors"))
+        await asyncio.sleep(0)
+        assert freezer.freezes == 2
