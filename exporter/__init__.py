@@ -16,7 +16,7 @@ and fails when an import is not in it or the table has a cycle.
     webhooks    -> api config state errors clock
     polling     -> api config state errors clock
     metrics     -> api polling state exporter clock
-    web         -> config metrics state errors exporter clock
+    web         -> api config metrics state errors exporter clock
     supervisor  -> api clock
     demo        -> api config webhooks errors clock
     app         -> api config state webhooks polling metrics web supervisor demo errors exporter clock

@@ -149,7 +149,8 @@ def count(value: object) -> int | None:
 
 def http_url(value: object) -> str | None:
     """An http or https URL with a host, as it is; None for anything else (javascript:, data:,
-    relative paths, text with spaces, control characters or lone surrogates, over MAX_URL)."""
+    relative paths, text with spaces, control characters or lone surrogates, over MAX_URL). The
+    one rule for a link: what records keep and what the status page links to."""
     if not isinstance(value, str) or not value or len(value) > MAX_URL:
         return None
     if not value.isprintable() or any(c.isspace() for c in value):

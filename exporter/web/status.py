@@ -39,9 +39,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from exporter import __version__
+from exporter.api.fields import http_url
 from exporter.metrics.lines import expiry_days, merge_host
 from exporter.metrics.render import expiry_now
 from exporter.metrics.selfmetrics import Live, remaining_by_window
@@ -69,20 +69,6 @@ def shown(value: object) -> str:
     text = value if isinstance(value, str) else "" if value is None else str(value)
     text = _SURROGATE.sub("\ufffd", text)
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
-
-
-def link(value: object) -> str | None:
-    """An http or https URL with a host, fit to link to; None for anything else (javascript:,
-    data:, relative paths, text with spaces or control characters)."""
-    if not isinstance(value, str) or not value or len(value) > 2048:
-        return None
-    if _SURROGATE.search(value) or any(c.isspace() or not c.isprintable() for c in value):
-        return None
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return None
-    return value if parts.scheme.lower() in ("http", "https") and parts.netloc else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +172,9 @@ def row(item: Listed, now: float) -> dict[str, Any]:
             "host": shown(name),
             "name": shown(m.label),
             "listings": m.listed_now,
-            "rbls": [{"rbl": shown(r), "delist": link(d)} for r, d in rbls],
+            "rbls": [{"rbl": shown(r), "delist": http_url(d)} for r, d in rbls],
             **common,
-            "report": link(m.report),
+            "report": http_url(m.report),
         }
     h = item.record
     sites = _sites(h)
@@ -198,7 +184,7 @@ def row(item: Listed, now: float) -> dict[str, Any]:
         "host": shown(h.host),
         "name": shown(h.name),
         "listings": h.listings,
-        "rbls": [{"rbl": shown(r), "delist": link(sites.get(r))} for r in h.rbls[:MAX_RBLS]],
+        "rbls": [{"rbl": shown(r), "delist": http_url(sites.get(r))} for r in h.rbls[:MAX_RBLS]],
         **common,
         "report": None,  # Generator Labs has no report page per host
     }

@@ -2,7 +2,7 @@
 
 One self-contained page: no external asset (the exporter often runs where the internet is not
 reachable), a viewport and CSS that fit a phone, every value escaped (html.escape; links only to
-http and https URLs, exporter.web.status.link). A small inline script fetches the JSON twin every
+http and https URLs, exporter.api.fields.http_url). A small inline script fetches the JSON twin every
 `refresh_seconds` and rebuilds the tables with createElement and textContent only, never
 innerHTML, with the same texts this module writes (`age`, `when`, `budget_text`), so the page
 stays live without a reload; without JavaScript it is still complete as served.
@@ -15,9 +15,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from exporter.api.fields import http_url
 from exporter.clock import HOUR, MINUTE
 from exporter.config.model import STATUS_PATH
-from exporter.web.status import link
 
 STATUS_JSON = STATUS_PATH.lstrip("/")  # relative: it still works behind a reverse proxy's path prefix
 
@@ -67,7 +67,7 @@ def _window(seconds: int | None) -> str:
 def _rbls(rbls: Sequence[Mapping[str, Any]]) -> str:
     out = []
     for r in rbls:
-        url = link(r["delist"])
+        url = http_url(r["delist"])
         delist = f' <a class="delist" href="{esc(url)}" rel="noopener noreferrer">delist</a>' if url else ""
         out.append(f"<span class=rbl>{esc(r['rbl'])}{delist}</span>")
     return " ".join(out)
