@@ -38,34 +38,23 @@ from typing import Any
 
 from exporter.api.records import ALERT_FLAGS, Item
 from exporter.metrics import contract
-from exporter.metrics.lines import Esc, Lines, fmt
+from exporter.metrics.lines import CLOSE, Esc, Lines, fmt, one_label
 from exporter.metrics.lines import contact_lines as contact_info_lines
 from exporter.metrics.lines import group_lines as group_info_lines
 from exporter.metrics.lines import profile_lines as profile_info_lines
 from exporter.state.snapshot import Snapshot
 
-_CLOSE = contract.RBL_HOST_LISTED.pieces[-1]  # what follows the last label value
-
-
-def _one(spec: contract.MetricSpec) -> str:
-    """A one-label family's line up to its label value (`name{label="`)."""
-    head, close = spec.pieces
-    if close != _CLOSE:
-        raise ValueError(f"{spec.name}: unexpected sample line pieces {spec.pieces!r}")
-    return head
-
-
 (_PROFILE_ID,) = contract.RBL_PROFILE_CHECK_INTERVAL_SECONDS.labels
 (_CONTACT_ID,) = contract.CONTACT_CONFIRMED.labels
 (_GROUP_ID,) = contract.CONTACT_GROUP_DEFAULT.labels
 _, _NAME = contract.CERT_PROFILE_INFO.labels
-_INTERVAL = _one(contract.RBL_PROFILE_CHECK_INTERVAL_SECONDS)
-_CONFIRMED = _one(contract.CONTACT_CONFIRMED)
-_DEFAULT = _one(contract.CONTACT_GROUP_DEFAULT)
-_REACHABLE = _one(contract.CONTACT_GROUP_REACHABLE_CONTACTS)
-_OBJECTS = _one(contract.CONTACT_GROUP_OBJECTS)
+_INTERVAL = one_label(contract.RBL_PROFILE_CHECK_INTERVAL_SECONDS)
+_CONFIRMED = one_label(contract.CONTACT_CONFIRMED)
+_DEFAULT = one_label(contract.CONTACT_GROUP_DEFAULT)
+_REACHABLE = one_label(contract.CONTACT_GROUP_REACHABLE_CONTACTS)
+_OBJECTS = one_label(contract.CONTACT_GROUP_OBJECTS)
 _CERT_PROFILE_INFO = contract.CERT_PROFILE_INFO.pieces
-_WARNING_DAYS = _one(contract.CERT_PROFILE_EXPIRY_WARNING_DAYS)
+_WARNING_DAYS = one_label(contract.CERT_PROFILE_EXPIRY_WARNING_DAYS)
 _ALERT_ENABLED = contract.CERT_PROFILE_ALERT_ENABLED.pieces
 
 
@@ -200,7 +189,7 @@ def rbl_profile_lines(items: Sequence[Item], out: Lines, esc: Esc) -> int:
     profile_info_lines(items, [info], esc)
     for p in items:
         if p.interval is not None:
-            interval.append(f"{_INTERVAL}{esc(p.id, _PROFILE_ID)}{_CLOSE}{fmt(p.interval)}\n")
+            interval.append(f"{_INTERVAL}{esc(p.id, _PROFILE_ID)}{CLOSE}{fmt(p.interval)}\n")
     return 0
 
 
@@ -212,7 +201,7 @@ def contact_lines(items: Sequence[Item], out: Lines, esc: Esc) -> int:
     pending = 0
     for c in items:
         if c.confirmed is not None:
-            confirmed.append(f"{_CONFIRMED}{esc(c.id, _CONTACT_ID)}{_CLOSE}{1 if c.confirmed else 0}\n")
+            confirmed.append(f"{_CONFIRMED}{esc(c.id, _CONTACT_ID)}{CLOSE}{1 if c.confirmed else 0}\n")
             pending += c.confirmed is False
     return pending
 
@@ -224,7 +213,7 @@ def group_lines(rows: Sequence[GroupRow], out: Lines, esc: Esc) -> int:
     group_info_lines([r.group for r in rows], [info], esc)
     nobody = 0
     for r in rows:
-        sel = esc(r.group.id, _GROUP_ID) + _CLOSE
+        sel = esc(r.group.id, _GROUP_ID) + CLOSE
         if r.group.default is not None:
             default.append(f"{_DEFAULT}{sel}{1 if r.group.default else 0}\n")
         if r.reachable is not None:

@@ -88,14 +88,14 @@ Body = Callable[[Sequence[T], Lines, Esc], int]  # writes a batch's lines, retur
 
 # -- the fixed text of every sample line, from the contract, computed once ------------------------
 
-_CLOSE = contract.RBL_HOST_LISTED.pieces[-1]  # what follows the last label value
+CLOSE = contract.RBL_HOST_LISTED.pieces[-1]  # what follows the last label value
 
 
-def _one(spec: MetricSpec) -> str:
+def one_label(spec: MetricSpec) -> str:
     """A one-label family's sample line up to its label value (`name{label="`): the value,
-    _CLOSE and the sample value follow. Fails at import if the contract gives it other labels."""
+    CLOSE and the sample value follow. Fails at import if the contract gives it other labels."""
     head, close = spec.pieces
-    if close != _CLOSE:
+    if close != CLOSE:
         raise ValueError(f"{spec.name}: unexpected sample line pieces {spec.pieces!r}")
     return head
 
@@ -109,23 +109,23 @@ def _bare(spec: MetricSpec) -> str:
 # rbl hosts and listings
 _HOST_ID, _HOST, _NAME, _HOST_KIND, _PROFILE_ID, _TAGS, _CONTACT_GROUP = contract.RBL_HOST_INFO.labels
 _HOST_INFO = contract.RBL_HOST_INFO.pieces
-_HOST_LISTED = _one(contract.RBL_HOST_LISTED)
-_HOST_LISTINGS = _one(contract.RBL_HOST_LISTINGS)
+_HOST_LISTED = one_label(contract.RBL_HOST_LISTED)
+_HOST_LISTINGS = one_label(contract.RBL_HOST_LISTINGS)
 _, _RBL = contract.RBL_LISTING_INFO.labels
 _LISTING_INFO = contract.RBL_LISTING_INFO.pieces
-_HOST_PAUSED = _one(contract.RBL_HOST_PAUSED)
-_HOST_CHECKED = _one(contract.RBL_HOST_LAST_CHECKED_TIMESTAMP_SECONDS)
-_HOST_FIRST_LISTED = _one(contract.RBL_HOST_FIRST_LISTED_TIMESTAMP_SECONDS)
+_HOST_PAUSED = one_label(contract.RBL_HOST_PAUSED)
+_HOST_CHECKED = one_label(contract.RBL_HOST_LAST_CHECKED_TIMESTAMP_SECONDS)
+_HOST_FIRST_LISTED = one_label(contract.RBL_HOST_FIRST_LISTED_TIMESTAMP_SECONDS)
 _HOSTS = _bare(contract.RBL_HOSTS)
 _HOSTS_LISTED = _bare(contract.RBL_HOSTS_LISTED)
 # certificate monitors and errors
 _MONITOR_ID, _, _HOSTNAME, _PROTOCOL, _PORT, _, _, _ = contract.CERT_MONITOR_INFO.labels
 _MONITOR_INFO = contract.CERT_MONITOR_INFO.pieces
-_MONITOR_PAUSED = _one(contract.CERT_MONITOR_PAUSED)
-_EXPIRY_DAYS = _one(contract.CERT_EXPIRY_DAYS)
-_NOT_AFTER = _one(contract.CERT_NOT_AFTER_TIMESTAMP_SECONDS)
+_MONITOR_PAUSED = one_label(contract.CERT_MONITOR_PAUSED)
+_EXPIRY_DAYS = one_label(contract.CERT_EXPIRY_DAYS)
+_NOT_AFTER = one_label(contract.CERT_NOT_AFTER_TIMESTAMP_SECONDS)
 _WITHOUT_EXPIRY = _bare(contract.CERT_MONITORS_WITHOUT_EXPIRY)
-_ACTIVE_ERRORS = _one(contract.CERT_ACTIVE_ERRORS)
+_ACTIVE_ERRORS = one_label(contract.CERT_ACTIVE_ERRORS)
 _, _REASON = contract.CERT_ERROR_INFO.labels
 _ERROR_INFO = contract.CERT_ERROR_INFO.pieces
 _ERRORS = _bare(contract.CERT_ERRORS)
@@ -133,31 +133,31 @@ _ERRORS = _bare(contract.CERT_ERRORS)
 _PROFILE_INFO = contract.RBL_PROFILE_INFO.pieces
 _SOURCE_ID, _, _ = contract.RBL_SOURCE_INFO.labels
 _SOURCE_INFO = contract.RBL_SOURCE_INFO.pieces
-_SOURCE_PAUSED = _one(contract.RBL_SOURCE_PAUSED)
+_SOURCE_PAUSED = one_label(contract.RBL_SOURCE_PAUSED)
 _CONTACT_ID, _CONTACT_KIND, _ = contract.CONTACT_INFO.labels
 _CONTACT_INFO = contract.CONTACT_INFO.pieces
-_CONTACT_PAUSED = _one(contract.CONTACT_PAUSED)
+_CONTACT_PAUSED = one_label(contract.CONTACT_PAUSED)
 _GROUP_ID, _ = contract.CONTACT_GROUP_INFO.labels
 _GROUP_INFO = contract.CONTACT_GROUP_INFO.pieces
 # webhook-only state
-_CHANGES = _one(contract.CERT_CHANGES_TOTAL)
-_LAST_CHANGE = _one(contract.CERT_LAST_CHANGE_TIMESTAMP_SECONDS)
+_CHANGES = one_label(contract.CERT_CHANGES_TOTAL)
+_LAST_CHANGE = one_label(contract.CERT_LAST_CHANGE_TIMESTAMP_SECONDS)
 _AGENT_ID, _ = contract.AGENT_INFO.labels
 _AGENT_INFO = contract.AGENT_INFO.pieces
-_AGENT_TIMED_OUT = _one(contract.AGENT_TIMED_OUT)
-_AGENT_INSTANCES = _one(contract.AGENT_TIMED_OUT_INSTANCES)
+_AGENT_TIMED_OUT = one_label(contract.AGENT_TIMED_OUT)
+_AGENT_INSTANCES = one_label(contract.AGENT_TIMED_OUT_INSTANCES)
 _BALANCE = _bare(contract.BILLING_BALANCE_USD)
 _BALANCE_THRESHOLD = _bare(contract.BILLING_BALANCE_THRESHOLD_USD)
 (_EVENT,) = contract.WEBHOOK_EVENTS_TOTAL.labels
-_EVENTS = _one(contract.WEBHOOK_EVENTS_TOTAL)
-_LAST_EVENT = _one(contract.WEBHOOK_LAST_EVENT_TIMESTAMP_SECONDS)
+_EVENTS = one_label(contract.WEBHOOK_EVENTS_TOTAL)
+_LAST_EVENT = one_label(contract.WEBHOOK_LAST_EVENT_TIMESTAMP_SECONDS)
 # HetrixTools
 _MONITOR, _LABEL = contract.BLACKLIST_MONITOR_INFO.labels
 _HETRIX_INFO = contract.BLACKLIST_MONITOR_INFO.pieces
-_HETRIX_LISTED = _one(contract.BLACKLIST_MONITOR_LISTED)
-_HETRIX_LISTINGS = _one(contract.BLACKLIST_MONITOR_LISTINGS)
+_HETRIX_LISTED = one_label(contract.BLACKLIST_MONITOR_LISTED)
+_HETRIX_LISTINGS = one_label(contract.BLACKLIST_MONITOR_LISTINGS)
 _HETRIX_LISTING_INFO = contract.BLACKLIST_LISTING_INFO.pieces
-_HETRIX_UPDATED = _one(contract.BLACKLIST_MONITOR_LAST_UPDATE_TIMESTAMP_SECONDS)
+_HETRIX_UPDATED = one_label(contract.BLACKLIST_MONITOR_LAST_UPDATE_TIMESTAMP_SECONDS)
 
 
 # -- values --------------------------------------------------------------------------------------
@@ -310,13 +310,13 @@ def _mostly(prefix: str, ids: Sequence[str], common: str, odd: Mapping[int, str]
     value is one join, so that a family such as paused (nearly all 0) costs a few C loops."""
     if not ids:
         return ""
-    sep, end = f"{_CLOSE}{common}{prefix}", _CLOSE + common
+    sep, end = f"{CLOSE}{common}{prefix}", CLOSE + common
     parts: list[str] = []
     start = 0
     for i, value in odd.items():
         if i > start:  # three parts, not one concatenation: a run is copied once, by the join
             parts += (prefix, sep.join(ids[start:i]), end)
-        parts.append(f"{prefix}{ids[i]}{_CLOSE}{value}")
+        parts.append(f"{prefix}{ids[i]}{CLOSE}{value}")
         start = i + 1
     if start < len(ids):
         parts += (prefix, sep.join(ids[start:]), end)
@@ -334,7 +334,7 @@ def _counts(prefix: str, ids: Sequence[str], counts: Sequence[Any]) -> str:
         return _mostly(
             prefix, ids, "0\n", {i: f"{counts[i]:d}\n" for i in compress(range(len(counts)), counts)}
         )
-    return "".join([f"{prefix}{hid}{_CLOSE}{n:d}\n" for hid, n in zip(ids, counts, strict=True)])
+    return "".join([f"{prefix}{hid}{CLOSE}{n:d}\n" for hid, n in zip(ids, counts, strict=True)])
 
 
 def _column(prefix: str, ids: Sequence[str], values: Sequence[Any]) -> str:
@@ -348,9 +348,9 @@ def _column(prefix: str, ids: Sequence[str], values: Sequence[Any]) -> str:
         if None in values:
             kept = [(hid, value) for hid, value in zip(ids, values, strict=True) if value is not None]
             ids, values = [hid for hid, _ in kept], [value for _, value in kept]
-        return "".join([f"{prefix}{hid}{_CLOSE}{fmt(v)}\n" for hid, v in zip(ids, values, strict=True)])
+        return "".join([f"{prefix}{hid}{CLOSE}{fmt(v)}\n" for hid, v in zip(ids, values, strict=True)])
     if not values or not _within(values, whole):
-        return "".join([f"{prefix}{hid}{_CLOSE}{fmt(v)}\n" for hid, v in zip(ids, values, strict=True)])
+        return "".join([f"{prefix}{hid}{CLOSE}{fmt(v)}\n" for hid, v in zip(ids, values, strict=True)])
     if whole:  # int(v), as fmt writes a whole float (of any float type)
         return _interleaved(prefix, ids, list(map(str, map(int, values))))
     return _interleaved(prefix, ids, [str(int(v)) if v.is_integer() else repr(v) for v in values])
@@ -359,7 +359,7 @@ def _column(prefix: str, ids: Sequence[str], values: Sequence[Any]) -> str:
 def _interleaved(prefix: str, ids: Sequence[str], texts: Sequence[str]) -> str:
     """The lines `prefix id CLOSE text`, one per id and text (as many of each, else ValueError),
     in one join of the pieces: no string is made per line."""
-    pieces = [prefix, "", _CLOSE, "", "\n"] * len(ids)
+    pieces = [prefix, "", CLOSE, "", "\n"] * len(ids)
     pieces[1::5] = ids
     pieces[3::5] = texts
     return "".join(pieces)
@@ -637,7 +637,7 @@ def _listed_lines(listed: Iterable[tuple[Host, str]], rbl: list[str], first: lis
                 r = clean
             rbl.append(f"{listing_host}{hid}{listing_rbl}{r}{close}1\n")
         if h.first_listed is not None:
-            first.append(f"{_HOST_FIRST_LISTED}{hid}{_CLOSE}{fmt(h.first_listed)}\n")
+            first.append(f"{_HOST_FIRST_LISTED}{hid}{CLOSE}{fmt(h.first_listed)}\n")
     return n_listed
 
 
@@ -841,7 +841,7 @@ def change_lines(changes: Sequence[tuple[str, tuple[int, float]]], out: Lines, e
     for k, (n, t) in changes:
         if n < 0:
             raise ValueError("a counter cannot be negative")
-        sel = esc(k, _MONITOR_ID) + _CLOSE
+        sel = esc(k, _MONITOR_ID) + CLOSE
         count.append(f"{_CHANGES}{sel}{n:d}\n")
         last.append(f"{_LAST_CHANGE}{sel}{fmt(t)}\n")
     return 0
@@ -874,7 +874,7 @@ def event_lines(events: Sequence[tuple[str, int | None, float | None]], out: Lin
     state holds no count (or date) for the type."""
     count, last = out
     for e, n, at in events:
-        sel = esc(e, _EVENT) + _CLOSE
+        sel = esc(e, _EVENT) + CLOSE
         if n is not None and n < 0:
             raise ValueError("a counter cannot be negative")
         if n is not None:
