@@ -86,6 +86,26 @@ async def commit(db: StateDB, clock: FakeClock, monitors: list[HetrixMonitor]) -
     return seq
 
 
+async def received(db: StateDB, state: WebhookState, clock: FakeClock, monitors: list[HetrixMonitor]) -> None:
+    """A chunk of `monitors` applied to `state` and committed, as the applier leaves them."""
+    state.apply_hetrix(monitors, clock.now)
+    state.last_seq = await commit(db, clock, monitors)
+
+
+async def failed_checkpoint(db: StateDB, state: WebhookState, clock: FakeClock) -> None:
+    """A checkpoint whose transaction that records the folded events fails (a full disk), after
+    the marks it writes ahead are in."""
+    db.conn.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON kv WHEN NEW.key = 'webhooks' "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+            await db.checkpoint(state, clock.now)
+    finally:
+        db.conn.execute("DROP TRIGGER full")
+
+
 async def test_a_webhook_is_committed_while_a_large_checkpoint_runs(tmp_path: Path, clock: FakeClock) -> None:
     """Thousands of HetrixTools monitors to checkpoint: a webhook that arrives meanwhile is
     committed (and so acknowledged) before the checkpoint has finished, not after it."""
@@ -93,8 +113,7 @@ async def test_a_webhook_is_committed_while_a_large_checkpoint_runs(tmp_path: Pa
     try:
         await db.checkpoint(state, clock.now)  # the file now holds the (empty) sections
         monitors = chunk(0, 4 * AHEAD_SLICE, "burst")
-        state.apply_hetrix(monitors, clock.now)
-        state.last_seq = await commit(db, clock, monitors)
+        await received(db, state, clock, monitors)
         finished: list[str] = []
         checkpoint = asyncio.ensure_future(db.checkpoint(state, clock.now))
         checkpoint.add_done_callback(lambda _: finished.append("checkpoint"))
@@ -121,20 +140,12 @@ async def test_a_checkpoint_cut_short_after_its_first_writes_loses_no_chunk(
     db, state, _ = await started(path, clock)
     try:
         old = chunk(0, 3 * AHEAD_SLICE, "old")
-        state.apply_hetrix(old, clock.now)
-        state.last_seq = await commit(db, clock, old)
+        await received(db, state, clock, old)
         await db.checkpoint(state, clock.now)
         clock.now += 10
         new = chunk(AHEAD_SLICE, 3 * AHEAD_SLICE, "new")  # overlaps the old, and adds
-        state.apply_hetrix(new, clock.now)
-        state.last_seq = await commit(db, clock, new)
-        db.conn.execute(
-            "CREATE TRIGGER full BEFORE INSERT ON kv WHEN NEW.key = 'webhooks' "
-            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-        )
-        with pytest.raises(sqlite3.IntegrityError, match="disk full"):
-            await db.checkpoint(state, clock.now)
-        db.conn.execute("DROP TRIGGER full")
+        await received(db, state, clock, new)
+        await failed_checkpoint(db, state, clock)
     finally:
         await db.close()
     db, back, events = await started(path, clock)
@@ -160,19 +171,11 @@ async def test_a_monitor_written_ahead_by_a_failed_checkpoint_and_then_forgotten
     db, state, _ = await started(path, clock)
     try:
         old = chunk(0, 3, "old")
-        state.apply_hetrix(old, clock.now)
-        state.last_seq = await commit(db, clock, old)
+        await received(db, state, clock, old)
         await db.checkpoint(state, clock.now)
         added = chunk(100, 1, "new")
-        state.apply_hetrix(added, clock.now)
-        state.last_seq = await commit(db, clock, added)
-        db.conn.execute(
-            "CREATE TRIGGER full BEFORE INSERT ON kv WHEN NEW.key = 'webhooks' "
-            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-        )
-        with pytest.raises(sqlite3.IntegrityError, match="disk full"):
-            await db.checkpoint(state, clock.now)
-        db.conn.execute("DROP TRIGGER full")
+        await received(db, state, clock, added)
+        await failed_checkpoint(db, state, clock)
         assert state.forget(HETRIXTOOLS_MONITOR, added[0].monitor)
         await db.checkpoint(state, clock.now)
     finally:
@@ -193,12 +196,10 @@ async def test_a_checkpoint_writes_the_state_as_it_was_when_it_was_started(
     db, state, _ = await started(path, clock)
     try:
         first = chunk(0, 2, "first")
-        state.apply_hetrix(first, clock.now)
-        state.last_seq = await commit(db, clock, first)
+        await received(db, state, clock, first)
         pending = db.checkpoint(state, clock.now)  # taken now
         later = chunk(10, 2, "later")
-        state.apply_hetrix(later, clock.now)
-        state.last_seq = await commit(db, clock, later)
+        await received(db, state, clock, later)
         await pending
     finally:
         await db.close()
