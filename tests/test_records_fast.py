@@ -16,6 +16,7 @@ from exporter.api import fields
 from exporter.api.records import Host, parse_host, parse_host_careful, usual_host
 from exporter.demo.simulator.account import Account
 from exporter.demo.simulator.faults import HOSTILE_VALUES, RawJson
+from tests.helpers.samples import V3_HOST
 
 EXAMPLES = 200  # the most examples a property here may take in the suite
 HOST_KEYS = (
@@ -254,27 +255,11 @@ def test_corner_cases_are_read_alike() -> None:
 
 
 def test_the_v3_sample_and_its_v4_spellings_take_the_short_path() -> None:
-    v3 = {
-        "id": "HTee06c4fa7c23aa8a3a4e8d66922b0834",
-        "host": "bad-url.com",
-        "name": "bad-url.com",
-        "type": "uribl",
-        "parent": "",
-        "status": "active",
-        "rbl_profile": "RP15d4e891d784977cacbfcbb00c48f133",
-        "contact_group": "CGd3dca251d33135e0a518d7c49b89dc61",
-        "last_checked": "2016-11-07 21:01:33 EST",
-        "first_listed": "2016-11-06 10:14:58 EST",
-        "listed_period": "1 day 11:37:51",
-        "listed": 1,
-        "listed_count": 1,
-        "listed_details": [{"host": "Google Safe Browsing", "website": "", "details": "Malware"}],
-    }
-    v4 = {**v3, "profile": v3["rbl_profile"], "tags": "production,web", "listed": True}
-    for raw in (v3, v4):
+    v4 = {**V3_HOST, "profile": V3_HOST["rbl_profile"], "tags": "production,web", "listed": True}
+    for raw in (V3_HOST, v4):
         assert assert_read_alike(raw) is not None
-    assert usual_host({**v3, "listed": "1"}) is None  # text flags are read carefully...
-    assert parse_host({**v3, "listed": "1"}, Warnings()) == usual_host(v3)  # ...to the same host
+    assert usual_host({**V3_HOST, "listed": "1"}) is None  # text flags are read carefully...
+    assert parse_host({**V3_HOST, "listed": "1"}, Warnings()) == usual_host(V3_HOST)  # ...to the same host
 
 
 def test_hosts_the_short_path_leaves_are_still_warned_about() -> None:
