@@ -619,6 +619,9 @@ class Account:
         ]
 
 
+# The API reference's `alert_on_*` switches ("Create Certificate Profile"), written out here and
+# not taken from exporter.api.records: the simulator speaks the vendor's format on its own (it
+# imports none of the parsers), so that a parser that drifts from the reference is caught.
 ALERT_FLAGS = (
     "expiration",
     "name_mismatch",
