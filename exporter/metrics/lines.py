@@ -446,22 +446,6 @@ def utf8(lines: list[Any]) -> bytes:
     return b"".join([c if type(c) is bytes else c.encode("utf-8", "replace") for c in lines])
 
 
-def sorted_safely(objs: Iterable[T], key: Callable[[T], Any]) -> list[T]:
-    """Sorted by `key`; keys that do not compare (a broken record) fall back to their repr."""
-    items = list(objs)
-    try:
-        return sorted(items, key=key)
-    except Exception:
-
-        def safe(obj: T) -> str:
-            try:
-                return repr(key(obj))
-            except Exception:
-                return ""
-
-        return sorted(items, key=safe)
-
-
 # -- headers and freshness ----------------------------------------------------------------------
 
 
